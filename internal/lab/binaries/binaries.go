@@ -308,7 +308,7 @@ func (b *Builder) build(ctx context.Context, dir string) error {
 			return fmt.Errorf("building %s: %w", label, err)
 		}
 	}
-	// The etcd main package is named after its module directory ("v3"); rename defensively.
+	// Every binary the lab runs must be there before the cache entry is published.
 	for _, t := range targets {
 		if _, err := os.Stat(filepath.Join(tmp, "bin", t.binary)); err != nil {
 			return fmt.Errorf("build of %s produced no %s binary", t.pkg, t.binary)

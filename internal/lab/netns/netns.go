@@ -243,3 +243,12 @@ func WriteResolvConf(ns, content string) error {
 	}
 	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(content), 0o644)
 }
+
+// Listener opens listeners inside one namespace; the node simulator uses it to serve pod
+// addresses.
+type Listener struct{ Namespace string }
+
+// Listen opens a listener inside the namespace.
+func (l Listener) Listen(_ context.Context, network, address string) (net.Listener, error) {
+	return Listen(l.Namespace, network, address)
+}

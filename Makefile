@@ -1,0 +1,43 @@
+# Strait. The two commands a newcomer needs: `make demo` and `make test`.
+GO      ?= go
+BIN     := bin/strait
+LAB     ?= strait
+export PATH := $(PATH):/usr/sbin:/sbin
+
+.PHONY: all build demo demo-down test test-unit lab-binaries bench fmt vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/strait
+
+# Start the lab (building its Kubernetes binaries the first time) and show it working.
+demo: build
+	./hack/demo.sh
+
+demo-down: build
+	./$(BIN) lab down --lab $(LAB)
+
+# Build (or find in the cache) the lab's binaries, so the test timeout covers tests only.
+lab-binaries: build
+	./$(BIN) lab binaries
+
+# Everything CI must pass: vet, unit tests, and integration tests against real lab clusters.
+test: build lab-binaries vet
+	$(GO) test -count=1 -timeout 60m ./...
+
+test-unit:
+	$(GO) test -short -count=1 ./...
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: build lab-binaries
+	./hack/bench.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,58 @@
+// Package output prints command results for people (tables) or for scripts (-o json|yaml),
+// the same way for every strait command.
+package output
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+)
+
+// Formats accepted by -o.
+const (
+	Table = ""
+	Wide  = "wide"
+	JSON  = "json"
+	YAML  = "yaml"
+)
+
+// AddFlag registers -o/--output on a command.
+func AddFlag(cmd *cobra.Command, target *string) {
+	cmd.Flags().StringVarP(target, "output", "o", "", "output format: json, yaml or wide (default: a table)")
+}
+
+// Validate checks the -o value.
+func Validate(format string) error {
+	switch format {
+	case Table, Wide, JSON, YAML:
+		return nil
+	}
+	return fmt.Errorf("--output %q is not supported; use json, yaml or wide", format)
+}
+
+// Structured prints v as JSON or YAML and reports whether the format was one of them.
+func Structured(w io.Writer, format string, v any) (bool, error) {
+	switch format {
+	case JSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return true, enc.Encode(v)
+	case YAML:
+		data, err := yaml.Marshal(v)
+		if err != nil {
+			return true, err
+		}
+		_, err = w.Write(data)
+		return true, err
+	}
+	return false, nil
+}
+
+// NewTable returns a tab writer for aligned columns; call Flush when done.
+func NewTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}

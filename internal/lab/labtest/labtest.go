@@ -1,0 +1,245 @@
+// Package labtest starts lab clusters for integration tests: real etcd, kube-apiserver,
+// kube-controller-manager, kube-proxy and CoreDNS per cluster, with the node simulator, in
+// network namespaces named after a random lab name, so test packages running in parallel
+// never meet. The supervisor runs inside the test binary; everything is stopped and removed
+// when the test ends, and the leftovers of a test binary that was killed are swept on the
+// next start.
+package labtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/strait-io/strait/internal/lab"
+	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/netns"
+	"github.com/strait-io/strait/internal/lab/plan"
+	"github.com/strait-io/strait/internal/lab/process"
+	"github.com/strait-io/strait/internal/lab/state"
+	"github.com/strait-io/strait/internal/lab/supervisor"
+)
+
+// registryDir records the labs test binaries started, so a killed test binary's network
+// namespaces are removed by the next test that starts a lab.
+const registryDir = "/run/strait-labtest"
+
+// startTimeout bounds a lab start in tests, binaries cached.
+const startTimeout = 5 * time.Minute
+
+// Lab is a running test lab.
+type Lab struct {
+	Dir  state.Dir
+	Plan *plan.Lab
+	Sup  *supervisor.Supervisor
+	t    testing.TB
+}
+
+// Start starts a lab with n clusters named cluster01.. and stops it when the test ends.
+func Start(t testing.TB, n int) *Lab {
+	t.Helper()
+	return StartNamed(t, plan.DefaultNames(n)...)
+}
+
+// StartNamed starts a lab with the named clusters.
+func StartNamed(t testing.TB, names ...string) *Lab {
+	t.Helper()
+	if err := lab.CheckHost(); err != nil {
+		t.Fatalf("integration tests run real lab clusters: %v", err)
+	}
+	sweep(t)
+	name := "t" + randomHex(5)
+	base, err := os.MkdirTemp("", "strait-labtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := state.Dir(filepath.Join(base, name))
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	l, err := lab.Prepare(ctx, lab.Options{
+		Dir: dir, Names: names,
+		Builder: &binaries.Builder{Progress: func(p binaries.Progress) {
+			if p.Step != "build" {
+				t.Logf("lab binaries: %s %s", p.Step, p.Message)
+			}
+		}},
+	})
+	if err != nil {
+		os.RemoveAll(base)
+		t.Fatalf("preparing lab: %v", err)
+	}
+	register(t, l)
+	sup, err := supervisor.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("stopping lab %s: %v", name, err)
+		}
+		for _, ns := range l.Namespaces() {
+			if netns.Exists(ns) {
+				t.Errorf("network namespace %s is left after the lab stopped", ns)
+			}
+		}
+		if t.Failed() {
+			dumpLogs(t, dir, l)
+		}
+		os.RemoveAll(base)
+		os.Remove(filepath.Join(registryDir, name+".json"))
+	})
+	deadline := time.Now().Add(startTimeout)
+	for {
+		phase, failure := sup.Phase()
+		if phase == supervisor.PhaseRunning {
+			break
+		}
+		if phase == supervisor.PhaseFailed || time.Now().After(deadline) {
+			t.Fatalf("lab %s did not start (%s): %s", name, phase, failure)
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("lab %s supervisor exited while starting: %v", name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return &Lab{Dir: dir, Plan: l, Sup: sup, t: t}
+}
+
+// Cluster returns the plan of one cluster.
+func (l *Lab) Cluster(name string) plan.Cluster {
+	l.t.Helper()
+	c, err := l.Plan.Cluster(name)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return *c
+}
+
+// Names lists the clusters.
+func (l *Lab) Names() []string { return l.Plan.Names() }
+
+// RESTConfig returns an admin client configuration for a cluster.
+func (l *Lab) RESTConfig(name string) *rest.Config {
+	return state.RESTConfig(l.Dir.Cluster(name), l.Cluster(name), state.Admin)
+}
+
+// Client returns an admin clientset for a cluster.
+func (l *Lab) Client(name string) kubernetes.Interface {
+	l.t.Helper()
+	cs, err := kubernetes.NewForConfig(l.RESTConfig(name))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return cs
+}
+
+// Kubeconfig is the lab's kubeconfig, one context per cluster.
+func (l *Lab) Kubeconfig() string { return l.Dir.Kubeconfig() }
+
+// Exec runs a command as a pod of the cluster would (see `strait lab exec`) and returns its
+// standard output; the error includes standard error.
+func (l *Lab) Exec(ctx context.Context, cluster string, args ...string) (string, error) {
+	cmd, err := lab.ExecCommand(ctx, l.Dir, cluster, args)
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%s in %s: %w: %s", strings.Join(args, " "), cluster, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+// entry is what the registry records of a running test lab.
+type entry struct {
+	PID        int      `json:"pid"`
+	Namespaces []string `json:"namespaces"`
+	Processes  string   `json:"processes"`
+}
+
+func register(t testing.TB, l *plan.Lab) {
+	if err := os.MkdirAll(registryDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(entry{PID: os.Getpid(), Namespaces: l.Namespaces()})
+	if err := os.WriteFile(filepath.Join(registryDir, l.Name+".json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sweep removes the network namespaces of test labs whose test binary is gone. Their
+// component processes died with it (parent-death signal).
+func sweep(t testing.TB) {
+	entries, err := os.ReadDir(registryDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		path := filepath.Join(registryDir, e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var en entry
+		if json.Unmarshal(data, &en) != nil || process.Alive(en.PID) {
+			continue
+		}
+		name := strings.TrimSuffix(e.Name(), ".json")
+		stale := &plan.Lab{Name: name}
+		var errs []error
+		for _, ns := range en.Namespaces {
+			if netns.Exists(ns) {
+				if out, err := runIP("netns", "delete", ns); err != nil {
+					errs = append(errs, fmt.Errorf("%v: %s", err, out))
+				}
+			}
+			_ = os.RemoveAll(filepath.Join(netns.EtcDir, ns))
+		}
+		if len(errs) == 0 {
+			os.Remove(path)
+			t.Logf("removed the leftovers of test lab %s (test process %s is gone)", stale.Name, strconv.Itoa(en.PID))
+		}
+	}
+}
+
+func dumpLogs(t testing.TB, dir state.Dir, l *plan.Lab) {
+	for _, c := range l.Clusters {
+		for _, comp := range supervisor.ComponentNames {
+			data, err := os.ReadFile(dir.Cluster(c.Name).Log(comp))
+			if errors.Is(err, os.ErrNotExist) || err != nil {
+				continue
+			}
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			if len(lines) > 20 {
+				lines = lines[len(lines)-20:]
+			}
+			t.Logf("--- %s %s log (last lines):\n%s", c.Name, comp, strings.Join(lines, "\n"))
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/strait-io/strait/internal/lab/pki"
+	"github.com/strait-io/strait/internal/lab/plan"
+)
+
+// Identities of the lab's clients. Each gets its own certificate so RBAC decides what it may
+// do, as in a real cluster: only the admin is in system:masters.
+const (
+	Admin             = "admin"
+	ControllerManager = "kube-controller-manager"
+	KubeProxy         = "kube-proxy"
+	CoreDNS           = "coredns"
+	NodeSim           = "nodesim"
+)
+
+// NodeSimUser is the user name of the node simulator, bound to the lab's own ClusterRole.
+const NodeSimUser = "strait-lab:nodesim"
+
+var identities = []struct {
+	name string
+	req  pki.Request
+}{
+	{Admin, pki.Request{CommonName: "strait-lab-admin", Organizations: []string{"system:masters"}}},
+	{ControllerManager, pki.Request{CommonName: "system:kube-controller-manager"}},
+	{KubeProxy, pki.Request{CommonName: "system:kube-proxy"}},
+	{CoreDNS, pki.Request{CommonName: "system:coredns"}},
+	{NodeSim, pki.Request{CommonName: NodeSimUser}},
+}
+
+// File names in a cluster's PKI directory.
+const (
+	CACert            = "ca.crt"
+	CAKey             = "ca.key"
+	APIServerCert     = "apiserver.crt"
+	APIServerKey      = "apiserver.key"
+	ServiceAccountKey = "sa.key"
+	ServiceAccountPub = "sa.pub"
+)
+
+// CertFile and KeyFile name an identity's client certificate and key.
+func CertFile(identity string) string { return identity + ".crt" }
+
+// KeyFile names an identity's private key.
+func KeyFile(identity string) string { return identity + ".key" }
+
+// EnsureCredentials creates the cluster's CA, serving certificate, service account key and
+// client certificates, keeping whatever already exists so a restarted lab keeps trusting its
+// own data. It writes into a temporary directory first: a failure leaves no partial PKI.
+func EnsureCredentials(cd ClusterDir, c plan.Cluster) error {
+	if _, err := os.Stat(cd.File(CACert)); err == nil {
+		return nil
+	}
+	tmp := cd.PKI() + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	write := func(name string, data []byte) error {
+		return os.WriteFile(filepath.Join(tmp, name), data, 0o600)
+	}
+	ca, err := pki.NewCA("strait-lab-" + c.Name + "-ca")
+	if err != nil {
+		return err
+	}
+	caPair, err := ca.KeyPair()
+	if err != nil {
+		return err
+	}
+	serving, err := ca.Issue(pki.Request{
+		CommonName: "kube-apiserver",
+		Server:     true,
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc.cluster.local"},
+		IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(c.NodeIP), net.ParseIP(c.APIServiceIP)},
+	})
+	if err != nil {
+		return err
+	}
+	saPriv, saPub, err := pki.NewSigningKey()
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		CACert: caPair.CertPEM, CAKey: caPair.KeyPEM,
+		APIServerCert: serving.CertPEM, APIServerKey: serving.KeyPEM,
+		ServiceAccountKey: saPriv, ServiceAccountPub: saPub,
+	}
+	for _, id := range identities {
+		kp, err := ca.Issue(id.req)
+		if err != nil {
+			return err
+		}
+		files[CertFile(id.name)], files[KeyFile(id.name)] = kp.CertPEM, kp.KeyPEM
+	}
+	for name, data := range files {
+		if err := write(name, data); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(cd.PKI()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, cd.PKI())
+}
+
+// APIServerURL is how clients on the host reach the cluster's API server.
+func APIServerURL(c plan.Cluster) string {
+	return fmt.Sprintf("https://127.0.0.1:%d", c.Ports.APIServer)
+}
+
+// NodeAPIServerURL is how clients inside the cluster's network namespace (kube-proxy,
+// CoreDNS) reach it: through the lab's forwarder on the node address.
+func NodeAPIServerURL(c plan.Cluster) string {
+	return fmt.Sprintf("https://%s:%d", c.NodeIP, c.Ports.APIServer)
+}
+
+// RESTConfig returns a client configuration for one identity, with QPS and burst raised for
+// a controller's pace.
+func RESTConfig(cd ClusterDir, c plan.Cluster, identity string) *rest.Config {
+	return &rest.Config{
+		Host: APIServerURL(c),
+		TLSClientConfig: rest.TLSClientConfig{
+			CAFile:   cd.File(CACert),
+			CertFile: cd.File(CertFile(identity)),
+			KeyFile:  cd.File(KeyFile(identity)),
+		},
+		QPS:   100,
+		Burst: 200,
+	}
+}
+
+// kubeconfigEntry builds the cluster, user and context of one identity, with certificates
+// embedded so the file can be copied anywhere.
+func kubeconfigEntry(cd ClusterDir, server string) (*clientcmdapi.Cluster, error) {
+	ca, err := os.ReadFile(cd.File(CACert))
+	if err != nil {
+		return nil, err
+	}
+	return &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}, nil
+}
+
+func authInfo(cd ClusterDir, identity string) (*clientcmdapi.AuthInfo, error) {
+	cert, err := os.ReadFile(cd.File(CertFile(identity)))
+	if err != nil {
+		return nil, err
+	}
+	key, err := os.ReadFile(cd.File(KeyFile(identity)))
+	if err != nil {
+		return nil, err
+	}
+	return &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}, nil
+}
+
+// WriteKubeconfigs writes the components' kubeconfigs of every cluster and the user's
+// kubeconfig with one context per cluster, named after it. They are rewritten on every start
+// because ports may change between runs.
+func WriteKubeconfigs(d Dir, l *plan.Lab) error {
+	user := clientcmdapi.NewConfig()
+	for _, c := range l.Clusters {
+		cd := d.Cluster(c.Name)
+		for _, comp := range []struct {
+			identity string
+			server   string
+		}{
+			{ControllerManager, APIServerURL(c)},
+			{KubeProxy, NodeAPIServerURL(c)},
+			{CoreDNS, NodeAPIServerURL(c)},
+		} {
+			if err := writeSingle(cd, comp.identity, comp.server, cd.Kubeconfig(comp.identity)); err != nil {
+				return fmt.Errorf("kubeconfig of %s in cluster %s: %w", comp.identity, c.Name, err)
+			}
+		}
+		cl, err := kubeconfigEntry(cd, APIServerURL(c))
+		if err != nil {
+			return err
+		}
+		ai, err := authInfo(cd, Admin)
+		if err != nil {
+			return err
+		}
+		user.Clusters[c.Name] = cl
+		user.AuthInfos[c.Name+"-admin"] = ai
+		user.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: c.Name + "-admin", Namespace: "default"}
+	}
+	if len(l.Clusters) > 0 {
+		user.CurrentContext = l.Clusters[0].Name
+	}
+	return writeConfig(user, d.Kubeconfig())
+}
+
+func writeSingle(cd ClusterDir, identity, server, path string) error {
+	cfg := clientcmdapi.NewConfig()
+	cl, err := kubeconfigEntry(cd, server)
+	if err != nil {
+		return err
+	}
+	ai, err := authInfo(cd, identity)
+	if err != nil {
+		return err
+	}
+	cfg.Clusters["lab"] = cl
+	cfg.AuthInfos[identity] = ai
+	cfg.Contexts["lab"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: identity}
+	cfg.CurrentContext = "lab"
+	return writeConfig(cfg, path)
+}
+
+func writeConfig(cfg *clientcmdapi.Config, path string) error {
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, data, 0o600)
+}
+
+// RemoveAll deletes the lab's state directory, refusing anything that does not look like one
+// so a wrong path can never delete unrelated data.
+func RemoveAll(d Dir) error {
+	if _, err := os.Stat(d.LabFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	} else if errors.Is(err, os.ErrNotExist) {
+		if entries, _ := os.ReadDir(string(d)); len(entries) > 0 {
+			if _, err := os.Stat(filepath.Join(string(d), "clusters")); err != nil {
+				return fmt.Errorf("refusing to remove %s: it does not look like a lab state directory", d)
+			}
+		}
+	}
+	return os.RemoveAll(string(d))
+}

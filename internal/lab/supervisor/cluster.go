@@ -1,0 +1,229 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/netns"
+	"github.com/strait-io/strait/internal/lab/nodesim"
+	"github.com/strait-io/strait/internal/lab/plan"
+	"github.com/strait-io/strait/internal/lab/process"
+	"github.com/strait-io/strait/internal/lab/state"
+)
+
+// cluster runs the components of one lab cluster.
+type cluster struct {
+	plan  plan.Cluster
+	dir   state.ClusterDir
+	specs map[string]process.Spec
+	event func(cluster, format string, args ...any)
+
+	mu      sync.Mutex
+	procs   map[string]*process.Process
+	inproc  map[string]*task
+	order   []string // started components, for stopping in reverse
+	checker *checker
+}
+
+// task is a component that runs inside the supervisor.
+type task struct {
+	started time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+}
+
+func (t *task) running() bool {
+	select {
+	case <-t.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func newCluster(c plan.Cluster, cd state.ClusterDir, bins binaries.Set, event func(string, string, ...any)) *cluster {
+	return &cluster{
+		plan:   c,
+		dir:    cd,
+		specs:  specs(bins, cd, c),
+		event:  event,
+		procs:  map[string]*process.Process{},
+		inproc: map[string]*task{},
+	}
+}
+
+// startProcess starts one external component and waits until check passes.
+func (c *cluster) startProcess(ctx context.Context, name string, check func(context.Context) error, record func()) error {
+	t0 := time.Now()
+	p, err := process.Start(c.specs[name])
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.procs[name] = p
+	c.order = append(c.order, name)
+	c.mu.Unlock()
+	record()
+	wctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := p.WaitFor(wctx, "healthy", check); err != nil {
+		return err
+	}
+	c.event(c.plan.Name, "%s is up (%s)", name, time.Since(t0).Round(100*time.Millisecond))
+	return nil
+}
+
+// startTask runs an in-process component until the cluster stops.
+func (c *cluster) startTask(name string, run func(ctx context.Context) error) *task {
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &task{started: time.Now(), cancel: cancel, done: make(chan struct{})}
+	c.mu.Lock()
+	c.inproc[name] = t
+	c.order = append(c.order, name)
+	c.mu.Unlock()
+	go func() {
+		defer close(t.done)
+		t.err = run(ctx)
+		if t.err != nil && ctx.Err() == nil {
+			c.event(c.plan.Name, "%s stopped: %v", name, t.err)
+		}
+	}()
+	return t
+}
+
+// start brings the cluster up, component by component.
+func (c *cluster) start(ctx context.Context, record func()) error {
+	chk, err := newChecker(c.dir, c.plan)
+	if err != nil {
+		return err
+	}
+	c.checker = chk
+	cfg := state.RESTConfig(c.dir, c.plan, state.Admin)
+	admin, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := c.startProcess(ctx, Etcd, chk.etcd, record); err != nil {
+		return err
+	}
+	if err := c.startProcess(ctx, APIServer, chk.apiServer, record); err != nil {
+		return err
+	}
+	if err := bootstrap(ctx, admin, c.plan); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.plan.Name, err)
+	}
+	if err := c.startProcess(ctx, ControllerManager, chk.controllerManager, record); err != nil {
+		return err
+	}
+	if err := c.startNodeSim(ctx); err != nil {
+		return err
+	}
+	fwd, err := netns.Listen(c.plan.Namespace, "tcp", net.JoinHostPort(c.plan.NodeIP, fmt.Sprint(c.plan.Ports.APIServer)))
+	if err != nil {
+		return fmt.Errorf("cluster %s: API forwarder: %w", c.plan.Name, err)
+	}
+	target := net.JoinHostPort("127.0.0.1", fmt.Sprint(c.plan.Ports.APIServer))
+	c.startTask(APIForwarder, func(ctx context.Context) error { return forward(ctx, fwd, target) })
+	if err := c.startProcess(ctx, KubeProxy, chk.kubeProxy, record); err != nil {
+		return err
+	}
+	if err := c.startProcess(ctx, CoreDNS, chk.coreDNS, record); err != nil {
+		return err
+	}
+	// The end-to-end check: a pod's DNS query to the kube-dns ClusterIP, routed by kube-proxy
+	// to CoreDNS, answered from the API.
+	c.mu.Lock()
+	dns := c.procs[CoreDNS]
+	c.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := dns.WaitFor(wctx, "answering on the kube-dns Service "+c.plan.DNSServiceIP, chk.clusterDNS); err != nil {
+		return err
+	}
+	if err := waitServiceAccount(wctx, admin); err != nil {
+		return fmt.Errorf("cluster %s: the default service account did not appear: %w", c.plan.Name, err)
+	}
+	c.event(c.plan.Name, "cluster %s is ready (API %s, node %s)", c.plan.Name, state.APIServerURL(c.plan), c.plan.NodeIP)
+	return nil
+}
+
+func (c *cluster) startNodeSim(ctx context.Context) error {
+	client, err := kubernetes.NewForConfig(state.RESTConfig(c.dir, c.plan, state.NodeSim))
+	if err != nil {
+		return err
+	}
+	sim, err := nodesim.New(client, nodesim.Config{
+		Cluster:  c.plan.Name,
+		NodeName: c.plan.NodeName,
+		NodeIP:   c.plan.NodeIP,
+		PodCIDR:  c.plan.PodCIDR,
+		Region:   c.plan.Region,
+		Zone:     c.plan.Zone,
+		Listener: netns.Listener{Namespace: c.plan.Namespace},
+	})
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", c.plan.Name, err)
+	}
+	t0 := time.Now()
+	t := c.startTask(NodeSim, sim.Run)
+	select {
+	case <-sim.Ready():
+	case <-t.done:
+		return fmt.Errorf("cluster %s: node simulator stopped: %w", c.plan.Name, t.err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(startTimeout):
+		return fmt.Errorf("cluster %s: node simulator did not register node %s in %s", c.plan.Name, c.plan.NodeName, startTimeout)
+	}
+	c.event(c.plan.Name, "%s is up: node %s registered (%s)", NodeSim, c.plan.NodeName, time.Since(t0).Round(100*time.Millisecond))
+	return nil
+}
+
+// pids returns the process group of each running external component.
+func (c *cluster) pids() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for name, p := range c.procs {
+		if p.Running() {
+			out[name] = p.Pid()
+		}
+	}
+	return out
+}
+
+// stop stops every started component, last started first.
+func (c *cluster) stop() error {
+	c.mu.Lock()
+	order := append([]string(nil), c.order...)
+	c.mu.Unlock()
+	var errs []error
+	for i := len(order) - 1; i >= 0; i-- {
+		name := order[i]
+		c.mu.Lock()
+		p, t := c.procs[name], c.inproc[name]
+		c.mu.Unlock()
+		switch {
+		case p != nil:
+			if err := p.Stop(stopGrace); err != nil {
+				errs = append(errs, err)
+			}
+		case t != nil:
+			t.cancel()
+			select {
+			case <-t.done:
+			case <-time.After(stopGrace):
+				errs = append(errs, fmt.Errorf("%s of cluster %s did not stop in %s", name, c.plan.Name, stopGrace))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
