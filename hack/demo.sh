@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 strait=./bin/strait
 lab=${LAB:-strait}
+export STRAIT_LAB=$lab
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Starting lab $lab (two clusters: cluster01, cluster02)"
@@ -56,7 +57,6 @@ $strait lab exec cluster01 -- dig +short rebel-base.demo.svc.cluster.local
 step "Six requests to http://rebel-base.demo/ from inside cluster01 (kube-proxy picks a pod each time)"
 for _ in 1 2 3 4 5 6; do
 	$strait lab exec cluster01 -- curl -s --max-time 5 http://rebel-base.demo/
-	echo
 done
 
 step "A pod of cluster02, reached from cluster01 by its pod IP"
@@ -73,7 +73,6 @@ YAML
 kubectl --context cluster02 wait --for=condition=Ready pod/x-wing --timeout=60s >/dev/null
 ip=$(kubectl --context cluster02 get pod x-wing -o jsonpath='{.status.podIP}')
 $strait lab exec cluster01 -- curl -s --max-time 5 "http://$ip:8080/"
-echo
 
 step "Done. The lab keeps running:"
 echo "  eval \"\$($strait lab env)\"      # point kubectl at it"

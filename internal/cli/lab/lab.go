@@ -63,10 +63,10 @@ func newUp(o *options) *cobra.Command {
 	var clusters, portBase int
 	var names []string
 	cmd := &cobra.Command{
-		Use:   "up",
-		Short: "Start the lab (default: clusters cluster01 and cluster02)",
+		Use:     "up",
+		Short:   "Start the lab (default: clusters cluster01 and cluster02)",
 		Example: "  strait lab up\n  strait lab up --clusters 3\n  strait lab up --names east,west",
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("clusters") && cmd.Flags().Changed("names") {
 				return errors.New("give either --clusters or --names, not both")

@@ -40,7 +40,9 @@ func ForLab(name string) (Dir, error) {
 	return Dir(filepath.Join(root, name)), nil
 }
 
-func (d Dir) path(elem ...string) string { return filepath.Join(append([]string{string(d)}, elem...)...) }
+func (d Dir) path(elem ...string) string {
+	return filepath.Join(append([]string{string(d)}, elem...)...)
+}
 
 // LabFile is the saved plan.
 func (d Dir) LabFile() string { return d.path("lab.json") }
