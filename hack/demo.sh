@@ -56,7 +56,7 @@ $strait lab exec cluster01 -- dig +short rebel-base.demo.svc.cluster.local
 
 step "Six requests to http://rebel-base.demo/ from inside cluster01 (kube-proxy picks a pod each time)"
 for _ in 1 2 3 4 5 6; do
-	$strait lab exec cluster01 -- curl -s --max-time 5 http://rebel-base.demo/
+	$strait lab exec cluster01 -- curl -s --max-time 5 --retry 10 --retry-connrefused --retry-delay 1 http://rebel-base.demo/
 done
 
 step "A pod of cluster02, reached from cluster01 by its pod IP"
@@ -72,7 +72,7 @@ spec:
 YAML
 kubectl --context cluster02 wait --for=condition=Ready pod/x-wing --timeout=60s >/dev/null
 ip=$(kubectl --context cluster02 get pod x-wing -o jsonpath='{.status.podIP}')
-$strait lab exec cluster01 -- curl -s --max-time 5 "http://$ip:8080/"
+$strait lab exec cluster01 -- curl -s --max-time 5 --retry 10 --retry-connrefused --retry-delay 1 "http://$ip:8080/"
 
 step "Done. The lab keeps running:"
 echo "  eval \"\$($strait lab env)\"      # point kubectl at it"

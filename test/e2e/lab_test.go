@@ -157,6 +157,11 @@ func TestLabServesDeploymentsLikeARealCluster(t *testing.T) {
 		t.Errorf("getent hosts rebel-base.demo = %q, %v; want the ClusterIP through the search path", out, err)
 	}
 
+	// kube-proxy programs the Service a moment after the endpoints appear, as on any cluster.
+	poll(t, 30*time.Second, "rebel-base.demo answers through kube-proxy", func(ctx context.Context) (bool, error) {
+		_, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "2", "http://rebel-base.demo/")
+		return err == nil, err
+	})
 	seen := map[string]int{}
 	for i := 0; i < 30 && len(seen) < 3; i++ {
 		out, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "5", "http://rebel-base.demo/")
@@ -230,15 +235,16 @@ func TestLabPodReadinessAndDeletion(t *testing.T) {
 		ready, err := readyEndpoints(ctx, cs, "ready", "echo")
 		return len(ready) == 1 && !ready[unready.Status.PodIP], err
 	})
-	for i := 0; i < 10; i++ {
-		out, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "5", "http://echo.ready/")
-		if err != nil {
-			t.Fatal(err)
+	// Once kube-proxy has caught up (about a second), ten requests in a row avoid the pod.
+	poll(t, 30*time.Second, "ten requests in a row avoid the unready pod", func(ctx context.Context) (bool, error) {
+		for i := 0; i < 10; i++ {
+			out, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "2", "http://echo.ready/")
+			if err != nil || strings.Contains(out, unready.Name) {
+				return false, fmt.Errorf("request %d: %q, %v", i, out, err)
+			}
 		}
-		if strings.Contains(out, unready.Name) {
-			t.Fatalf("request reached the unready pod %s: %s", unready.Name, out)
-		}
-	}
+		return true, nil
+	})
 
 	// Scale to zero: the simulator finalizes the deletions, and the pod address stops answering.
 	if _, err := cs.AppsV1().Deployments("ready").UpdateScale(ctx, "echo", scale("ready", "echo", 0), metav1.UpdateOptions{}); err != nil {

@@ -1,0 +1,113 @@
+package state
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/strait-io/strait/internal/lab/plan"
+)
+
+func testLab(t *testing.T, names ...string) *plan.Lab {
+	t.Helper()
+	s := plan.Spec{Lab: "t", APIPortBase: 20000}
+	for _, n := range names {
+		s.Clusters = append(s.Clusters, plan.ClusterSpec{Name: n})
+	}
+	l, err := plan.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// A lab started again must keep trusting its own etcd data and kubeconfigs: its CA survives.
+func TestEnsureCredentialsKeepsExistingCA(t *testing.T) {
+	d := Dir(t.TempDir())
+	l := testLab(t, "a")
+	cd := d.Cluster("a")
+	if err := EnsureCredentials(cd, l.Clusters[0]); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(cd.File(CACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureCredentials(cd, l.Clusters[0]); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := os.ReadFile(cd.File(CACert))
+	if !bytes.Equal(first, second) {
+		t.Error("a second EnsureCredentials replaced the CA")
+	}
+	if _, err := os.Stat(cd.PKI() + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary PKI directory left behind: %v", err)
+	}
+	for _, id := range []string{Admin, ControllerManager, KubeProxy, CoreDNS, NodeSim} {
+		if _, err := os.Stat(cd.File(CertFile(id))); err != nil {
+			t.Errorf("no certificate for %s: %v", id, err)
+		}
+	}
+}
+
+func TestKubeconfigHasOneContextPerCluster(t *testing.T) {
+	d := Dir(t.TempDir())
+	l := testLab(t, "east", "west")
+	for _, c := range l.Clusters {
+		if err := EnsureCredentials(d.Cluster(c.Name), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteKubeconfigs(d, l); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.LoadFromFile(d.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range l.Clusters {
+		ctx, ok := cfg.Contexts[c.Name]
+		if !ok {
+			t.Fatalf("no context %s in %v", c.Name, cfg.Contexts)
+		}
+		if got := cfg.Clusters[ctx.Cluster].Server; got != APIServerURL(c) {
+			t.Errorf("context %s points at %s, want %s", c.Name, got, APIServerURL(c))
+		}
+	}
+	proxy, err := clientcmd.LoadFromFile(d.Cluster("west").Kubeconfig(KubeProxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := proxy.Clusters["lab"].Server, NodeAPIServerURL(l.Clusters[1]); got != want {
+		t.Errorf("kube-proxy of west talks to %s, want the node address %s", got, want)
+	}
+	if fi, _ := os.Stat(d.Kubeconfig()); fi.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig mode %v, want 0600: it holds admin keys", fi.Mode().Perm())
+	}
+}
+
+func TestRemoveAllRefusesForeignDirectories(t *testing.T) {
+	foreign := t.TempDir()
+	if err := os.WriteFile(filepath.Join(foreign, "precious.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveAll(Dir(foreign)); err == nil {
+		t.Fatal("RemoveAll removed a directory that is not a lab's")
+	}
+	if _, err := os.Stat(filepath.Join(foreign, "precious.txt")); err != nil {
+		t.Fatalf("foreign file is gone: %v", err)
+	}
+	d := Dir(t.TempDir())
+	if err := Save(d, &Saved{Lab: testLab(t, "a")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveAll(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(string(d)); !os.IsNotExist(err) {
+		t.Errorf("lab state still there: %v", err)
+	}
+}

@@ -1,0 +1,74 @@
+package supervisor
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/plan"
+	"github.com/strait-io/strait/internal/lab/state"
+)
+
+func TestComponentCommandLines(t *testing.T) {
+	l, err := plan.Build(plan.Spec{Lab: "t", APIPortBase: 20000, Clusters: []plan.ClusterSpec{{Name: "a"}, {Name: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := l.Clusters[1]
+	got := specs(binaries.Set{Dir: "/bins"}, state.Dir("/state").Cluster(c.Name), c)
+	tests := []struct {
+		component string
+		netns     string
+		wantArgs  []string
+	}{
+		// RBAC, never AlwaysAllow; the kubernetes Service points at the node address.
+		{APIServer, "", []string{"--authorization-mode=Node,RBAC", "--advertise-address=10.254.0.12", "--secure-port=20002", "--bind-address=127.0.0.1", "--service-cluster-ip-range=10.102.0.0/16"}},
+		{Etcd, "", []string{"--listen-client-urls=http://127.0.0.1:20102"}},
+		{ControllerManager, "", []string{"--secure-port=20302", "--cluster-name=b", "--use-service-account-credentials=true"}},
+		// nftables inside the node's namespace, conntrack left to the host.
+		{KubeProxy, "t-b", []string{"--proxy-mode=nftables", "--hostname-override=b-node", "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0", "--cluster-cidr=10.2.0.0/16"}},
+		{CoreDNS, "t-b", []string{"-conf"}},
+	}
+	for _, tt := range tests {
+		s, ok := got[tt.component]
+		if !ok {
+			t.Errorf("no spec for %s", tt.component)
+			continue
+		}
+		if s.Netns != tt.netns {
+			t.Errorf("%s runs in netns %q, want %q", tt.component, s.Netns, tt.netns)
+		}
+		for _, a := range tt.wantArgs {
+			if !slices.Contains(s.Args, a) {
+				t.Errorf("%s lacks %s in %v", tt.component, a, s.Args)
+			}
+		}
+		if !strings.HasPrefix(s.Path, "/bins/") || s.LogFile != "/state/clusters/b/logs/"+tt.component+".log" {
+			t.Errorf("%s: path %s, log %s", tt.component, s.Path, s.LogFile)
+		}
+		for _, a := range s.Args {
+			if strings.Contains(a, "AlwaysAllow") {
+				t.Errorf("%s has %s", tt.component, a)
+			}
+		}
+	}
+}
+
+func TestCorefileServesTheClusterOnItsNodeAddress(t *testing.T) {
+	l, err := plan.Build(plan.Spec{Lab: "t", APIPortBase: 20000, Clusters: []plan.ClusterSpec{{Name: "a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := l.Clusters[0]
+	cf := Corefile(state.Dir("/s").Cluster("a"), c)
+	for _, want := range []string{"bind 10.254.0.11", "kubernetes cluster.local in-addr.arpa ip6.arpa {", "kubeconfig /s/clusters/a/kubeconfigs/coredns.kubeconfig", "ready 127.0.0.1:8181"} {
+		if !strings.Contains(cf, want) {
+			t.Errorf("Corefile lacks %q:\n%s", want, cf)
+		}
+	}
+	rc := ResolvConf(c)
+	if !strings.Contains(rc, "nameserver 10.101.0.10") || !strings.Contains(rc, "search default.svc.cluster.local svc.cluster.local cluster.local") {
+		t.Errorf("resolv.conf = %q", rc)
+	}
+}
