@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -55,7 +56,7 @@ func New() *cobra.Command {
 		def = labpkg.DefaultName
 	}
 	cmd.PersistentFlags().StringVar(&o.lab, "lab", def, "name of the lab (env STRAIT_LAB)")
-	cmd.AddCommand(newUp(o), newDown(o), newStatus(o), newExec(o), newEnv(o), newBinaries(), newSupervise())
+	cmd.AddCommand(newUp(o), newDown(o), newStatus(o), newExec(o), newEnv(o), newBinaries(), newComponent(o, "stop"), newComponent(o, "start"), newSupervise())
 	return cmd
 }
 
@@ -103,7 +104,7 @@ func newUp(o *options) *cobra.Command {
 	cmd.Flags().IntVar(&clusters, "clusters", 0, fmt.Sprintf("number of clusters, named cluster01..clusterNN (1-%d; default 2)", plan.MaxClusters))
 	cmd.Flags().StringSliceVar(&names, "names", nil, "cluster names (DNS-1123 labels), comma-separated")
 	cmd.Flags().IntVar(&portBase, "api-port-base", plan.DefaultAPIPortBase,
-		"cluster i's API server listens on 127.0.0.1:<base+i>; etcd and the controller manager on base+100+i, base+200+i, base+300+i")
+		"cluster i's API server listens on 127.0.0.1:<base+i>; etcd on base+100+i and base+200+i, the controller manager on base+300+i, the strait agent's metrics and health on base+400+i and base+500+i")
 	return cmd
 }
 
@@ -347,6 +348,34 @@ func newBinaries() *cobra.Command {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s %s\n", k, versions[k])
 			}
 			fmt.Fprintln(out, set.Dir)
+			return nil
+		},
+	}
+}
+
+// newComponent returns `lab stop` or `lab start`, which stop and start one component of a
+// running lab to try how the rest copes (an agent down, the broker's API server down).
+func newComponent(o *options, action string) *cobra.Command {
+	return &cobra.Command{
+		Use:   action + " CLUSTER COMPONENT",
+		Short: strings.ToUpper(action[:1]) + action[1:] + " one component of a running lab cluster (" + strings.Join(supervisor.ComponentNames, ", ") + ")",
+		Example: "  strait lab " + action + " cluster02 strait-agent\n  strait lab " + action + " cluster01 kube-apiserver",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains(supervisor.ComponentNames, args[1]) {
+				return fmt.Errorf("unknown component %q; the components are %s", args[1], strings.Join(supervisor.ComponentNames, ", "))
+			}
+			dir, err := o.dir()
+			if err != nil {
+				return err
+			}
+			if err := supervisor.NewControlClient(dir).Component(cmd.Context(), args[0], args[1], action); err != nil {
+				if errors.Is(err, supervisor.ErrNotRunning) {
+					return fmt.Errorf("lab %s is not running", o.lab)
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s of %s: %s\n", args[1], args[0], map[string]string{"stop": "stopped", "start": "started"}[action])
 			return nil
 		},
 	}

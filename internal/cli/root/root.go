@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-io/strait/internal/cli/join"
 	"github.com/strait-io/strait/internal/cli/lab"
 )
 
@@ -29,6 +30,7 @@ func New() *cobra.Command {
 		SilenceErrors: true,
 	}
 	cmd.AddCommand(lab.New())
+	cmd.AddCommand(join.NewJoin(), join.NewLeave())
 	return cmd
 }
 

@@ -243,3 +243,21 @@ func dumpLogs(t testing.TB, dir state.Dir, l *plan.Lab) {
 		}
 	}
 }
+
+// StopComponent stops one component of a cluster (see supervisor.ComponentNames).
+func (l *Lab) StopComponent(cluster, component string) {
+	l.t.Helper()
+	if err := l.Sup.StopComponent(cluster, component); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// StartComponent starts a stopped component again and waits until it is healthy.
+func (l *Lab) StartComponent(cluster, component string) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := l.Sup.StartComponent(ctx, cluster, component); err != nil {
+		l.t.Fatal(err)
+	}
+}

@@ -19,7 +19,7 @@ const (
 	// portsPerKind is the stride between the port ranges of the components: cluster i's API
 	// server listens on base+i, its etcd client port on base+portsPerKind+i, and so on.
 	portsPerKind = 100
-	portKinds    = 4
+	portKinds    = 6
 	// DefaultAPIPortBase puts the first API server on 127.0.0.1:16443.
 	DefaultAPIPortBase = 16442
 	// MaxLabNameLen keeps network namespace names short and readable.
@@ -85,6 +85,8 @@ type Ports struct {
 	EtcdClient        int `json:"etcdClient"`
 	EtcdPeer          int `json:"etcdPeer"`
 	ControllerManager int `json:"controllerManager"`
+	AgentMetrics      int `json:"agentMetrics"`
+	AgentHealth       int `json:"agentHealth"`
 }
 
 // All lists the ports with a human name each, for error messages and checks.
@@ -94,6 +96,8 @@ func (p Ports) All() []NamedPort {
 		{"etcd client", p.EtcdClient},
 		{"etcd peer", p.EtcdPeer},
 		{"kube-controller-manager", p.ControllerManager},
+		{"strait agent metrics", p.AgentMetrics},
+		{"strait agent health", p.AgentHealth},
 	}
 }
 
@@ -212,6 +216,8 @@ func Build(s Spec) (*Lab, error) {
 				EtcdClient:        b + portsPerKind + idx,
 				EtcdPeer:          b + 2*portsPerKind + idx,
 				ControllerManager: b + 3*portsPerKind + idx,
+				AgentMetrics:      b + 4*portsPerKind + idx,
+				AgentHealth:       b + 5*portsPerKind + idx,
 			}
 		}
 		l.Clusters = append(l.Clusters, c)
@@ -223,7 +229,7 @@ func Build(s Spec) (*Lab, error) {
 func (l *Lab) AssignPorts(next func() (int, error)) error {
 	for i := range l.Clusters {
 		p := &l.Clusters[i].Ports
-		for _, f := range []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer, &p.ControllerManager} {
+		for _, f := range []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer, &p.ControllerManager, &p.AgentMetrics, &p.AgentHealth} {
 			if *f != 0 {
 				continue
 			}

@@ -31,7 +31,7 @@ func TestValidateRejectsBadInput(t *testing.T) {
 		{"long lab name", Spec{Lab: "abcdefghijklm", Clusters: []ClusterSpec{{Name: "a"}}}, "too long"},
 		{"bad zone", Spec{Lab: "l", Clusters: []ClusterSpec{{Name: "a", Zone: "Zone A"}}}, `zone "Zone A" of cluster a`},
 		{"port base too low", Spec{Lab: "l", APIPortBase: 80, Clusters: []ClusterSpec{{Name: "a"}}}, "API port base 80 is out of range"},
-		{"port base too high", Spec{Lab: "l", APIPortBase: 65400, Clusters: []ClusterSpec{{Name: "a"}}}, "out of range"},
+		{"port base too high", Spec{Lab: "l", APIPortBase: 65000, Clusters: []ClusterSpec{{Name: "a"}}}, "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,7 +123,7 @@ func TestAssignPortsFillsOnlyZeroPorts(t *testing.T) {
 	if err := l.AssignPorts(func() (int, error) { next++; return next, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if got := l.Clusters[1].Ports; got.APIServer != 30005 || got.ControllerManager != 30008 {
+	if got := l.Clusters[1].Ports; got.APIServer != 30007 || got.AgentHealth != 30012 {
 		t.Errorf("ports of b = %+v", got)
 	}
 	if c := l.PortConflicts(); len(c) > 0 {

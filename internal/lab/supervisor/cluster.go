@@ -8,8 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/lab/binaries"
 	"github.com/strait-io/strait/internal/lab/netns"
 	"github.com/strait-io/strait/internal/lab/nodesim"
@@ -28,8 +30,10 @@ type cluster struct {
 	mu      sync.Mutex
 	procs   map[string]*process.Process
 	inproc  map[string]*task
-	order   []string // started components, for stopping in reverse
+	runners map[string]func(context.Context) error // how to (re)start each in-process component
+	order   []string                               // started components, for stopping in reverse
 	checker *checker
+	record  func()
 }
 
 // task is a component that runs inside the supervisor.
@@ -55,8 +59,9 @@ func newCluster(c plan.Cluster, cd state.ClusterDir, bins binaries.Set, event fu
 		dir:    cd,
 		specs:  specs(bins, cd, c),
 		event:  event,
-		procs:  map[string]*process.Process{},
-		inproc: map[string]*task{},
+		procs:   map[string]*process.Process{},
+		inproc:  map[string]*task{},
+		runners: map[string]func(context.Context) error{},
 	}
 }
 
@@ -69,7 +74,7 @@ func (c *cluster) startProcess(ctx context.Context, name string, check func(cont
 	}
 	c.mu.Lock()
 	c.procs[name] = p
-	c.order = append(c.order, name)
+	c.addOrder(name)
 	c.mu.Unlock()
 	record()
 	wctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -81,13 +86,24 @@ func (c *cluster) startProcess(ctx context.Context, name string, check func(cont
 	return nil
 }
 
+// addOrder notes a started component once; the caller holds c.mu.
+func (c *cluster) addOrder(name string) {
+	for _, n := range c.order {
+		if n == name {
+			return
+		}
+	}
+	c.order = append(c.order, name)
+}
+
 // startTask runs an in-process component until the cluster stops.
 func (c *cluster) startTask(name string, run func(ctx context.Context) error) *task {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &task{started: time.Now(), cancel: cancel, done: make(chan struct{})}
 	c.mu.Lock()
 	c.inproc[name] = t
-	c.order = append(c.order, name)
+	c.runners[name] = run
+	c.addOrder(name)
 	c.mu.Unlock()
 	go func() {
 		defer close(t.done)
@@ -106,6 +122,7 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 		return err
 	}
 	c.checker = chk
+	c.record = record
 	cfg := state.RESTConfig(c.dir, c.plan, state.Admin)
 	admin, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -118,6 +135,10 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 		return err
 	}
 	if err := bootstrap(ctx, admin, c.plan); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.plan.Name, err)
+	}
+	// CoreDNS's multicluster option needs the ServiceImport type before it starts.
+	if err := clusterset.InstallCRDs(ctx, cfg, c.plan.Name); err != nil {
 		return fmt.Errorf("cluster %s: %w", c.plan.Name, err)
 	}
 	if err := c.startProcess(ctx, ControllerManager, chk.controllerManager, record); err != nil {
@@ -226,4 +247,65 @@ func (c *cluster) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checks returns the health check of each component with one.
+func (c *cluster) checks() map[string]func(context.Context) error {
+	h := c.checker
+	if h == nil {
+		return nil
+	}
+	return map[string]func(context.Context) error{
+		Etcd: h.etcd, APIServer: h.apiServer, ControllerManager: h.controllerManager,
+		APIForwarder: h.forwarder, KubeProxy: h.kubeProxy, CoreDNS: h.clusterDNS, Agent: h.agent,
+	}
+}
+
+// stopComponent stops one running component, for tests of failures (a stopped agent, a
+// broker that is down).
+func (c *cluster) stopComponent(name string) error {
+	c.mu.Lock()
+	p, t := c.procs[name], c.inproc[name]
+	c.mu.Unlock()
+	switch {
+	case p != nil:
+		return p.Stop(stopGrace)
+	case t != nil:
+		t.cancel()
+		select {
+		case <-t.done:
+			return nil
+		case <-time.After(stopGrace):
+			return fmt.Errorf("%s of cluster %s did not stop in %s", name, c.plan.Name, stopGrace)
+		}
+	}
+	return fmt.Errorf("cluster %s has no started component %q", c.plan.Name, name)
+}
+
+// startComponent starts a stopped component again and waits until it is healthy.
+func (c *cluster) startComponent(ctx context.Context, name string) error {
+	c.mu.Lock()
+	p, t, run := c.procs[name], c.inproc[name], c.runners[name]
+	c.mu.Unlock()
+	switch {
+	case p != nil:
+		if p.Running() {
+			return fmt.Errorf("%s of cluster %s is already running", name, c.plan.Name)
+		}
+		return c.startProcess(ctx, name, c.checks()[name], c.record)
+	case t != nil:
+		if t.running() {
+			return fmt.Errorf("%s of cluster %s is already running", name, c.plan.Name)
+		}
+		c.startTask(name, run)
+		if check := c.checks()[name]; check != nil {
+			wctx, cancel := context.WithTimeout(ctx, startTimeout)
+			defer cancel()
+			return wait.PollUntilContextCancel(wctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+				return check(ctx) == nil, nil
+			})
+		}
+		return nil
+	}
+	return fmt.Errorf("cluster %s has no component %q that was started before", c.plan.Name, name)
 }

@@ -13,7 +13,8 @@ import (
 // Names of the components of a lab cluster, in start order. etcd, kube-apiserver and
 // kube-controller-manager run on the host and listen on 127.0.0.1; kube-proxy and CoreDNS run
 // inside the cluster's network namespace; the node simulator and the API forwarder run inside
-// the supervisor.
+// the supervisor, and so does the Strait agent of each cluster once the lab has joined them
+// into a clusterset.
 const (
 	Etcd              = "etcd"
 	APIServer         = "kube-apiserver"
@@ -22,10 +23,11 @@ const (
 	APIForwarder      = "api-forwarder"
 	KubeProxy         = "kube-proxy"
 	CoreDNS           = "coredns"
+	Agent             = "strait-agent"
 )
 
 // ComponentNames lists every component in start order.
-var ComponentNames = []string{Etcd, APIServer, ControllerManager, NodeSim, APIForwarder, KubeProxy, CoreDNS}
+var ComponentNames = []string{Etcd, APIServer, ControllerManager, NodeSim, APIForwarder, KubeProxy, CoreDNS, Agent}
 
 // Addresses that components inside a cluster namespace use for health and metrics. Each
 // namespace has its own loopback, so every cluster can use the same ones.
@@ -127,8 +129,13 @@ func specs(bins binaries.Set, cd state.ClusterDir, c plan.Cluster) map[string]pr
 	}
 }
 
+// ClusterSetDomain is the zone of multi-cluster Services, served by stock CoreDNS from the
+// ServiceImports and EndpointSlices the Strait agent writes.
+const ClusterSetDomain = "clusterset.local"
+
 // Corefile returns the configuration of the cluster's stock CoreDNS: the usual kubeadm
-// Corefile, bound to the node address, reading the API through the lab forwarder.
+// Corefile with the multicluster option for clusterset.local, bound to the node address,
+// reading the API through the lab forwarder.
 // Health, readiness and metrics listen on the namespace's own loopback.
 func Corefile(cd state.ClusterDir, c plan.Cluster) string {
 	lines := []string{
@@ -137,9 +144,10 @@ func Corefile(cd state.ClusterDir, c plan.Cluster) string {
 		"    errors",
 		"    health " + coreDNSHealth,
 		"    ready " + coreDNSReady,
-		"    kubernetes cluster.local in-addr.arpa ip6.arpa {",
+		"    kubernetes cluster.local " + ClusterSetDomain + " in-addr.arpa ip6.arpa {",
 		"        kubeconfig " + cd.Kubeconfig(state.CoreDNS),
 		"        pods insecure",
+		"        multicluster " + ClusterSetDomain,
 		"        fallthrough in-addr.arpa ip6.arpa",
 		"        ttl 30",
 		"    }",

@@ -62,7 +62,7 @@ func TestCorefileServesTheClusterOnItsNodeAddress(t *testing.T) {
 	}
 	c := l.Clusters[0]
 	cf := Corefile(state.Dir("/s").Cluster("a"), c)
-	for _, want := range []string{"bind 10.254.0.11", "kubernetes cluster.local in-addr.arpa ip6.arpa {", "kubeconfig /s/clusters/a/kubeconfigs/coredns.kubeconfig", "ready 127.0.0.1:8181"} {
+	for _, want := range []string{"bind 10.254.0.11", "kubernetes cluster.local clusterset.local in-addr.arpa ip6.arpa {", "multicluster clusterset.local", "kubeconfig /s/clusters/a/kubeconfigs/coredns.kubeconfig", "ready 127.0.0.1:8181"} {
 		if !strings.Contains(cf, want) {
 			t.Errorf("Corefile lacks %q:\n%s", want, cf)
 		}

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/strait-io/strait/internal/lab/state"
@@ -18,6 +21,7 @@ import (
 //	GET  /status    the Status, with live health checks
 //	GET  /events    the phase and events only, cheap enough to poll for progress
 //	POST /shutdown  stop the lab; the supervisor exits when everything is down
+//	POST /clusters/{cluster}/components/{component}/{stop|start}
 type controlServer struct {
 	srv *http.Server
 	l   net.Listener
@@ -51,6 +55,24 @@ func serveControl(s *Supervisor) (*controlServer, error) {
 		s.Shutdown()
 		w.WriteHeader(http.StatusAccepted)
 	})
+	mux.HandleFunc("POST /clusters/{cluster}/components/{component}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		cluster, component := r.PathValue("cluster"), r.PathValue("component")
+		var err error
+		switch r.PathValue("action") {
+		case "stop":
+			err = s.StopComponent(cluster, component)
+		case "start":
+			err = s.StartComponent(r.Context(), cluster, component)
+		default:
+			http.Error(w, "action must be stop or start", http.StatusNotFound)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	cs := &controlServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, l: l}
 	go func() { _ = cs.srv.Serve(l) }()
 	return cs, nil
@@ -80,7 +102,7 @@ type ControlClient struct {
 func NewControlClient(dir state.Dir) *ControlClient {
 	sock := dir.Socket()
 	return &ControlClient{http: &http.Client{
-		Timeout: 30 * time.Second,
+		Timeout: 5 * time.Minute, // starting a component waits until it is healthy
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		}},
@@ -102,7 +124,8 @@ func (c *ControlClient) do(ctx context.Context, method, path string, out any) er
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("supervisor: %s %s: %s", method, path, resp.Status)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s", strings.TrimSpace(string(body)))
 	}
 	if out == nil {
 		return nil
@@ -127,4 +150,9 @@ func (c *ControlClient) Events(ctx context.Context) (Status, error) {
 // Shutdown asks the supervisor to stop the lab.
 func (c *ControlClient) Shutdown(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/shutdown", nil)
+}
+
+// Component stops or starts one component of a cluster; action is "stop" or "start".
+func (c *ControlClient) Component(ctx context.Context, cluster, component, action string) error {
+	return c.do(ctx, http.MethodPost, "/clusters/"+url.PathEscape(cluster)+"/components/"+url.PathEscape(component)+"/"+action, nil)
 }

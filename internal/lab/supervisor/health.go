@@ -125,3 +125,8 @@ func (h *checker) clusterDNS(ctx context.Context) error {
 	}
 	return errors.New("kubernetes.default.svc.cluster.local resolved to " + strings.Join(addrs, ",") + ", want " + h.plan.APIServiceIP)
 }
+
+func (h *checker) agent(ctx context.Context) error {
+	_, err := get(ctx, h.host, fmt.Sprintf("http://127.0.0.1:%d/readyz", h.plan.Ports.AgentHealth))
+	return err
+}

@@ -63,13 +63,7 @@ func (c *cluster) status(ctx context.Context) ClusterStatus {
 		APIServer: state.APIServerURL(p), Netns: p.Namespace, NodeIP: p.NodeIP,
 		PodCIDR: p.PodCIDR, ServiceCIDR: p.ServiceCIDR, DNSServiceIP: p.DNSServiceIP,
 	}
-	var checks map[string]func(context.Context) error
-	if h := c.checker; h != nil {
-		checks = map[string]func(context.Context) error{
-			Etcd: h.etcd, APIServer: h.apiServer, ControllerManager: h.controllerManager,
-			APIForwarder: h.forwarder, KubeProxy: h.kubeProxy, CoreDNS: h.clusterDNS,
-		}
-	}
+	checks := c.checks()
 	cs.Components = make([]ComponentStatus, len(ComponentNames))
 	var wg sync.WaitGroup
 	for i, name := range ComponentNames {

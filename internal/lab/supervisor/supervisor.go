@@ -243,7 +243,10 @@ func (s *Supervisor) start(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return s.joinClusterset(ctx)
 }
 
 // recordProcesses saves the process groups of every running component.

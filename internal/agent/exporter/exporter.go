@@ -1,0 +1,321 @@
+// Package exporter is the export side of the agent: for every ServiceExport of its cluster it
+// validates the export, publishes the Service's MCS properties and ready endpoints as records
+// in the member's broker namespace, withdraws them when the export, the Service or the
+// namespace goes away, and reports the standard Valid, Ready and Conflict conditions on the
+// ServiceExport.
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
+
+	"github.com/strait-io/strait/internal/agent/policy"
+	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/mcs"
+)
+
+// Exporter reconciles one ServiceExport ("namespace/name") at a time.
+type Exporter struct {
+	ClusterID       string
+	MemberNamespace string // the member's namespace on the broker
+
+	Local     kubernetes.Interface
+	LocalMCS  mcsclient.Interface
+	Broker    kubernetes.Interface
+	BrokerMCS mcsclient.Interface
+
+	Exports    mcslisters.ServiceExportLister
+	Services   corelisters.ServiceLister
+	Slices     discoverylisters.EndpointSliceLister
+	Namespaces corelisters.NamespaceLister
+	// Records and RecordSlices list the broker's records of every member.
+	Records      mcslisters.ServiceImportLister
+	RecordSlices discoverylisters.EndpointSliceLister
+}
+
+// Reconcile publishes or withdraws the export of one Service and updates its conditions.
+func (e *Exporter) Reconcile(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	exp, err := e.Exports.ServiceExports(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return e.withdraw(ctx, ns, name)
+	}
+	if err != nil {
+		return err
+	}
+	svc, err := e.Services.Services(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if valid := e.validate(ns, name, svc); valid.Status != metav1.ConditionTrue {
+		if err := e.withdraw(ctx, ns, name); err != nil {
+			return err
+		}
+		ready := cond(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonPending,
+			"not exported: "+valid.Message)
+		return e.setConditions(ctx, exp, valid, ready, nil)
+	}
+
+	export := mcs.ExportFromService(e.ClusterID, svc, exp)
+	record, err := e.publishRecord(ctx, export)
+	if err != nil {
+		return err
+	}
+	if err := e.publishEndpoints(ctx, ns, name); err != nil {
+		return err
+	}
+	conflicts, err := e.conflicts(ns, name, record)
+	if err != nil {
+		return err
+	}
+	valid := cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid, "the Service can be exported")
+	ready := cond(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
+		"exported to the clusterset as cluster "+e.ClusterID)
+	cc := mcs.ConflictCondition(conflicts, exp.Generation)
+	return e.setConditions(ctx, exp, valid, ready, &cc)
+}
+
+// validate returns the Valid condition of an export.
+func (e *Exporter) validate(ns, name string, svc *corev1.Service) metav1.Condition {
+	switch {
+	case svc == nil:
+		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoService,
+			fmt.Sprintf("Service %s/%s does not exist", ns, name))
+	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonInvalidServiceType,
+			fmt.Sprintf("Service %s/%s is of type ExternalName, which cannot be exported", ns, name))
+	}
+	if msg, ok := policy.ExportAllowed(e.Namespaces, ns); !ok {
+		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, policy.ReasonNamespaceNotAllowed, msg)
+	}
+	return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid, "the Service can be exported")
+}
+
+func cond(t mcsv1beta1.ServiceExportConditionType, s metav1.ConditionStatus, r mcsv1beta1.ServiceExportConditionReason, msg string) metav1.Condition {
+	return metav1.Condition{Type: string(t), Status: s, Reason: string(r), Message: msg}
+}
+
+// publishRecord creates or updates the member's ServiceImport record and returns it as the
+// broker has it (with the broker-assigned creation time).
+func (e *Exporter) publishRecord(ctx context.Context, export mcs.Export) (*mcsv1beta1.ServiceImport, error) {
+	want := records.ToServiceImport(e.MemberNamespace, export)
+	client := e.BrokerMCS.MulticlusterV1beta1().ServiceImports(e.MemberNamespace)
+	have, err := e.Records.ServiceImports(e.MemberNamespace).Get(want.Name)
+	if apierrors.IsNotFound(err) {
+		created, err := client.Create(ctx, want, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return client.Get(ctx, want.Name, metav1.GetOptions{})
+		}
+		return created, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if equality.Semantic.DeepEqual(have.Spec, want.Spec) && equality.Semantic.DeepEqual(have.Labels, want.Labels) &&
+		equality.Semantic.DeepEqual(nilIfEmpty(have.Annotations), nilIfEmpty(want.Annotations)) {
+		return have, nil
+	}
+	update := have.DeepCopy()
+	update.Spec, update.Labels, update.Annotations = want.Spec, want.Labels, want.Annotations
+	return client.Update(ctx, update, metav1.UpdateOptions{})
+}
+
+func nilIfEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// publishEndpoints mirrors the Service's endpoints, one broker slice per address type.
+func (e *Exporter) publishEndpoints(ctx context.Context, ns, name string) error {
+	local, err := e.Slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
+	if err != nil {
+		return err
+	}
+	want := map[string]*discoveryv1.EndpointSlice{}
+	for _, s := range DesiredSlices(e.MemberNamespace, e.ClusterID, ns, name, local) {
+		want[s.Name] = s
+	}
+	have, err := e.RecordSlices.EndpointSlices(e.MemberNamespace).List(records.Selector(ns, name))
+	if err != nil {
+		return err
+	}
+	client := e.Broker.DiscoveryV1().EndpointSlices(e.MemberNamespace)
+	for _, h := range have {
+		w, ok := want[h.Name]
+		if !ok {
+			if err := client.Delete(ctx, h.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+			continue
+		}
+		delete(want, h.Name)
+		if sameSlice(h, w) {
+			continue
+		}
+		update := h.DeepCopy()
+		update.Labels, update.Endpoints, update.Ports = w.Labels, w.Endpoints, w.Ports
+		if _, err := client.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+	for _, w := range want {
+		if _, err := client.Create(ctx, w, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameSlice(a, b *discoveryv1.EndpointSlice) bool {
+	return a.AddressType == b.AddressType && equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
+		equality.Semantic.DeepEqual(a.Endpoints, b.Endpoints) && equality.Semantic.DeepEqual(a.Ports, b.Ports)
+}
+
+// DesiredSlices computes the broker slices of a Service from its local EndpointSlices: one per
+// address type, endpoints sorted by address so an unchanged set is never rewritten. Node
+// names are dropped: they mean nothing in another cluster.
+func DesiredSlices(memberNS, cluster, ns, name string, local []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+	byType := map[discoveryv1.AddressType]*discoveryv1.EndpointSlice{}
+	ports := map[discoveryv1.AddressType]map[string]discoveryv1.EndpointPort{}
+	for _, s := range local {
+		if s.Labels[discoveryv1.LabelManagedBy] == records.EndpointSliceManagedBy {
+			continue // never re-export what this agent imported
+		}
+		out, ok := byType[s.AddressType]
+		if !ok {
+			out = &discoveryv1.EndpointSlice{
+				ObjectMeta: metav1.ObjectMeta{
+					Name:      records.SliceName(ns, name, s.AddressType),
+					Namespace: memberNS,
+					Labels:    records.Labels(cluster, ns, name),
+				},
+				AddressType: s.AddressType,
+			}
+			byType[s.AddressType] = out
+			ports[s.AddressType] = map[string]discoveryv1.EndpointPort{}
+		}
+		for _, ep := range s.Endpoints {
+			c := ep.DeepCopy()
+			c.NodeName, c.TargetRef = nil, nil
+			out.Endpoints = append(out.Endpoints, *c)
+		}
+		for _, p := range s.Ports {
+			key := ""
+			if p.Name != nil {
+				key = *p.Name
+			}
+			ports[s.AddressType][key] = *p.DeepCopy()
+		}
+	}
+	var result []*discoveryv1.EndpointSlice
+	for t, s := range byType {
+		sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Addresses[0] < s.Endpoints[j].Addresses[0] })
+		keys := make([]string, 0, len(ports[t]))
+		for k := range ports[t] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			s.Ports = append(s.Ports, ports[t][k])
+		}
+		result = append(result, s)
+	}
+	sort.Slice(result, func(i, j int) bool { return result[i].Name < result[j].Name })
+	return result
+}
+
+// withdraw deletes the member's records of a Service; it only acts on records the broker
+// cache shows, so withdrawing what was never published costs no API call.
+func (e *Exporter) withdraw(ctx context.Context, ns, name string) error {
+	sel := records.Selector(ns, name)
+	sis, err := e.Records.ServiceImports(e.MemberNamespace).List(sel)
+	if err != nil {
+		return err
+	}
+	for _, si := range sis {
+		err := e.BrokerMCS.MulticlusterV1beta1().ServiceImports(e.MemberNamespace).Delete(ctx, si.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	slices, err := e.RecordSlices.EndpointSlices(e.MemberNamespace).List(sel)
+	if err != nil {
+		return err
+	}
+	for _, s := range slices {
+		err := e.Broker.DiscoveryV1().EndpointSlices(e.MemberNamespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// conflicts aggregates every member's record of the Service, with this member's record as
+// the broker returned it, and returns this member's conflicts.
+func (e *Exporter) conflicts(ns, name string, own *mcsv1beta1.ServiceImport) ([]mcs.Conflict, error) {
+	all, err := e.Records.List(records.Selector(ns, name))
+	if err != nil {
+		return nil, err
+	}
+	var exports []mcs.Export
+	for _, si := range all {
+		if si.Namespace == e.MemberNamespace {
+			continue
+		}
+		if x, ok := records.FromServiceImport(si); ok {
+			exports = append(exports, x)
+		}
+	}
+	if x, ok := records.FromServiceImport(own); ok {
+		exports = append(exports, x)
+	}
+	res, err := mcs.Aggregate(exports)
+	if err != nil {
+		return nil, err
+	}
+	return res.Conflicts[e.ClusterID], nil
+}
+
+// setConditions writes the conditions if any changed; a nil conflict removes the Conflict
+// condition.
+func (e *Exporter) setConditions(ctx context.Context, exp *mcsv1beta1.ServiceExport, valid, ready metav1.Condition, conflict *metav1.Condition) error {
+	update := exp.DeepCopy()
+	for _, c := range []metav1.Condition{valid, ready} {
+		c.ObservedGeneration = exp.Generation
+		meta.SetStatusCondition(&update.Status.Conditions, c)
+	}
+	if conflict == nil {
+		meta.RemoveStatusCondition(&update.Status.Conditions, string(mcsv1beta1.ServiceExportConditionConflict))
+	} else {
+		c := *conflict
+		c.ObservedGeneration = exp.Generation
+		meta.SetStatusCondition(&update.Status.Conditions, c)
+	}
+	if equality.Semantic.DeepEqual(exp.Status, update.Status) {
+		return nil
+	}
+	_, err := e.LocalMCS.MulticlusterV1beta1().ServiceExports(exp.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{})
+	return err
+}

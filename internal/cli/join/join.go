@@ -1,0 +1,212 @@
+// Package join implements `strait join` and `strait leave`: making a cluster a member of a
+// clusterset through a broker, and taking it out again. The rules and the API work live in
+// internal/clusterset; this package turns flags and kubeconfig contexts into options and
+// prints what was done.
+package join
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/strait-io/strait/internal/cli/output"
+	"github.com/strait-io/strait/internal/clusterset"
+)
+
+// kubeFlags select the member and the broker in a kubeconfig.
+type kubeFlags struct {
+	kubeconfig    string
+	context       string
+	brokerContext string
+	timeout       time.Duration
+	output        string
+}
+
+func (f *kubeFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	fl.StringVar(&f.context, "context", "", "kubeconfig context of the member cluster (default: the current context)")
+	fl.StringVar(&f.brokerContext, "broker-context", "", "kubeconfig context of the broker cluster (required)")
+	fl.DurationVar(&f.timeout, "timeout", clusterset.DefaultTimeout, "how long to wait for the API servers (CRDs, tokens, namespace deletion)")
+	output.AddFlag(cmd, &f.output)
+	_ = cmd.MarkFlagRequired("broker-context")
+}
+
+// configs resolves the member and broker contexts to client configurations.
+func (f *kubeFlags) configs() (member, broker *rest.Config, memberName, brokerName string, err error) {
+	if err := output.Validate(f.output); err != nil {
+		return nil, nil, "", "", err
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = f.kubeconfig
+	member, memberName, err = restConfig(rules, f.context)
+	if err != nil {
+		return nil, nil, "", "", err
+	}
+	broker, brokerName, err = restConfig(rules, f.brokerContext)
+	if err != nil {
+		return nil, nil, "", "", err
+	}
+	return member, broker, memberName, brokerName, nil
+}
+
+// restConfig loads one context, like kubectl --context, with raised client rate limits.
+func restConfig(rules *clientcmd.ClientConfigLoadingRules, context string) (*rest.Config, string, error) {
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
+	raw, err := cc.RawConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	name := context
+	if name == "" {
+		name = raw.CurrentContext
+	}
+	if name == "" {
+		return nil, "", fmt.Errorf("no --context given and the kubeconfig (%s) has no current context", kubeconfigPaths(rules))
+	}
+	if _, ok := raw.Contexts[name]; !ok {
+		return nil, "", fmt.Errorf("context %q not found in the kubeconfig (%s)", name, kubeconfigPaths(rules))
+	}
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("context %q: %w", name, err)
+	}
+	return clusterset.WithRateLimits(cfg), name, nil
+}
+
+func kubeconfigPaths(rules *clientcmd.ClientConfigLoadingRules) string {
+	if rules.ExplicitPath != "" {
+		return rules.ExplicitPath
+	}
+	return strings.Join(rules.Precedence, ":")
+}
+
+// NewJoin returns `strait join`.
+func NewJoin() *cobra.Command {
+	var (
+		f    kubeFlags
+		opts clusterset.JoinOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "join --context CLUSTER --broker-context BROKER",
+		Short: "Make a cluster a member of a clusterset",
+		Long: "Join makes a cluster a member of the clusterset held by a broker (any Kubernetes API server,\n" +
+			"which may be one of the members). In the member it installs the Multi-Cluster Services CRDs,\n" +
+			"the About API ClusterProperty objects cluster.clusterset.k8s.io and clusterset.k8s.io, and\n" +
+			"the Secret strait-system/strait-broker with the member's broker credential. On the broker it\n" +
+			"creates the member's namespace strait-member-<id>, its service account and least-privilege\n" +
+			"RBAC (write its own namespace, read everyone's) and its membership record.\n\n" +
+			"It refuses a cluster ID that is not a DNS-1123 label, an ID used by another cluster, and pod\n" +
+			"or service CIDRs that overlap another member's, before writing anything. Running it again is\n" +
+			"safe: it changes nothing, or repairs what is missing.",
+		Example: "  strait join --context cluster02 --broker-context cluster01\n" +
+			"  strait join --context prod-eu --broker-context broker --cluster-id eu1 --region europe-west1 --zone europe-west1-b",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			opts.Member, opts.Broker, opts.MemberName, opts.BrokerName, err = f.configs()
+			if err != nil {
+				return err
+			}
+			opts.Timeout = f.timeout
+			res, err := clusterset.Join(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			return printJoin(cmd.OutOrStdout(), f.output, res)
+		},
+	}
+	f.add(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&opts.ClusterID, "cluster-id", "", "cluster ID, a DNS-1123 label (default: the cluster's existing ID, else the context name)")
+	fl.StringVar(&opts.ClusterSet, "clusterset", "", `clusterset name (default: the broker's, else "`+clusterset.DefaultClusterSet+`")`)
+	fl.StringVar(&opts.Region, "region", "", "region of the cluster (default: the nodes' topology.kubernetes.io/region label)")
+	fl.StringVar(&opts.Zone, "zone", "", "zone of the cluster (default: the nodes' topology.kubernetes.io/zone label)")
+	fl.StringSliceVar(&opts.PodCIDRs, "pod-cidr", nil, "pod CIDRs of the cluster, comma-separated or repeated (default: the nodes' spec.podCIDRs)")
+	fl.StringSliceVar(&opts.ServiceCIDRs, "service-cidr", nil, "service CIDRs of the cluster (default: its ServiceCIDR objects)")
+	fl.BoolVar(&opts.AllowOverlappingCIDRs, "allow-overlapping-cidrs", false, "allow CIDRs that overlap other members' (for data planes that translate addresses)")
+	fl.StringVar(&opts.BrokerServer, "broker-server", "", "broker API URL the member's agent uses (default: the server of --broker-context)")
+	return cmd
+}
+
+// NewLeave returns `strait leave`.
+func NewLeave() *cobra.Command {
+	var (
+		f  kubeFlags
+		id string
+	)
+	cmd := &cobra.Command{
+		Use:   "leave --context CLUSTER --broker-context BROKER",
+		Short: "Take a cluster out of its clusterset",
+		Long: "Leave undoes join: it deletes the member's namespace on the broker (with every record it\n" +
+			"published, so the other members drop its endpoints) and its ClusterRoleBinding, then the\n" +
+			"member's broker credential and its ClusterProperty objects. The CRDs stay installed.",
+		Example: "  strait leave --context cluster02 --broker-context cluster01",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			member, broker, memberName, brokerName, err := f.configs()
+			if err != nil {
+				return err
+			}
+			res, err := clusterset.Leave(cmd.Context(), clusterset.LeaveOptions{
+				Member: member, Broker: broker, MemberName: memberName, BrokerName: brokerName,
+				ClusterID: id, Timeout: f.timeout,
+			})
+			if err != nil {
+				return err
+			}
+			return printLeave(cmd.OutOrStdout(), f.output, memberName, res)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&id, "cluster-id", "", "cluster ID to remove (default: the cluster's ClusterProperty cluster.clusterset.k8s.io)")
+	return cmd
+}
+
+func printJoin(w io.Writer, format string, res *clusterset.JoinResult) error {
+	if ok, err := output.Structured(w, format, res); ok {
+		return err
+	}
+	m := res.Member
+	fmt.Fprintf(w, "Cluster %s is a member of clusterset %q (broker %s).\n", m.ID, m.ClusterSet, res.Broker)
+	fmt.Fprintf(w, "  region %s, zone %s, pod CIDRs %s, service CIDRs %s\n",
+		orNone(m.Region), orNone(m.Zone), strings.Join(m.PodCIDRs, ","), strings.Join(m.ServiceCIDRs, ","))
+	return printActions(w, res.Actions, "Nothing to change.")
+}
+
+func printLeave(w io.Writer, format, member string, res *clusterset.LeaveResult) error {
+	if ok, err := output.Structured(w, format, res); ok {
+		return err
+	}
+	fmt.Fprintf(w, "Cluster %s (%s) left the clusterset (broker %s).\n", res.ClusterID, member, res.Broker)
+	return printActions(w, res.Actions, "Nothing was left to remove.")
+}
+
+func printActions(w io.Writer, actions []clusterset.Action, none string) error {
+	if len(actions) == 0 {
+		_, err := fmt.Fprintln(w, none)
+		return err
+	}
+	t := output.NewTable(w)
+	fmt.Fprintln(t, "ACTION\tCLUSTER\tKIND\tNAME")
+	for _, a := range actions {
+		name := a.Name
+		if a.Namespace != "" {
+			name = a.Namespace + "/" + a.Name
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", a.Verb, a.Cluster, a.Kind, name)
+	}
+	return t.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

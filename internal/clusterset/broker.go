@@ -1,0 +1,85 @@
+package clusterset
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Client rate limits: the client-go default of 5 QPS, burst 10, is far too low for the agent.
+const (
+	ClientQPS   = 50
+	ClientBurst = 100
+)
+
+// WithRateLimits returns a copy of cfg with Strait's client rate limits.
+func WithRateLimits(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = ClientQPS, ClientBurst
+	return c
+}
+
+// BrokerEndpoint is how members reach the broker's API server.
+type BrokerEndpoint struct {
+	Server     string
+	CAData     []byte
+	ServerName string
+	Insecure   bool
+}
+
+// EndpointFromConfig takes the broker endpoint from the client configuration the user has for
+// it (its kubeconfig context), reading a CA file if the context refers to one.
+func EndpointFromConfig(cfg *rest.Config) (BrokerEndpoint, error) {
+	ep := BrokerEndpoint{Server: cfg.Host, CAData: cfg.CAData, ServerName: cfg.ServerName, Insecure: cfg.Insecure}
+	if len(ep.CAData) == 0 && cfg.CAFile != "" {
+		data, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return ep, fmt.Errorf("reading the broker's CA file: %w", err)
+		}
+		ep.CAData = data
+	}
+	return ep, nil
+}
+
+// BrokerKubeconfig builds the kubeconfig a member's agent uses for the broker: the member's
+// service account token, with its broker namespace as the default namespace.
+func BrokerKubeconfig(ep BrokerEndpoint, id string, token []byte) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["broker"] = &clientcmdapi.Cluster{
+		Server: ep.Server, CertificateAuthorityData: ep.CAData,
+		TLSServerName: ep.ServerName, InsecureSkipTLSVerify: ep.Insecure,
+	}
+	user := AgentServiceAccount + "@" + MemberNamespace(id)
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: string(token)}
+	cfg.Contexts["broker"] = &clientcmdapi.Context{Cluster: "broker", AuthInfo: user, Namespace: MemberNamespace(id)}
+	cfg.CurrentContext = "broker"
+	return clientcmd.Write(*cfg)
+}
+
+// BrokerRESTConfig returns the member's client configuration for the broker, read from the
+// Secret join stored in the member cluster.
+func BrokerRESTConfig(ctx context.Context, member kubernetes.Interface) (*rest.Config, error) {
+	secret, err := member.CoreV1().Secrets(SystemNamespace).Get(ctx, BrokerSecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("broker credential %s/%s not found: the cluster has not joined a clusterset (run strait join): %w", SystemNamespace, BrokerSecretName, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the broker credential %s/%s: %w", SystemNamespace, BrokerSecretName, err)
+	}
+	data := secret.Data[BrokerSecretKey]
+	if len(data) == 0 {
+		return nil, fmt.Errorf("broker credential %s/%s has no key %q", SystemNamespace, BrokerSecretName, BrokerSecretKey)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("broker credential %s/%s, key %q: %w", SystemNamespace, BrokerSecretName, BrokerSecretKey, err)
+	}
+	return WithRateLimits(cfg), nil
+}

@@ -1,0 +1,111 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+
+	"github.com/strait-io/strait/internal/agent"
+	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/lab/plan"
+	"github.com/strait-io/strait/internal/lab/state"
+)
+
+// Broker returns the cluster that holds the lab's clusterset: the first one.
+func Broker(l *plan.Lab) plan.Cluster { return l.Clusters[0] }
+
+// joinClusterset joins every cluster to the clusterset whose broker is the first cluster,
+// exactly as `strait join` does, and starts each cluster's agent.
+func (s *Supervisor) joinClusterset(ctx context.Context) error {
+	broker := Broker(s.lab)
+	brokerCfg := state.RESTConfig(s.dir.Cluster(broker.Name), broker, state.Admin)
+	for _, c := range s.lab.Clusters {
+		t0 := time.Now()
+		_, err := clusterset.Join(ctx, clusterset.JoinOptions{
+			Member:     state.RESTConfig(s.dir.Cluster(c.Name), c, state.Admin),
+			Broker:     brokerCfg,
+			MemberName: c.Name,
+			BrokerName: broker.Name,
+			ClusterID:  c.ID,
+			Region:     c.Region,
+			Zone:       c.Zone,
+		})
+		if err != nil {
+			return fmt.Errorf("joining cluster %s to the clusterset: %w", c.Name, err)
+		}
+		s.event(c.Name, "joined the clusterset as %s, broker %s (%s)", c.ID, broker.Name, time.Since(t0).Round(100*time.Millisecond))
+	}
+	for _, c := range s.lab.Clusters {
+		cl := s.clusters[c.Name]
+		cl.startTask(Agent, agentRunner(s.dir.Kubeconfig(), c))
+		wctx, cancel := context.WithTimeout(ctx, startTimeout)
+		err := wait.PollUntilContextCancel(wctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			return cl.checker.agent(ctx) == nil, nil
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("the strait agent of cluster %s did not become ready: %w", c.Name, err)
+		}
+		s.event(c.Name, "%s is up", Agent)
+	}
+	return nil
+}
+
+// agentRunner runs a cluster's agent in the supervisor, restarting it after an error (the
+// broker down, leadership lost) as a Deployment would.
+func agentRunner(kubeconfig string, c plan.Cluster) func(context.Context) error {
+	cfg := agent.DefaultConfig()
+	cfg.Kubeconfig, cfg.Context = kubeconfig, c.Name
+	cfg.MetricsAddress = net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Ports.AgentMetrics))
+	cfg.HealthAddress = net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Ports.AgentHealth))
+	cfg.Identity = "lab-" + c.Name
+	return func(ctx context.Context) error {
+		logger := klog.FromContext(ctx).WithValues("cluster", c.Name)
+		for {
+			a, err := agent.New(ctx, cfg)
+			if err == nil {
+				err = a.Run(ctx)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			logger.Error(err, "Agent stopped; restarting")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
+// StopComponent stops one component of a cluster (e.g. the agent, or the broker's API
+// server), to try how the rest copes.
+func (s *Supervisor) StopComponent(cluster, component string) error {
+	c, ok := s.clusters[cluster]
+	if !ok {
+		return fmt.Errorf("the lab has no cluster %q", cluster)
+	}
+	if err := c.stopComponent(component); err != nil {
+		return err
+	}
+	s.event(cluster, "%s stopped on request", component)
+	return nil
+}
+
+// StartComponent starts a stopped component again and waits until it is healthy.
+func (s *Supervisor) StartComponent(ctx context.Context, cluster, component string) error {
+	c, ok := s.clusters[cluster]
+	if !ok {
+		return fmt.Errorf("the lab has no cluster %q", cluster)
+	}
+	if err := c.startComponent(ctx, component); err != nil {
+		return err
+	}
+	s.event(cluster, "%s started on request", component)
+	return nil
+}
