@@ -571,7 +571,7 @@ func lease(name string) *coordinationv1.Lease {
 func event(ns string) *corev1.Event {
 	return &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{GenerateName: "rbac-test-"},
-		InvolvedObject: corev1.ObjectReference{Kind: "Namespace", Name: ns},
+		InvolvedObject: corev1.ObjectReference{Kind: "Lease", Namespace: ns, Name: "rbac-test"},
 		Reason:         "Test", Message: "a member writes an event", Type: corev1.EventTypeNormal,
 	}
 }

@@ -357,10 +357,10 @@ func newBinaries() *cobra.Command {
 // running lab to try how the rest copes (an agent down, the broker's API server down).
 func newComponent(o *options, action string) *cobra.Command {
 	return &cobra.Command{
-		Use:   action + " CLUSTER COMPONENT",
-		Short: strings.ToUpper(action[:1]) + action[1:] + " one component of a running lab cluster (" + strings.Join(supervisor.ComponentNames, ", ") + ")",
+		Use:     action + " CLUSTER COMPONENT",
+		Short:   strings.ToUpper(action[:1]) + action[1:] + " one component of a running lab cluster (" + strings.Join(supervisor.ComponentNames, ", ") + ")",
 		Example: "  strait lab " + action + " cluster02 strait-agent\n  strait lab " + action + " cluster01 kube-apiserver",
-		Args: cobra.ExactArgs(2),
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !slices.Contains(supervisor.ComponentNames, args[1]) {
 				return fmt.Errorf("unknown component %q; the components are %s", args[1], strings.Join(supervisor.ComponentNames, ", "))

@@ -11,8 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-io/strait/internal/cli/agent"
 	"github.com/strait-io/strait/internal/cli/join"
 	"github.com/strait-io/strait/internal/cli/lab"
+	"github.com/strait-io/strait/internal/cli/status"
 )
 
 // ExitError carries a specific exit status (e.g. of a command run by `strait lab exec`).
@@ -30,7 +32,7 @@ func New() *cobra.Command {
 		SilenceErrors: true,
 	}
 	cmd.AddCommand(lab.New())
-	cmd.AddCommand(join.NewJoin(), join.NewLeave())
+	cmd.AddCommand(join.NewJoin(), join.NewLeave(), agent.New(), status.New())
 	return cmd
 }
 

@@ -58,7 +58,7 @@ func New(client kubernetes.Interface, cfg Config) (*Simulator, error) {
 }
 
 // Ready is closed once the Node is registered and the pod cache is synced; from then on the
-// simulator binds, runs and finalizes pods.
+// simulator binds, runs and finalizes pods. It stays open if Run returns before that.
 func (s *Simulator) Ready() <-chan struct{} {
 	return s.ready
 }

@@ -295,8 +295,8 @@ func TestNodeRegistration(t *testing.T) {
 		t.Errorf("addresses = %v", node.Status.Addresses)
 	}
 	conds := map[corev1.NodeConditionType]corev1.NodeCondition{}
-	for _, c := range node.Status.Conditions {
-		conds[c.Type] = c
+	for _, cond := range node.Status.Conditions {
+		conds[cond.Type] = cond
 	}
 	if r := conds[corev1.NodeReady]; r.Status != corev1.ConditionTrue || r.Reason != "KubeletReady" {
 		t.Errorf("Ready condition = %+v", r)
@@ -361,9 +361,9 @@ func TestNodeRegistrationUpdatesExistingNode(t *testing.T) {
 		t.Errorf("podCIDR = %q, want %q", node.Spec.PodCIDR, testCIDR)
 	}
 	var ready, custom bool
-	for _, c := range node.Status.Conditions {
-		ready = ready || c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
-		custom = custom || c.Type == "example.com/Custom"
+	for _, cond := range node.Status.Conditions {
+		ready = ready || cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue
+		custom = custom || cond.Type == "example.com/Custom"
 	}
 	if !ready || !custom {
 		t.Errorf("conditions = %+v, want Ready True and the custom condition kept", node.Status.Conditions)

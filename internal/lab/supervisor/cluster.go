@@ -55,10 +55,10 @@ func (t *task) running() bool {
 
 func newCluster(c plan.Cluster, cd state.ClusterDir, bins binaries.Set, event func(string, string, ...any)) *cluster {
 	return &cluster{
-		plan:   c,
-		dir:    cd,
-		specs:  specs(bins, cd, c),
-		event:  event,
+		plan:    c,
+		dir:     cd,
+		specs:   specs(bins, cd, c),
+		event:   event,
 		procs:   map[string]*process.Process{},
 		inproc:  map[string]*task{},
 		runners: map[string]func(context.Context) error{},

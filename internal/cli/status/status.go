@@ -1,0 +1,167 @@
+// Package status implements `strait status`: the clusterset as one member sees it, like
+// `cilium clustermesh status`.
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+
+	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/cli/kubeconfig"
+	"github.com/strait-io/strait/internal/cli/output"
+	"github.com/strait-io/strait/internal/clusterset"
+	statuspkg "github.com/strait-io/strait/internal/status"
+)
+
+// New returns the `status` command.
+func New() *cobra.Command {
+	var path, context, format string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the clusterset as a member sees it: members, broker, leases, exports, imports and conflicts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := output.Validate(format); err != nil {
+				return err
+			}
+			cfg, name, err := kubeconfig.RESTConfig(kubeconfig.Rules(path), context)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := contextWithTimeout(cmd.Context())
+			defer cancel()
+			st, err := gather(ctx, cfg, name)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if ok, err := output.Structured(w, format, st); ok {
+				return err
+			}
+			print(w, st)
+			if !st.BrokerReachable {
+				return fmt.Errorf("the broker is not reachable: %s", st.BrokerError)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the member cluster (default: the current context)")
+	output.AddFlag(cmd, &format)
+	return cmd
+}
+
+func contextWithTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 30*time.Second)
+}
+
+// gather reads the member cluster and, with the member's own broker credential, the broker.
+// A broker that cannot be reached is reported, not an error: the member keeps working.
+func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statuspkg.Status, error) {
+	local, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	localMCS, err := mcsclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	id, err := clusterset.LocalClusterID(ctx, dyn)
+	if err != nil {
+		return nil, fmt.Errorf("context %s has not joined a clusterset (run `strait join`): %w", contextName, err)
+	}
+	bc, err := clusterset.BrokerRESTConfig(ctx, local)
+	if err != nil {
+		return nil, fmt.Errorf("context %s has no broker credential (run `strait join`): %w", contextName, err)
+	}
+	st := &statuspkg.Status{Cluster: contextName, ClusterID: id, Broker: bc.Host}
+	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{clusterset.ManagedByLabel: clusterset.ManagedByValue}).String()}
+	imports, err := localMCS.MulticlusterV1beta1().ServiceImports(metav1.NamespaceAll).List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("listing ServiceImports in %s: %w", contextName, err)
+	}
+	for _, si := range imports.Items {
+		if _, isRecord := records.Key(&si); !isRecord {
+			st.Imports++
+		}
+	}
+	brokerErr := func(err error) (*statuspkg.Status, error) {
+		st.BrokerError = err.Error()
+		return st, nil
+	}
+	broker, err := kubernetes.NewForConfig(bc)
+	if err != nil {
+		return nil, err
+	}
+	brokerMCS, err := mcsclient.NewForConfig(bc)
+	if err != nil {
+		return nil, err
+	}
+	members, err := clusterset.ReadMembers(ctx, broker)
+	if err != nil {
+		return brokerErr(err)
+	}
+	leases, err := broker.CoordinationV1().Leases(metav1.NamespaceAll).List(ctx, sel)
+	if err != nil {
+		return brokerErr(err)
+	}
+	recs, err := brokerMCS.MulticlusterV1beta1().ServiceImports(metav1.NamespaceAll).List(ctx, sel)
+	if err != nil {
+		return brokerErr(err)
+	}
+	st.BrokerReachable = true
+	ptrs := make([]*mcsv1beta1.ServiceImport, len(recs.Items))
+	for i := range recs.Items {
+		ptrs[i] = &recs.Items[i]
+	}
+	st.Members, st.Conflicts = statuspkg.Build(members, leases.Items, ptrs, time.Now())
+	return st, nil
+}
+
+func print(w io.Writer, st *statuspkg.Status) {
+	reach := "reachable"
+	if !st.BrokerReachable {
+		reach = "NOT reachable: " + st.BrokerError
+	}
+	fmt.Fprintf(w, "Cluster %s (ID %s), broker %s: %s\n", st.Cluster, st.ClusterID, st.Broker, reach)
+	fmt.Fprintf(w, "ServiceImports in %s: %d\n\n", st.Cluster, st.Imports)
+	t := output.NewTable(w)
+	fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tLEASE AGE\tALIVE\tEXPORTS\tCONFLICTS")
+	for _, m := range st.Members {
+		alive := "no"
+		if m.Alive {
+			alive = "yes"
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.ID, m.Region, m.Zone, m.LeaseAge, alive, m.Exports, m.Conflicts)
+	}
+	t.Flush()
+	if len(st.Conflicts) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nConflicts (the oldest export wins):")
+	for _, c := range st.Conflicts {
+		var parts []string
+		for cluster, reasons := range c.Conflicts {
+			parts = append(parts, cluster+": "+strings.Join(reasons, ","))
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "  %s/%s (winner %s) %s\n", c.Namespace, c.Name, c.Winner, strings.Join(parts, "; "))
+	}
+}

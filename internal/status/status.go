@@ -1,0 +1,106 @@
+// Package status computes what `strait status` shows from what the broker holds: members,
+// their lease ages, their exports and the conflicts between them. It is pure; the command
+// gathers the objects.
+package status
+
+import (
+	"sort"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/mcs"
+)
+
+// Status of the clusterset as seen from one member.
+type Status struct {
+	Cluster         string          `json:"cluster"`
+	ClusterID       string          `json:"clusterID"`
+	Broker          string          `json:"broker"`
+	BrokerReachable bool            `json:"brokerReachable"`
+	BrokerError     string          `json:"brokerError,omitempty"`
+	Members         []Member        `json:"members"`
+	Imports         int             `json:"imports"`
+	Conflicts       []ServiceStatus `json:"conflicts,omitempty"`
+}
+
+// Member is one member's line.
+type Member struct {
+	ID       string `json:"id"`
+	Region   string `json:"region,omitempty"`
+	Zone     string `json:"zone,omitempty"`
+	LeaseAge string `json:"leaseAge"` // "never" before the agent's first heartbeat
+	// Alive is true when the agent renewed its lease within the lease duration.
+	Alive     bool `json:"alive"`
+	Exports   int  `json:"exports"`
+	Conflicts int  `json:"conflicts"`
+}
+
+// ServiceStatus names a Service whose exports conflict.
+type ServiceStatus struct {
+	Namespace string              `json:"namespace"`
+	Name      string              `json:"name"`
+	Winner    string              `json:"winner"`
+	Conflicts map[string][]string `json:"conflicts"` // cluster -> reasons
+}
+
+// Build computes the status. leases are the members' heartbeat leases on the broker.
+func Build(members []clusterset.Member, leases []coordinationv1.Lease, recs []*mcsv1beta1.ServiceImport, now time.Time) ([]Member, []ServiceStatus) {
+	byID := map[string]*Member{}
+	var out []Member
+	for _, m := range members {
+		out = append(out, Member{ID: m.ID, Region: m.Region, Zone: m.Zone, LeaseAge: "never"})
+	}
+	for i := range out {
+		byID[out[i].ID] = &out[i]
+	}
+	for _, l := range leases {
+		id, ok := clusterset.ClusterIDFromNamespace(l.Namespace)
+		m := byID[id]
+		if !ok || m == nil || l.Spec.RenewTime == nil {
+			continue
+		}
+		age := now.Sub(l.Spec.RenewTime.Time)
+		m.LeaseAge = age.Round(time.Second).String()
+		if l.Spec.LeaseDurationSeconds != nil {
+			m.Alive = age <= time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second
+		}
+	}
+	services := map[string][]mcs.Export{}
+	for _, r := range recs {
+		e, ok := records.FromServiceImport(r)
+		if !ok {
+			continue
+		}
+		if m := byID[e.Cluster]; m != nil {
+			m.Exports++
+		}
+		key := e.Namespace + "/" + e.Name
+		services[key] = append(services[key], e)
+	}
+	var conflicts []ServiceStatus
+	for _, exports := range services {
+		res, err := mcs.Aggregate(exports)
+		if err != nil || len(res.Conflicts) == 0 {
+			continue
+		}
+		ss := ServiceStatus{Namespace: exports[0].Namespace, Name: exports[0].Name, Winner: res.Winner, Conflicts: map[string][]string{}}
+		for cluster, cs := range res.Conflicts {
+			for _, c := range cs {
+				ss.Conflicts[cluster] = append(ss.Conflicts[cluster], string(c.Reason))
+			}
+			if m := byID[cluster]; m != nil {
+				m.Conflicts++
+			}
+		}
+		conflicts = append(conflicts, ss)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(conflicts, func(i, j int) bool {
+		return conflicts[i].Namespace+"/"+conflicts[i].Name < conflicts[j].Namespace+"/"+conflicts[j].Name
+	})
+	return out, conflicts
+}

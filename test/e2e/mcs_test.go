@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+
+	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/lab/labtest"
+	"github.com/strait-io/strait/internal/lab/supervisor"
+)
+
+type mcsCluster struct {
+	name string
+	kube kubernetes.Interface
+	mcs  mcsclient.Interface
+}
+
+func mcsClusters(t *testing.T, lab *labtest.Lab) []mcsCluster {
+	var out []mcsCluster
+	for _, n := range lab.Names() {
+		m, err := mcsclient.NewForConfig(lab.RESTConfig(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, mcsCluster{n, lab.Client(n), m})
+	}
+	return out
+}
+
+func export(t *testing.T, c mcsCluster, ns, name string) {
+	t.Helper()
+	_, err := c.mcs.MulticlusterV1beta1().ServiceExports(ns).Create(context.Background(),
+		&mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func unexport(t *testing.T, c mcsCluster, ns, name string) {
+	t.Helper()
+	if err := c.mcs.MulticlusterV1beta1().ServiceExports(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// importedFrom returns the clusters whose ready endpoints cluster c imported for ns/name, and
+// the ServiceImport's IPs; ok is false while there is no ServiceImport.
+func importedFrom(ctx context.Context, c mcsCluster, ns, name string) (clusters []string, ips []string, ok bool, err error) {
+	si, err := c.mcs.MulticlusterV1beta1().ServiceImports(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	slices, err := c.kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: mcsv1beta1.LabelServiceName + "=" + name})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for _, s := range slices.Items {
+		if s.Labels[discoveryv1.LabelManagedBy] != "agent.strait.io" || s.Labels[discoveryv1.LabelServiceName] == "" {
+			return nil, nil, false, fmt.Errorf("slice %s lacks the agent's labels: %v", s.Name, s.Labels)
+		}
+		if len(s.Endpoints) > 0 {
+			clusters = append(clusters, s.Labels[mcsv1beta1.LabelSourceCluster])
+		}
+	}
+	sort.Strings(clusters)
+	return clusters, si.Spec.IPs, true, nil
+}
+
+func exportCondition(ctx context.Context, c mcsCluster, ns, name, condType string) (*metav1.Condition, error) {
+	se, err := c.mcs.MulticlusterV1beta1().ServiceExports(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return meta.FindStatusCondition(se.Status.Conditions, condType), nil
+}
+
+// TestMultiClusterServices follows the acceptance of the MCS issue on three lab clusters with
+// stock CoreDNS and the real kube-proxy.
+func TestMultiClusterServices(t *testing.T) {
+	lab := labtest.Start(t, 3)
+	ctx := context.Background()
+	cs := mcsClusters(t, lab)
+	c1, c2, c3 := cs[0], cs[1], cs[2]
+	for _, c := range cs {
+		createNamespace(t, c.kube, "demo")
+	}
+	for _, c := range []mcsCluster{c1, c2} {
+		if _, err := c.kube.AppsV1().Deployments("demo").Create(ctx, deployment("demo", "hello", 2, 80), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.kube.CoreV1().Services("demo").Create(ctx, service("demo", "hello", 80), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Export from cluster01: every cluster imports it.
+	export(t, c1, "demo", "hello")
+	var setIP string
+	for _, c := range cs {
+		poll(t, 30*time.Second, c.name+" imports hello from cluster01", func(ctx context.Context) (bool, error) {
+			clusters, ips, ok, err := importedFrom(ctx, c, "demo", "hello")
+			if ok && len(ips) == 1 && strings.Join(clusters, ",") == "cluster01" {
+				if c.name == "cluster02" {
+					setIP = ips[0]
+				}
+				return true, nil
+			}
+			return false, fmt.Errorf("clusters %v ips %v ok %v err %v", clusters, ips, ok, err)
+		})
+	}
+	poll(t, 30*time.Second, "cluster02 resolves and reaches hello.demo.svc.clusterset.local", func(ctx context.Context) (bool, error) {
+		out, err := lab.Exec(ctx, "cluster02", "dig", "+short", "hello.demo.svc.clusterset.local")
+		if err != nil || strings.TrimSpace(out) != setIP {
+			return false, fmt.Errorf("dig = %q (%v), want %s", out, err, setIP)
+		}
+		out, err = lab.Exec(ctx, "cluster02", "curl", "-sS", "--max-time", "2", "http://hello.demo.svc.clusterset.local/")
+		var r reply
+		if err != nil || json.Unmarshal([]byte(out), &r) != nil || r.Cluster != "cluster01" {
+			return false, fmt.Errorf("curl = %q (%v)", out, err)
+		}
+		return true, nil
+	})
+	srv, err := lab.Exec(ctx, "cluster02", "dig", "+short", "SRV", "_http._tcp.hello.demo.svc.clusterset.local")
+	if err != nil || !strings.Contains(srv, " 80 ") {
+		t.Errorf("SRV _http._tcp.hello.demo.svc.clusterset.local = %q (%v); want a record for port 80", srv, err)
+	}
+	cond, err := exportCondition(ctx, c1, "demo", "hello", string(mcsv1beta1.ServiceExportConditionReady))
+	if err != nil || cond == nil || cond.Status != metav1.ConditionTrue {
+		t.Errorf("Ready condition of cluster01's export = %+v (%v); want True", cond, err)
+	}
+
+	// Export it from cluster02 too: requests from cluster03 reach both.
+	export(t, c2, "demo", "hello")
+	poll(t, 30*time.Second, "cluster03 imports hello from both clusters", func(ctx context.Context) (bool, error) {
+		clusters, _, _, err := importedFrom(ctx, c3, "demo", "hello")
+		return strings.Join(clusters, ",") == "cluster01,cluster02", err
+	})
+	poll(t, 60*time.Second, "requests from cluster03 reach pods of both clusters", func(ctx context.Context) (bool, error) {
+		seen := map[string]bool{}
+		for i := 0; i < 20 && len(seen) < 2; i++ {
+			out, err := lab.Exec(ctx, "cluster03", "curl", "-sS", "--max-time", "2", "http://hello.demo.svc.clusterset.local/")
+			var r reply
+			if err != nil || json.Unmarshal([]byte(out), &r) != nil {
+				return false, fmt.Errorf("curl = %q (%v)", out, err)
+			}
+			seen[r.Cluster] = true
+		}
+		return len(seen) == 2, fmt.Errorf("replies only from %v", seen)
+	})
+
+	// A conflicting export from cluster03: port 8080 named http against the older port 80.
+	conflicting := service("demo", "hello", 80)
+	conflicting.Spec.Ports[0].Port = 8080
+	if _, err := c3.kube.CoreV1().Services("demo").Create(ctx, conflicting, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	export(t, c3, "demo", "hello")
+	for _, c := range []mcsCluster{c1, c3} {
+		poll(t, 30*time.Second, "Conflict on the export of "+c.name, func(ctx context.Context) (bool, error) {
+			cond, err := exportCondition(ctx, c, "demo", "hello", string(mcsv1beta1.ServiceExportConditionConflict))
+			return cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Reason, string(mcsv1beta1.ServiceExportReasonPortConflict)), err
+		})
+	}
+	si, err := c2.mcs.MulticlusterV1beta1().ServiceImports("demo").Get(ctx, "hello", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(si.Spec.Ports) != 1 || si.Spec.Ports[0].Port != 80 {
+		t.Errorf("imported ports = %+v; the oldest export (port 80) must win the conflict on the port named http", si.Spec.Ports)
+	}
+	unexport(t, c3, "demo", "hello")
+
+	// A member's broker credential cannot touch another member's records.
+	brokerCfg, err := clusterset.BrokerRESTConfig(ctx, c2.kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asMember2, err := mcsclient.NewForConfig(brokerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := asMember2.MulticlusterV1beta1().ServiceImports(clusterset.MemberNamespace("cluster01")).List(ctx, metav1.ListOptions{})
+	if err != nil || len(recs.Items) == 0 {
+		t.Fatalf("cluster02 cannot read cluster01's records: %v", err)
+	}
+	victim := recs.Items[0].DeepCopy()
+	victim.Spec.Ports = nil
+	if _, err := asMember2.MulticlusterV1beta1().ServiceImports(victim.Namespace).Update(ctx, victim, metav1.UpdateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("cluster02 updating cluster01's record: %v; want Forbidden", err)
+	}
+	if err := asMember2.MulticlusterV1beta1().ServiceImports(victim.Namespace).Delete(ctx, victim.Name, metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("cluster02 deleting cluster01's record: %v; want Forbidden", err)
+	}
+
+	// The broker (cluster01's API server) down: imports and traffic in cluster03 are unchanged.
+	lab.StopComponent("cluster01", supervisor.APIServer)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		clusters, _, ok, err := importedFrom(ctx, c3, "demo", "hello")
+		if err != nil || !ok || strings.Join(clusters, ",") != "cluster01,cluster02" {
+			t.Fatalf("with the broker down cluster03's import changed: %v %v %v", clusters, ok, err)
+		}
+		if out, err := lab.Exec(ctx, "cluster03", "curl", "-sS", "--max-time", "2", "http://hello.demo.svc.clusterset.local/"); err != nil {
+			t.Fatalf("with the broker down a request from cluster03 failed: %v %s", err, out)
+		}
+		time.Sleep(5 * time.Second)
+	}
+	lab.StartComponent("cluster01", supervisor.APIServer)
+
+	// Updates resume: scale cluster02's hello to 3, cluster03 sees three endpoints of it.
+	if _, err := c2.kube.AppsV1().Deployments("demo").UpdateScale(ctx, "hello", scale("demo", "hello", 3), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "cluster03 sees cluster02's third endpoint after the broker came back", func(ctx context.Context) (bool, error) {
+		slices, err := c3.kube.DiscoveryV1().EndpointSlices("demo").List(ctx, metav1.ListOptions{LabelSelector: mcsv1beta1.LabelSourceCluster + "=cluster02"})
+		if err != nil || len(slices.Items) != 1 {
+			return false, err
+		}
+		return len(slices.Items[0].Endpoints) == 3, nil
+	})
+
+	// An agent stopped while its export is deleted cleans up when it starts again.
+	lab.StopComponent("cluster02", supervisor.Agent)
+	unexport(t, c2, "demo", "hello")
+	lab.StartComponent("cluster02", supervisor.Agent)
+	poll(t, 30*time.Second, "cluster02's share withdrawn everywhere after its agent restarted", func(ctx context.Context) (bool, error) {
+		for _, c := range cs {
+			clusters, _, _, err := importedFrom(ctx, c, "demo", "hello")
+			if err != nil || strings.Join(clusters, ",") != "cluster01" {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+
+	// Unexport the last one: the import is gone everywhere.
+	unexport(t, c1, "demo", "hello")
+	poll(t, 30*time.Second, "hello unimported everywhere", func(ctx context.Context) (bool, error) {
+		for _, c := range cs {
+			if _, _, ok, err := importedFrom(ctx, c, "demo", "hello"); ok || err != nil {
+				return false, err
+			}
+			svcs, err := c.kube.CoreV1().Services("demo").List(ctx, metav1.ListOptions{LabelSelector: mcsv1beta1.LabelServiceName + "=hello"})
+			if err != nil || len(svcs.Items) > 0 {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+}
+
+// TestHeadlessExportAndNamespacePolicy: a headless export answers every ready endpoint and
+// per-cluster hostnames; exports from default are refused; a namespace can restrict which
+// clusters may export into it.
+func TestHeadlessExportAndNamespacePolicy(t *testing.T) {
+	lab := labtest.Start(t, 2)
+	ctx := context.Background()
+	cs := mcsClusters(t, lab)
+	c1, c2 := cs[0], cs[1]
+	for _, c := range cs {
+		createNamespace(t, c.kube, "db")
+	}
+	sts := deployment("db", "db", 2, 5432)
+	if _, err := c1.kube.AppsV1().Deployments("db").Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	headless := service("db", "db", 5432)
+	headless.Spec.ClusterIP = corev1.ClusterIPNone
+	headless.Spec.Ports[0].Port = 5432
+	if _, err := c1.kube.CoreV1().Services("db").Create(ctx, headless, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	export(t, c1, "db", "db")
+	poll(t, 60*time.Second, "cluster02 resolves every ready endpoint of the headless export", func(ctx context.Context) (bool, error) {
+		out, err := lab.Exec(ctx, "cluster02", "dig", "+short", "db.db.svc.clusterset.local")
+		lines := strings.Fields(out)
+		return err == nil && len(lines) == 2 && strings.HasPrefix(lines[0], "10.1."), fmt.Errorf("dig = %q (%v)", out, err)
+	})
+	si, err := c2.mcs.MulticlusterV1beta1().ServiceImports("db").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil || si.Spec.Type != mcsv1beta1.Headless || len(si.Spec.IPs) != 0 {
+		t.Errorf("headless import = %+v (%v); want type Headless without IPs", si, err)
+	}
+
+	// default refuses exports unless annotated.
+	if _, err := c1.kube.CoreV1().Services("default").Create(ctx, service("default", "web", 80), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	export(t, c1, "default", "web")
+	poll(t, 30*time.Second, "an export from default is refused with Valid=False", func(ctx context.Context) (bool, error) {
+		cond, err := exportCondition(ctx, c1, "default", "web", string(mcsv1beta1.ServiceExportConditionValid))
+		return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == "NamespaceNotAllowed", err
+	})
+	if _, err := c2.mcs.MulticlusterV1beta1().ServiceImports("default").Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a refused export was imported: %v", err)
+	}
+
+	// cluster02 allows only cluster02 to export into db: cluster01's db disappears there.
+	patch := []byte(`{"metadata":{"annotations":{"strait.io/allowed-clusters":"cluster02"}}}`)
+	if _, err := c2.kube.CoreV1().Namespaces().Patch(ctx, "db", "application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "cluster02 drops the import from a cluster its namespace does not allow", func(ctx context.Context) (bool, error) {
+		_, err := c2.mcs.MulticlusterV1beta1().ServiceImports("db").Get(ctx, "db", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if _, err := c1.mcs.MulticlusterV1beta1().ServiceImports("db").Get(ctx, "db", metav1.GetOptions{}); err != nil {
+		t.Errorf("cluster01 (no restriction) lost its import: %v", err)
+	}
+}
