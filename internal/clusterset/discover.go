@@ -12,8 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// Facts is what join learns about a member cluster from its API.
-type Facts struct {
+// facts is what join learns about a member cluster from its API.
+type facts struct {
 	// ClusterUID is the uid of the kube-system namespace.
 	ClusterUID   string
 	PodCIDRs     []string
@@ -24,7 +24,7 @@ type Facts struct {
 // discover reads the member's identity and, unless given, its CIDRs and topology. Only what
 // is missing is looked up, so a cluster whose API lacks ServiceCIDR objects can still join
 // with --service-cidr.
-func discover(ctx context.Context, cs kubernetes.Interface, given Facts) (Facts, error) {
+func discover(ctx context.Context, cs kubernetes.Interface, given facts) (facts, error) {
 	f := given
 	var err error
 	if f.ClusterUID, err = clusterUID(ctx, cs); err != nil {

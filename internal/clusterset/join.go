@@ -107,7 +107,7 @@ func Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
 		}
 		return nil, fmt.Errorf("joining %s failed, removed the %d objects this run had created: %w", o.MemberName, len(j.undo), err)
 	}
-	return &JoinResult{Member: p.joining, Broker: o.BrokerName, Actions: j.actions}, nil
+	return &JoinResult{Member: p.joining, Broker: o.BrokerName, Actions: append([]Action{}, j.actions...)}, nil
 }
 
 // joinPlan is a validated join, ready to be written.
@@ -166,26 +166,26 @@ func planJoin(ctx context.Context, o JoinOptions) (*joinPlan, error) {
 		}
 	}
 
-	facts, err := discover(ctx, p.member.kube, Facts{PodCIDRs: pods, ServiceCIDRs: services, Region: o.Region, Zone: o.Zone})
+	f, err := discover(ctx, p.member.kube, facts{PodCIDRs: pods, ServiceCIDRs: services, Region: o.Region, Zone: o.Zone})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.MemberName, err)
 	}
-	if facts.PodCIDRs, err = NormalizeCIDRs("pod", facts.PodCIDRs); err != nil {
+	if f.PodCIDRs, err = NormalizeCIDRs("pod", f.PodCIDRs); err != nil {
 		return nil, fmt.Errorf("%s: %w (pass --pod-cidr)", o.MemberName, err)
 	}
-	if facts.ServiceCIDRs, err = NormalizeCIDRs("service", facts.ServiceCIDRs); err != nil {
+	if f.ServiceCIDRs, err = NormalizeCIDRs("service", f.ServiceCIDRs); err != nil {
 		return nil, fmt.Errorf("%s: %w (pass --service-cidr)", o.MemberName, err)
 	}
-	if len(facts.PodCIDRs) == 0 {
+	if len(f.PodCIDRs) == 0 {
 		return nil, fmt.Errorf("no pod CIDRs found in %s: its nodes have no spec.podCIDRs; pass --pod-cidr", o.MemberName)
 	}
-	if len(facts.ServiceCIDRs) == 0 {
+	if len(f.ServiceCIDRs) == 0 {
 		return nil, fmt.Errorf("no service CIDRs found in %s: it has no ServiceCIDR objects; pass --service-cidr", o.MemberName)
 	}
-	if err := ValidateTopology("region", facts.Region); err != nil {
+	if err := ValidateTopology("region", f.Region); err != nil {
 		return nil, err
 	}
-	if err := ValidateTopology("zone", facts.Zone); err != nil {
+	if err := ValidateTopology("zone", f.Zone); err != nil {
 		return nil, err
 	}
 
@@ -198,7 +198,7 @@ func planJoin(ctx context.Context, o JoinOptions) (*joinPlan, error) {
 		set = existingSet
 	}
 	for _, m := range members {
-		if set == "" && m.ClusterSet != "" && m.ClusterUID != facts.ClusterUID {
+		if set == "" && m.ClusterSet != "" && m.ClusterUID != f.ClusterUID {
 			set = m.ClusterSet
 		}
 	}
@@ -206,13 +206,13 @@ func planJoin(ctx context.Context, o JoinOptions) (*joinPlan, error) {
 		set = DefaultClusterSet
 	}
 	p.joining = Member{
-		ID: id, ClusterSet: set, ClusterUID: facts.ClusterUID,
-		Region: facts.Region, Zone: facts.Zone,
-		PodCIDRs: facts.PodCIDRs, ServiceCIDRs: facts.ServiceCIDRs,
+		ID: id, ClusterSet: set, ClusterUID: f.ClusterUID,
+		Region: f.Region, Zone: f.Zone,
+		PodCIDRs: f.PodCIDRs, ServiceCIDRs: f.ServiceCIDRs,
 		Namespace: MemberNamespace(id), JoinedAt: time.Now().UTC().Truncate(time.Second),
 	}
 	for _, m := range members {
-		if m.ID == id && m.ClusterUID == facts.ClusterUID && !m.JoinedAt.IsZero() {
+		if m.ID == id && m.ClusterUID == f.ClusterUID && !m.JoinedAt.IsZero() {
 			p.joining.JoinedAt = m.JoinedAt
 		}
 	}
@@ -393,7 +393,12 @@ func reconcileSecret(have, want *corev1.Secret) (bool, error) {
 	return true, nil
 }
 
+// reconcileConfigMap updates a membership record, unless another cluster wrote it in the
+// meantime (two clusters joining with the same ID at once).
 func reconcileConfigMap(have, want *corev1.ConfigMap) (bool, error) {
+	if uid := have.Data[KeyClusterUID]; uid != "" && uid != want.Data[KeyClusterUID] {
+		return false, fmt.Errorf("it belongs to another cluster (kube-system namespace uid %s): %w", uid, ErrIDTaken)
+	}
 	if reflect.DeepEqual(have.Data, want.Data) {
 		return false, nil
 	}

@@ -123,7 +123,7 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 			o.MemberName, ErrNotMember, o.BrokerName, nsName, SystemNamespace, BrokerSecretName, ClusterIDProperty)
 	}
 
-	res := &LeaveResult{ClusterID: id, Broker: o.BrokerName}
+	res := &LeaveResult{ClusterID: id, Broker: o.BrokerName, Actions: []Action{}}
 	deleted := func(cluster, kind, namespace, name string, err error) error {
 		if apierrors.IsNotFound(err) {
 			return nil

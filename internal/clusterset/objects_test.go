@@ -215,3 +215,14 @@ func actionStrings(actions []Action) []string {
 	}
 	return out
 }
+
+func TestMembershipRecordIsNotTakenOver(t *testing.T) {
+	ctx := context.Background()
+	theirs := membershipConfigMap(Member{ID: "a", ClusterUID: "uid-1"})
+	cs := fake.NewClientset(theirs)
+	mine := membershipConfigMap(Member{ID: "a", ClusterUID: "uid-2"})
+	_, err := ensure(ctx, &journal{}, "broker", "ConfigMap", cs.CoreV1().ConfigMaps(MemberNamespace("a")), mine, reconcileConfigMap)
+	if !errors.Is(err, ErrIDTaken) || !strings.Contains(err.Error(), "ConfigMap strait-member-a/strait-membership in broker: it belongs to another cluster (kube-system namespace uid uid-1)") {
+		t.Errorf("error %v", err)
+	}
+}
