@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/strait-io/strait/internal/cli/kubeconfig"
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
 )
@@ -42,48 +42,16 @@ func (f *kubeFlags) configs() (member, broker *rest.Config, memberName, brokerNa
 	if err := output.Validate(f.output); err != nil {
 		return nil, nil, "", "", err
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = f.kubeconfig
-	member, memberName, err = restConfig(rules, f.context)
+	rules := kubeconfig.Rules(f.kubeconfig)
+	member, memberName, err = kubeconfig.RESTConfig(rules, f.context)
 	if err != nil {
 		return nil, nil, "", "", err
 	}
-	broker, brokerName, err = restConfig(rules, f.brokerContext)
+	broker, brokerName, err = kubeconfig.RESTConfig(rules, f.brokerContext)
 	if err != nil {
 		return nil, nil, "", "", err
 	}
 	return member, broker, memberName, brokerName, nil
-}
-
-// restConfig loads one context, like kubectl --context, with raised client rate limits.
-func restConfig(rules *clientcmd.ClientConfigLoadingRules, context string) (*rest.Config, string, error) {
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
-	raw, err := cc.RawConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	name := context
-	if name == "" {
-		name = raw.CurrentContext
-	}
-	if name == "" {
-		return nil, "", fmt.Errorf("no --context given and the kubeconfig (%s) has no current context", kubeconfigPaths(rules))
-	}
-	if _, ok := raw.Contexts[name]; !ok {
-		return nil, "", fmt.Errorf("context %q not found in the kubeconfig (%s)", name, kubeconfigPaths(rules))
-	}
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("context %q: %w", name, err)
-	}
-	return clusterset.WithRateLimits(cfg), name, nil
-}
-
-func kubeconfigPaths(rules *clientcmd.ClientConfigLoadingRules) string {
-	if rules.ExplicitPath != "" {
-		return rules.ExplicitPath
-	}
-	return strings.Join(rules.Precedence, ":")
 }
 
 // NewJoin returns `strait join`.
