@@ -74,6 +74,22 @@ kubectl --context cluster02 wait --for=condition=Ready pod/x-wing --timeout=60s 
 ip=$(kubectl --context cluster02 get pod x-wing -o jsonpath='{.status.podIP}')
 $strait lab exec cluster01 -- curl -s --max-time 5 --retry 10 --retry-connrefused --retry-delay 1 "http://$ip:8080/"
 
+step "Multi-Cluster Services: export rebel-base from cluster01, call it from cluster02"
+kubectl --context cluster02 create namespace demo --dry-run=client -o yaml | kubectl --context cluster02 apply -f -
+kubectl --context cluster01 apply -f - <<'YAML'
+apiVersion: multicluster.x-k8s.io/v1beta1
+kind: ServiceExport
+metadata: {name: rebel-base, namespace: demo}
+YAML
+for _ in $(seq 50); do
+	kubectl --context cluster02 -n demo get serviceimport rebel-base >/dev/null 2>&1 && break
+	sleep 0.2
+done
+kubectl --context cluster02 -n demo get serviceimports,endpointslices
+$strait lab exec cluster02 -- dig +short rebel-base.demo.svc.clusterset.local
+$strait lab exec cluster02 -- curl -s --max-time 5 --retry 10 --retry-connrefused --retry-delay 1 http://rebel-base.demo.svc.clusterset.local/
+$strait status --context cluster02
+
 step "Done. The lab keeps running:"
 echo "  eval \"\$($strait lab env)\"      # point kubectl at it"
 echo "  $strait lab status"

@@ -287,12 +287,30 @@ func TestHeadlessExportAndNamespacePolicy(t *testing.T) {
 	if _, err := c1.kube.CoreV1().Services("db").Create(ctx, headless, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A pod with a hostname under the Service, as a StatefulSet's pods have.
+	named := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: "db", Labels: map[string]string{"app": "db"}},
+		Spec: corev1.PodSpec{Hostname: "db-0", Subdomain: "db", Containers: []corev1.Container{{
+			Name: "db", Image: "strait.io/lab/rebel-base", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 5432}},
+		}}},
+	}
+	if _, err := c1.kube.CoreV1().Pods("db").Create(ctx, named, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	export(t, c1, "db", "db")
 	poll(t, 60*time.Second, "cluster02 resolves every ready endpoint of the headless export", func(ctx context.Context) (bool, error) {
 		out, err := lab.Exec(ctx, "cluster02", "dig", "+short", "db.db.svc.clusterset.local")
 		lines := strings.Fields(out)
-		return err == nil && len(lines) == 2 && strings.HasPrefix(lines[0], "10.1."), fmt.Errorf("dig = %q (%v)", out, err)
+		return err == nil && len(lines) == 3 && strings.HasPrefix(lines[0], "10.1."), fmt.Errorf("dig = %q (%v)", out, err)
 	})
+	pod, err := c1.kube.CoreV1().Pods("db").Get(ctx, "db-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := lab.Exec(ctx, "cluster02", "dig", "+short", "db-0.cluster01.db.db.svc.clusterset.local")
+	if err != nil || strings.TrimSpace(out) != pod.Status.PodIP {
+		t.Errorf("dig db-0.cluster01.db.db.svc.clusterset.local = %q (%v); want the pod's IP %s", out, err, pod.Status.PodIP)
+	}
 	si, err := c2.mcs.MulticlusterV1beta1().ServiceImports("db").Get(ctx, "db", metav1.GetOptions{})
 	if err != nil || si.Spec.Type != mcsv1beta1.Headless || len(si.Spec.IPs) != 0 {
 		t.Errorf("headless import = %+v (%v); want type Headless without IPs", si, err)
