@@ -18,17 +18,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
@@ -36,6 +40,7 @@ import (
 
 	"github.com/strait-io/strait/internal/agent/controller"
 	"github.com/strait-io/strait/internal/agent/exporter"
+	"github.com/strait-io/strait/internal/agent/global"
 	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/agent/importer"
 	"github.com/strait-io/strait/internal/agent/records"
@@ -58,7 +63,10 @@ type Config struct {
 	// Identity is this replica's name in the leader lease; default hostname_pid.
 	Identity          string
 	HeartbeatInterval time.Duration
-	Workers           int
+	// GracePeriod: a member whose lease expired this long ago has its global Service
+	// endpoints withdrawn.
+	GracePeriod time.Duration
+	Workers     int
 }
 
 // DefaultConfig returns the defaults.
@@ -68,6 +76,7 @@ func DefaultConfig() Config {
 		HealthAddress:     ":8081",
 		LeaderElect:       true,
 		HeartbeatInterval: 5 * time.Second,
+		GracePeriod:       global.DefaultGracePeriod,
 		Workers:           4,
 	}
 }
@@ -82,6 +91,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect a leader among replicas through a Lease in "+clusterset.SystemNamespace)
 	fs.StringVar(&c.Identity, "identity", c.Identity, "this replica's identity in the leader lease (default: hostname_pid)")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "how often the member lease on the broker is renewed")
+	fs.DurationVar(&c.GracePeriod, "member-grace-period", c.GracePeriod, "how long after a member's lease expired its global Service endpoints are withdrawn")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "reconcile workers per reconciler")
 }
 
@@ -89,6 +99,9 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 func (c *Config) Validate() error {
 	if c.HeartbeatInterval < time.Second {
 		return fmt.Errorf("--heartbeat-interval %s is too short; use at least 1s", c.HeartbeatInterval)
+	}
+	if c.GracePeriod < 0 {
+		return fmt.Errorf("--member-grace-period %s must not be negative", c.GracePeriod)
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("--workers %d: at least 1", c.Workers)
@@ -248,6 +261,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	imports := localMCS.Multicluster().V1beta1().ServiceImports()
 	recordSIs := brokerMCS.Multicluster().V1beta1().ServiceImports()
 	recordSlices := broker.Discovery().V1().EndpointSlices()
+	leases := broker.Coordination().V1().Leases()
 
 	exp := &exporter.Exporter{
 		ClusterID: a.ClusterID, MemberNamespace: memberNS,
@@ -314,10 +328,54 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		return keys
 	}
 
+	// Global Services (ClusterMesh style).
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.local.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	publishLoop := controller.New("global-publish", metrics)
+	globalLoop := controller.New("global-import", metrics)
+	publisher := &global.Publisher{
+		ClusterID: a.ClusterID, MemberNamespace: memberNS, Broker: a.broker,
+		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSlices.Lister(),
+	}
+	globalImporter := &global.Importer{
+		ClusterID: a.ClusterID, Local: a.local,
+		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSlices.Lister(),
+		Liveness: global.LeaseLiveness{Leases: leases.Lister(), Grace: a.cfg.GracePeriod},
+		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "strait-agent"}),
+		Requeue:  globalLoop.EnqueueAfter,
+	}
+	globalRecordKey := func(obj any) []string {
+		if m, ok := obj.(metav1.Object); ok {
+			if k, ok := global.RecordKey(m); ok {
+				return []string{k}
+			}
+		}
+		return nil
+	}
+	// A lease renewed or expired changes what every global Service serves.
+	allGlobal := func(any) []string {
+		var keys []string
+		list, _ := services.Lister().List(labels.Everything())
+		for _, svc := range list {
+			if global.OptionsOf(svc).Global {
+				keys = append(keys, svc.Namespace+"/"+svc.Name)
+			}
+		}
+		return keys
+	}
+
 	for _, reg := range []struct {
 		informer cache.SharedIndexInformer
 		handler  cache.ResourceEventHandler
 	}{
+		{services.Informer(), publishLoop.Handler(key)},
+		{slices.Informer(), publishLoop.Handler(labelKey(discoveryv1.LabelServiceName))},
+		{recordSlices.Informer(), publishLoop.Handler(globalRecordKey)},
+		{services.Informer(), globalLoop.Handler(key)},
+		{slices.Informer(), globalLoop.Handler(labelKey(discoveryv1.LabelServiceName))},
+		{recordSlices.Informer(), globalLoop.Handler(globalRecordKey)},
+		{leases.Informer(), globalLoop.Handler(allGlobal)},
 		{exports.Informer(), exportLoop.Handler(key)},
 		{services.Informer(), exportLoop.Handler(key)},
 		{slices.Informer(), exportLoop.Handler(labelKey(discoveryv1.LabelServiceName))},
@@ -358,6 +416,8 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	klog.FromContext(ctx).Info("Agent running", "memberNamespace", memberNS)
 	go heartbeat.Run(ctx, a.broker, a.ClusterID, a.cfg.HeartbeatInterval)
 	go exportLoop.Run(ctx, a.cfg.Workers, exp)
+	go publishLoop.Run(ctx, a.cfg.Workers, publisher)
+	go globalLoop.Run(ctx, a.cfg.Workers, globalImporter)
 	importLoop.Run(ctx, a.cfg.Workers, imp)
 	return nil
 }

@@ -72,6 +72,10 @@ func New(name string, m *Metrics) *Loop {
 // Enqueue adds a key.
 func (l *Loop) Enqueue(key string) { l.queue.Add(key) }
 
+// EnqueueAfter adds a key after a delay, for state that changes with time (a lease that
+// will expire).
+func (l *Loop) EnqueueAfter(key string, after time.Duration) { l.queue.AddAfter(key, after) }
+
 // Handler returns informer event handlers that enqueue the keys keysOf returns for an object.
 func (l *Loop) Handler(keysOf func(obj any) []string) cache.ResourceEventHandler {
 	add := func(obj any) {

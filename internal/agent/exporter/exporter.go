@@ -8,7 +8,6 @@ package exporter
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/strait-io/strait/internal/agent/policy"
 	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/mcs"
 )
 
@@ -152,97 +152,22 @@ func (e *Exporter) publishEndpoints(ctx context.Context, ns, name string) error 
 	if err != nil {
 		return err
 	}
-	want := map[string]*discoveryv1.EndpointSlice{}
-	for _, s := range DesiredSlices(e.MemberNamespace, e.ClusterID, ns, name, local) {
-		want[s.Name] = s
-	}
 	have, err := e.RecordSlices.EndpointSlices(e.MemberNamespace).List(records.Selector(ns, name))
 	if err != nil {
 		return err
 	}
-	client := e.Broker.DiscoveryV1().EndpointSlices(e.MemberNamespace)
-	for _, h := range have {
-		w, ok := want[h.Name]
-		if !ok {
-			if err := client.Delete(ctx, h.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return err
-			}
-			continue
-		}
-		delete(want, h.Name)
-		if sameSlice(h, w) {
-			continue
-		}
-		update := h.DeepCopy()
-		update.Labels, update.Endpoints, update.Ports = w.Labels, w.Endpoints, w.Ports
-		if _, err := client.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-	}
-	for _, w := range want {
-		if _, err := client.Create(ctx, w, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
-	}
-	return nil
+	return slicesync.Sync(ctx, e.Broker.DiscoveryV1().EndpointSlices(e.MemberNamespace), have,
+		DesiredSlices(e.MemberNamespace, e.ClusterID, ns, name, local))
 }
 
-func sameSlice(a, b *discoveryv1.EndpointSlice) bool {
-	return a.AddressType == b.AddressType && equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
-		equality.Semantic.DeepEqual(a.Endpoints, b.Endpoints) && equality.Semantic.DeepEqual(a.Ports, b.Ports)
-}
-
-// DesiredSlices computes the broker slices of a Service from its local EndpointSlices: one per
-// address type, endpoints sorted by address so an unchanged set is never rewritten. Node
-// names are dropped: they mean nothing in another cluster.
+// DesiredSlices computes the broker slices of a Service from its local EndpointSlices: one
+// per address type. Slices the agent itself wrote (imports) are never re-exported.
 func DesiredSlices(memberNS, cluster, ns, name string, local []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
-	byType := map[discoveryv1.AddressType]*discoveryv1.EndpointSlice{}
-	ports := map[discoveryv1.AddressType]map[string]discoveryv1.EndpointPort{}
-	for _, s := range local {
-		if s.Labels[discoveryv1.LabelManagedBy] == records.EndpointSliceManagedBy {
-			continue // never re-export what this agent imported
-		}
-		out, ok := byType[s.AddressType]
-		if !ok {
-			out = &discoveryv1.EndpointSlice{
-				ObjectMeta: metav1.ObjectMeta{
-					Name:      records.SliceName(ns, name, s.AddressType),
-					Namespace: memberNS,
-					Labels:    records.Labels(cluster, ns, name),
-				},
-				AddressType: s.AddressType,
-			}
-			byType[s.AddressType] = out
-			ports[s.AddressType] = map[string]discoveryv1.EndpointPort{}
-		}
-		for _, ep := range s.Endpoints {
-			c := ep.DeepCopy()
-			c.NodeName, c.TargetRef = nil, nil
-			out.Endpoints = append(out.Endpoints, *c)
-		}
-		for _, p := range s.Ports {
-			key := ""
-			if p.Name != nil {
-				key = *p.Name
-			}
-			ports[s.AddressType][key] = *p.DeepCopy()
-		}
-	}
-	var result []*discoveryv1.EndpointSlice
-	for t, s := range byType {
-		sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Addresses[0] < s.Endpoints[j].Addresses[0] })
-		keys := make([]string, 0, len(ports[t]))
-		for k := range ports[t] {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			s.Ports = append(s.Ports, ports[t][k])
-		}
-		result = append(result, s)
-	}
-	sort.Slice(result, func(i, j int) bool { return result[i].Name < result[j].Name })
-	return result
+	return slicesync.Mirror(local, func(s *discoveryv1.EndpointSlice) bool {
+		return s.Labels[discoveryv1.LabelManagedBy] == records.EndpointSliceManagedBy
+	}, func(t discoveryv1.AddressType) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: records.SliceName(ns, name, t), Namespace: memberNS, Labels: records.Labels(cluster, ns, name)}
+	})
 }
 
 // withdraw deletes the member's records of a Service; it only acts on records the broker

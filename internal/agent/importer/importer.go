@@ -29,6 +29,7 @@ import (
 
 	"github.com/strait-io/strait/internal/agent/policy"
 	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/names"
@@ -229,40 +230,11 @@ func (im *Importer) ensureSlices(ctx context.Context, imp mcs.Import, derived st
 	if err != nil {
 		return err
 	}
-	want := map[string]*discoveryv1.EndpointSlice{}
-	for _, s := range ImportedSlices(imp, derived, recordSlices) {
-		want[s.Name] = s
-	}
 	have, err := im.Slices.EndpointSlices(imp.Namespace).List(ownSlices(imp.Name))
 	if err != nil {
 		return err
 	}
-	client := im.Local.DiscoveryV1().EndpointSlices(imp.Namespace)
-	for _, h := range have {
-		w, ok := want[h.Name]
-		if !ok {
-			if err := client.Delete(ctx, h.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return err
-			}
-			continue
-		}
-		delete(want, h.Name)
-		if h.AddressType == w.AddressType && equality.Semantic.DeepEqual(h.Labels, w.Labels) &&
-			equality.Semantic.DeepEqual(h.Endpoints, w.Endpoints) && equality.Semantic.DeepEqual(h.Ports, w.Ports) {
-			continue
-		}
-		update := h.DeepCopy()
-		update.Labels, update.Endpoints, update.Ports = w.Labels, w.Endpoints, w.Ports
-		if _, err := client.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-	}
-	for _, w := range want {
-		if _, err := client.Create(ctx, w, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
-	}
-	return nil
+	return slicesync.Sync(ctx, im.Local.DiscoveryV1().EndpointSlices(imp.Namespace), have, ImportedSlices(imp, derived, recordSlices))
 }
 
 func ownSlices(name string) labels.Selector {

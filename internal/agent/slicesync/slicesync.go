@@ -1,0 +1,112 @@
+// Package slicesync keeps a set of EndpointSlices equal to a desired set: it creates the
+// missing, updates the changed and deletes the extra ones, and writes nothing when they
+// already agree. Every reconciler of the agent that owns slices (MCS records, imports,
+// global Services) uses it, so they all share one notion of "changed".
+package slicesync
+
+import (
+	"context"
+	"sort"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Client is the part of the EndpointSlice client Sync needs.
+type Client interface {
+	Create(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.CreateOptions) (*discoveryv1.EndpointSlice, error)
+	Update(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.UpdateOptions) (*discoveryv1.EndpointSlice, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// Same reports whether two slices agree on everything the agent sets.
+func Same(a, b *discoveryv1.EndpointSlice) bool {
+	return a.AddressType == b.AddressType && equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
+		equality.Semantic.DeepEqual(a.Endpoints, b.Endpoints) && equality.Semantic.DeepEqual(a.Ports, b.Ports)
+}
+
+// Sync makes have (the slices the caller owns, from its cache) equal to want.
+func Sync(ctx context.Context, c Client, have, want []*discoveryv1.EndpointSlice) error {
+	wanted := map[string]*discoveryv1.EndpointSlice{}
+	for _, w := range want {
+		wanted[w.Name] = w
+	}
+	for _, h := range have {
+		w, ok := wanted[h.Name]
+		if !ok {
+			if err := c.Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return err
+			}
+			continue
+		}
+		delete(wanted, h.Name)
+		if Same(h, w) {
+			continue
+		}
+		update := h.DeepCopy()
+		update.Labels, update.Endpoints, update.Ports = w.Labels, w.Endpoints, w.Ports
+		if _, err := c.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(wanted))
+	for n := range wanted {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if _, err := c.Create(ctx, wanted[n], metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Mirror copies the endpoints of local slices into one slice per address type, endpoints
+// sorted by address and ports by name so an unchanged set is never rewritten. Node names
+// and target references are dropped: they mean nothing in another cluster. meta names and
+// labels the slice of each address type. Slices for which skip returns true are ignored.
+func Mirror(local []*discoveryv1.EndpointSlice, skip func(*discoveryv1.EndpointSlice) bool, meta func(discoveryv1.AddressType) metav1.ObjectMeta) []*discoveryv1.EndpointSlice {
+	byType := map[discoveryv1.AddressType]*discoveryv1.EndpointSlice{}
+	ports := map[discoveryv1.AddressType]map[string]discoveryv1.EndpointPort{}
+	for _, s := range local {
+		if skip != nil && skip(s) {
+			continue
+		}
+		out, ok := byType[s.AddressType]
+		if !ok {
+			out = &discoveryv1.EndpointSlice{ObjectMeta: meta(s.AddressType), AddressType: s.AddressType}
+			byType[s.AddressType] = out
+			ports[s.AddressType] = map[string]discoveryv1.EndpointPort{}
+		}
+		for _, ep := range s.Endpoints {
+			c := ep.DeepCopy()
+			c.NodeName, c.TargetRef = nil, nil
+			out.Endpoints = append(out.Endpoints, *c)
+		}
+		for _, p := range s.Ports {
+			key := ""
+			if p.Name != nil {
+				key = *p.Name
+			}
+			ports[s.AddressType][key] = *p.DeepCopy()
+		}
+	}
+	var result []*discoveryv1.EndpointSlice
+	for t, s := range byType {
+		sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Addresses[0] < s.Endpoints[j].Addresses[0] })
+		keys := make([]string, 0, len(ports[t]))
+		for k := range ports[t] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			s.Ports = append(s.Ports, ports[t][k])
+		}
+		result = append(result, s)
+	}
+	sort.Slice(result, func(i, j int) bool { return result[i].Name < result[j].Name })
+	return result
+}

@@ -1,0 +1,364 @@
+// Package server is the authoritative DNS server of strait dns: it answers, over UDP and TCP,
+// from an immutable zone.Zone snapshot that Update swaps atomically, so a health change is
+// served from the next query on without locks on the query path.
+//
+// In-cluster short names (<svc>.<ns>.<federation>.) depend on which member cluster asks.
+// The member's CoreDNS forwards the federation's domain to strait dns; the server tells the
+// clusters apart either by the address the query arrives on (one Listener per member, its
+// Cluster set) or by the query's source address (Sources, a prefix per member, for a shared
+// listener). A query matching neither is answered as from outside every cluster.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/strait-io/strait/internal/dns/zone"
+)
+
+// DefaultMaxUDPSize is the EDNS(0) UDP payload size the server offers and the largest UDP
+// response it sends: the DNS Flag Day 2020 value, which avoids IP fragmentation.
+const DefaultMaxUDPSize = 1232
+
+// Listener is an address (host:port) served over UDP and TCP.
+type Listener struct {
+	Addr string
+	// Cluster is the member cluster whose CoreDNS forwards here; empty for a listener shared
+	// by several clusters (see Config.Sources) or by clients outside them.
+	Cluster string
+}
+
+// Source maps the source addresses of queries to the member cluster that sends them.
+type Source struct {
+	Prefix  netip.Prefix
+	Cluster string
+}
+
+// Config configures the server.
+type Config struct {
+	Zone      zone.Config
+	Listeners []Listener
+	// Sources map query source addresses to clusters on listeners without a Cluster; the
+	// longest matching prefix wins.
+	Sources []Source
+	// Clusters are static locations of member clusters, used for clusters that have no
+	// shard in the current services (the shards' own locations win otherwise).
+	Clusters []zone.Location
+	// MaxUDPSize is the EDNS(0) UDP payload size offered (512..65535); 0 means DefaultMaxUDPSize.
+	MaxUDPSize int
+	// UDPSockets is how many SO_REUSEPORT sockets serve each UDP listener (the kernel spreads
+	// clients across them); 0 means GOMAXPROCS.
+	UDPSockets int
+}
+
+// Server is the authoritative server.
+type Server struct {
+	cfg     Config
+	maxUDP  int
+	sources []Source // longest prefix first
+	static  map[string]zone.Location
+
+	mu     sync.Mutex // serialises Update
+	serial uint32
+	snap   atomic.Pointer[snapshot]
+
+	addrs   []net.Addr
+	servers []*dns.Server
+	done    chan error
+	started atomic.Bool
+}
+
+// New validates the configuration and returns a server answering from an empty zone.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Zone.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, maxUDP: cfg.MaxUDPSize, static: map[string]zone.Location{}}
+	if s.maxUDP == 0 {
+		s.maxUDP = DefaultMaxUDPSize
+	}
+	if s.maxUDP < dns.MinMsgSize || s.maxUDP > dns.MaxMsgSize {
+		return nil, fmt.Errorf("UDP payload size %d is outside %d..%d", s.maxUDP, dns.MinMsgSize, dns.MaxMsgSize)
+	}
+	for _, src := range cfg.Sources {
+		if !src.Prefix.IsValid() || src.Cluster == "" {
+			return nil, fmt.Errorf("cluster source %v=%q: need a prefix and a cluster", src.Prefix, src.Cluster)
+		}
+		s.sources = append(s.sources, Source{Prefix: src.Prefix.Masked(), Cluster: src.Cluster})
+	}
+	// Longest prefix first, so the first match is the most specific.
+	for i := 1; i < len(s.sources); i++ {
+		for j := i; j > 0 && s.sources[j].Prefix.Bits() > s.sources[j-1].Prefix.Bits(); j-- {
+			s.sources[j], s.sources[j-1] = s.sources[j-1], s.sources[j]
+		}
+	}
+	for _, l := range cfg.Clusters {
+		s.static[l.Cluster] = l
+	}
+	if err := s.Update(nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Update builds a new zone from services and serves it from the next query on. An invalid
+// set is rejected whole and the previous zone stays served.
+func (s *Server) Update(services []zone.Service) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	serial := uint32(time.Now().Unix())
+	if serial <= s.serial {
+		serial = s.serial + 1
+	}
+	z, err := zone.Build(s.cfg.Zone, services, serial)
+	if err != nil {
+		return err
+	}
+	s.serial = serial
+	s.snap.Store(newSnapshot(z))
+	return nil
+}
+
+// Zone returns the zone being served.
+func (s *Server) Zone() *zone.Zone { return s.snap.Load().zone }
+
+// Start binds every listener (UDP and TCP) and serves until ctx ends; Wait returns then.
+// It returns once the server answers, or with the first bind error.
+func (s *Server) Start(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("server already started")
+	}
+	if len(s.cfg.Listeners) == 0 {
+		return errors.New("no listen address")
+	}
+	n := s.cfg.UDPSockets
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	var lc = net.ListenConfig{Control: reusePort}
+	fail := func(err error) error {
+		for _, srv := range s.servers {
+			if srv.PacketConn != nil {
+				srv.PacketConn.Close()
+			}
+			if srv.Listener != nil {
+				srv.Listener.Close()
+			}
+		}
+		s.servers = nil
+		return err
+	}
+	for _, l := range s.cfg.Listeners {
+		h := &handler{s: s, cluster: l.Cluster}
+		tl, err := lc.Listen(ctx, "tcp", l.Addr)
+		if err != nil {
+			return fail(fmt.Errorf("listening on %s/tcp: %w", l.Addr, err))
+		}
+		s.servers = append(s.servers, &dns.Server{Listener: tl, Handler: h, MsgAcceptFunc: acceptFunc})
+		// The UDP sockets share the port the TCP listener got (it may have been :0).
+		addr := tl.Addr().String()
+		s.addrs = append(s.addrs, tl.Addr())
+		for i := 0; i < n; i++ {
+			pc, err := lc.ListenPacket(ctx, "udp", addr)
+			if err != nil {
+				return fail(fmt.Errorf("listening on %s/udp: %w", addr, err))
+			}
+			s.servers = append(s.servers, &dns.Server{PacketConn: pc, Handler: h, MsgAcceptFunc: acceptFunc, UDPSize: dns.MaxMsgSize})
+		}
+	}
+	s.done = make(chan error, 1)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.servers))
+	for _, srv := range s.servers {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				errs <- err
+			}
+		}()
+		select {
+		case <-started:
+		case err := <-errs:
+			return fail(err)
+		}
+	}
+	go func() {
+		var err error
+		select {
+		case <-ctx.Done():
+		case err = <-errs:
+		}
+		for _, srv := range s.servers {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			srv.ShutdownContext(sctx)
+			cancel()
+		}
+		wg.Wait()
+		s.done <- err
+	}()
+	return nil
+}
+
+// Wait blocks until the server stopped and returns the error that stopped it, if any.
+func (s *Server) Wait() error { return <-s.done }
+
+// Addrs returns the bound addresses of the listeners (one per Listener, in order).
+func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// reusePort lets several UDP sockets share one port, so reads are spread across cores.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	return errors.Join(err, serr)
+}
+
+// acceptFunc is the miekg/dns default with NOTIFY refused as not implemented: the server
+// has no secondaries' role to play.
+func acceptFunc(dh dns.Header) dns.MsgAcceptAction {
+	if dh.Bits&(1<<15) != 0 { // QR: a response; answering could feed a reflection loop
+		return dns.MsgIgnore
+	}
+	if opcode := int(dh.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
+	}
+	if dh.Qdcount != 1 || dh.Ancount > 0 || dh.Nscount > 0 || dh.Arcount > 2 {
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+// handler serves one listener.
+type handler struct {
+	s       *Server
+	cluster string
+}
+
+func (h *handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	var src netip.Addr
+	udp := false
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		src, _ = netip.AddrFromSlice(a.IP)
+		udp = true
+	case *net.TCPAddr:
+		src, _ = netip.AddrFromSlice(a.IP)
+	}
+	m := h.s.Respond(r, Client{Addr: src.Unmap(), Cluster: h.cluster, UDP: udp})
+	w.WriteMsg(m)
+}
+
+// Client describes where a query came from.
+type Client struct {
+	// Addr is the source address; it selects the cluster through Config.Sources.
+	Addr netip.Addr
+	// Cluster, when set, is the cluster the query is from (the listener's).
+	Cluster string
+	// UDP responses are truncated to the negotiated payload size; TCP ones to 64 KiB.
+	UDP bool
+}
+
+// Respond answers a request. It never returns nil and never panics on a request that
+// unpacked; the response always packs within the size limit of the transport.
+func (s *Server) Respond(r *dns.Msg, c Client) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	if r.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return m
+	}
+	if len(r.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return m
+	}
+	// EDNS(0), RFC 6891: at most one OPT; a version we do not speak gets BADVERS.
+	var opt *dns.OPT
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			if opt != nil {
+				m.Rcode = dns.RcodeFormatError
+				return m
+			}
+			opt = o
+		}
+	}
+	size := dns.MinMsgSize
+	if opt != nil {
+		ro := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		ro.SetUDPSize(uint16(s.maxUDP))
+		if opt.Do() {
+			ro.SetDo()
+		}
+		m.Extra = []dns.RR{ro}
+		if opt.Version() != 0 {
+			m.Rcode = dns.RcodeBadVers
+			return m
+		}
+		size = min(max(int(opt.UDPSize()), dns.MinMsgSize), s.maxUDP)
+	}
+	if !c.UDP {
+		size = dns.MaxMsgSize
+	}
+	q := r.Question[0]
+	switch {
+	case q.Qclass != dns.ClassINET:
+		m.Rcode = dns.RcodeRefused
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
+		// Zone transfers are not offered: publishers push to the DNS servers people run.
+		m.Rcode = dns.RcodeRefused
+	default:
+		s.answer(m, q, s.clientLocation(c))
+	}
+	m.Compress = true
+	m.Truncate(size)
+	return m
+}
+
+// clientLocation resolves the client's cluster (listener, else source prefix) to a location.
+func (s *Server) clientLocation(c Client) zone.Location {
+	cluster := c.Cluster
+	if cluster == "" && c.Addr.IsValid() {
+		for _, src := range s.sources {
+			if src.Prefix.Contains(c.Addr) {
+				cluster = src.Cluster
+				break
+			}
+		}
+	}
+	if cluster == "" {
+		return zone.Location{}
+	}
+	if l, ok := s.snap.Load().zone.Locate(cluster); ok {
+		return l
+	}
+	if l, ok := s.static[cluster]; ok {
+		return l
+	}
+	return zone.Location{Cluster: cluster}
+}
+
+func (s *Server) answer(m *dns.Msg, q dns.Question, from zone.Location) {
+	a := s.snap.Load().lookup(q.Name, q.Qtype, from)
+	m.Rcode = a.rcode
+	m.Authoritative = a.authoritative
+	m.Answer = a.answer
+	m.Ns = a.ns
+	if len(a.extra) > 0 {
+		m.Extra = append(append(make([]dns.RR, 0, len(a.extra)+len(m.Extra)), a.extra...), m.Extra...)
+	}
+}
