@@ -90,6 +90,42 @@ $strait lab exec cluster02 -- dig +short rebel-base.demo.svc.clusterset.local
 $strait lab exec cluster02 -- curl -s --max-time 5 --retry 10 --retry-connrefused --retry-delay 1 http://rebel-base.demo.svc.clusterset.local/
 $strait status --context cluster02
 
+step "Global Services (ClusterMesh style): rebel-base in both clusters, annotated global"
+kubectl --context cluster02 -n demo apply -f - <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rebel-base, namespace: demo}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: rebel-base}}
+  template:
+    metadata: {labels: {app: rebel-base}}
+    spec:
+      containers:
+      - name: rebel-base
+        image: strait.io/lab/rebel-base
+        ports: [{name: http, containerPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rebel-base, namespace: demo}
+spec:
+  selector: {app: rebel-base}
+  ports: [{name: http, port: 80, targetPort: http}]
+YAML
+kubectl --context cluster02 -n demo rollout status deployment/rebel-base --timeout=120s
+for c in cluster01 cluster02; do
+	kubectl --context "$c" -n demo annotate --overwrite service rebel-base service.strait.io/global=true
+done
+for _ in $(seq 50); do
+	kubectl --context cluster01 -n demo get endpointslices -l strait.io/global-service=rebel-base -o name | grep -q . && break
+	sleep 0.2
+done
+echo "x-wing in cluster01 sends 20 requests to the plain name rebel-base.demo; replies per cluster:"
+$strait lab exec cluster01 -- curl -s --max-time 5 -H 'Connection: close' $(for _ in $(seq 20); do echo http://rebel-base.demo/; done) |
+	grep -o '"cluster":"[a-z0-9]*"' | sort | uniq -c
+$strait status --context cluster01
+
 step "Done. The lab keeps running:"
 echo "  eval \"\$($strait lab env)\"      # point kubectl at it"
 echo "  $strait lab status"

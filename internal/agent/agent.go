@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
@@ -249,10 +250,17 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	strait := func(o *metav1.ListOptions) {
 		o.LabelSelector = labels.SelectorFromSet(labels.Set{clusterset.ManagedByLabel: clusterset.ManagedByValue}).String()
 	}
-	local := informers.NewSharedInformerFactory(a.local, 0)
-	localMCS := mcsinformers.NewSharedInformerFactory(a.localMCS, 0)
-	broker := informers.NewSharedInformerFactoryWithOptions(a.broker, 0, informers.WithTweakListOptions(strait))
-	brokerMCS := mcsinformers.NewSharedInformerFactoryWithOptions(a.brokerMCS, 0, mcsinformers.WithTweakListOptions(strait))
+	// Managed fields are never read and are a large part of every cached object.
+	strip := func(obj any) (any, error) {
+		if m, err := apimeta.Accessor(obj); err == nil {
+			m.SetManagedFields(nil)
+		}
+		return obj, nil
+	}
+	local := informers.NewSharedInformerFactoryWithOptions(a.local, 0, informers.WithTransform(strip))
+	localMCS := mcsinformers.NewSharedInformerFactoryWithOptions(a.localMCS, 0, mcsinformers.WithTransform(strip))
+	broker := informers.NewSharedInformerFactoryWithOptions(a.broker, 0, informers.WithTweakListOptions(strait), informers.WithTransform(strip))
+	brokerMCS := mcsinformers.NewSharedInformerFactoryWithOptions(a.brokerMCS, 0, mcsinformers.WithTweakListOptions(strait), mcsinformers.WithTransform(strip))
 
 	services := local.Core().V1().Services()
 	slices := local.Discovery().V1().EndpointSlices()

@@ -8,8 +8,11 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/strait-io/strait/internal/agent/global"
 	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/mcs"
@@ -25,6 +28,18 @@ type Status struct {
 	Members         []Member        `json:"members"`
 	Imports         int             `json:"imports"`
 	Conflicts       []ServiceStatus `json:"conflicts,omitempty"`
+	// GlobalServices lists this cluster's global Services and what they receive.
+	GlobalServices []GlobalService `json:"globalServices,omitempty"`
+}
+
+// GlobalService is one of this cluster's global Services.
+type GlobalService struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Shared    bool     `json:"shared"`
+	Affinity  string   `json:"affinity"`
+	Clusters  []string `json:"remoteClusters,omitempty"` // members that publish endpoints for it
+	Problems  []string `json:"problems,omitempty"`       // port conflicts, annotation problems
 }
 
 // Member is one member's line.
@@ -103,4 +118,43 @@ func Build(members []clusterset.Member, leases []coordinationv1.Lease, recs []*m
 		return conflicts[i].Namespace+"/"+conflicts[i].Name < conflicts[j].Namespace+"/"+conflicts[j].Name
 	})
 	return out, conflicts
+}
+
+// GlobalServices describes the cluster's global Services from its Services and the
+// members' global records on the broker.
+func GlobalServices(cluster string, services []corev1.Service, recs []discoveryv1.EndpointSlice) []GlobalService {
+	var out []GlobalService
+	for i := range services {
+		svc := &services[i]
+		opts := global.OptionsOf(svc)
+		if !opts.Global {
+			continue
+		}
+		gs := GlobalService{Namespace: svc.Namespace, Name: svc.Name, Shared: opts.Shared, Affinity: string(opts.Affinity)}
+		if opts.Problem != "" {
+			gs.Problems = append(gs.Problems, opts.Problem)
+		}
+		byCluster := map[string][]*discoveryv1.EndpointSlice{}
+		for j := range recs {
+			r := &recs[j]
+			key, ok := global.RecordKey(r)
+			member, isMember := clusterset.ClusterIDFromNamespace(r.Namespace)
+			if ok && isMember && member != cluster && key == svc.Namespace+"/"+svc.Name {
+				byCluster[member] = append(byCluster[member], r)
+			}
+		}
+		var remotes []global.Remote
+		for c, slices := range byCluster {
+			remotes = append(remotes, global.Remote{Cluster: c, Slices: slices})
+			gs.Clusters = append(gs.Clusters, c)
+		}
+		sort.Strings(gs.Clusters)
+		all := opts
+		all.Affinity = global.AffinityNone
+		_, conflicts := global.Desired(svc, all, 0, remotes)
+		sort.Strings(conflicts)
+		gs.Problems = append(gs.Problems, conflicts...)
+		out = append(out, gs)
+	}
+	return out
 }

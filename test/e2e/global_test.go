@@ -19,7 +19,7 @@ import (
 // replies sends n requests from a cluster to url and counts replies per cluster. One curl
 // process makes them all, each on a new connection, so kube-proxy picks a backend each time.
 func replies(ctx context.Context, lab *labtest.Lab, from, url string, n int) (map[string]int, error) {
-	args := []string{"curl", "-sS", "--max-time", "5", "-H", "Connection: close", "-w", `\n`}
+	args := []string{"curl", "-sS", "--max-time", "5", "-H", "Connection: close", "-w", `\n`} // -w: one reply per line
 	for i := 0; i < n; i++ {
 		args = append(args, url)
 	}
@@ -29,6 +29,9 @@ func replies(ctx context.Context, lab *labtest.Lab, from, url string, n int) (ma
 	}
 	counts := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
 		var r reply
 		if json.Unmarshal([]byte(line), &r) != nil {
 			counts["error"]++

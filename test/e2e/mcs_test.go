@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/lab/labtest"
 	"github.com/strait-io/strait/internal/lab/supervisor"
+	statuspkg "github.com/strait-io/strait/internal/status"
 )
 
 type mcsCluster struct {
@@ -184,6 +186,26 @@ func TestMultiClusterServices(t *testing.T) {
 	}
 	if len(si.Spec.Ports) != 1 || si.Spec.Ports[0].Port != 80 {
 		t.Errorf("imported ports = %+v; the oldest export (port 80) must win the conflict on the port named http", si.Spec.Ports)
+	}
+	// strait status shows the members, their exports and the conflict.
+	out, err := exec.Command(straitBin, "status", "--kubeconfig", lab.Kubeconfig(), "--context", "cluster02", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("strait status: %v", err)
+	}
+	var st statuspkg.Status
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.BrokerReachable || len(st.Members) != 3 || st.Imports != 1 {
+		t.Errorf("status = %+v; want a reachable broker, 3 members and 1 import", st)
+	}
+	for _, m := range st.Members {
+		if !m.Alive || m.Exports != 1 {
+			t.Errorf("member %+v: want alive with one export", m)
+		}
+	}
+	if len(st.Conflicts) != 1 || st.Conflicts[0].Winner != "cluster01" {
+		t.Errorf("status conflicts = %+v; want demo/hello won by cluster01", st.Conflicts)
 	}
 	unexport(t, c3, "demo", "hello")
 

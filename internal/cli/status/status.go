@@ -126,7 +126,16 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statusp
 	if err != nil {
 		return brokerErr(err)
 	}
+	globalRecs, err := broker.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, sel)
+	if err != nil {
+		return brokerErr(err)
+	}
 	st.BrokerReachable = true
+	services, err := local.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing Services in %s: %w", contextName, err)
+	}
+	st.GlobalServices = statuspkg.GlobalServices(id, services.Items, globalRecs.Items)
 	ptrs := make([]*mcsv1beta1.ServiceImport, len(recs.Items))
 	for i := range recs.Items {
 		ptrs[i] = &recs.Items[i]
@@ -152,6 +161,16 @@ func print(w io.Writer, st *statuspkg.Status) {
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.ID, m.Region, m.Zone, m.LeaseAge, alive, m.Exports, m.Conflicts)
 	}
 	t.Flush()
+	if len(st.GlobalServices) > 0 {
+		fmt.Fprintln(w, "\nGlobal Services:")
+		t := output.NewTable(w)
+		fmt.Fprintln(t, "  SERVICE\tSHARED\tAFFINITY\tREMOTE CLUSTERS\tPROBLEMS")
+		for _, g := range st.GlobalServices {
+			fmt.Fprintf(t, "  %s/%s\t%v\t%s\t%s\t%s\n", g.Namespace, g.Name, g.Shared, g.Affinity,
+				orDash(strings.Join(g.Clusters, ",")), orDash(strings.Join(g.Problems, "; ")))
+		}
+		t.Flush()
+	}
 	if len(st.Conflicts) == 0 {
 		return
 	}
@@ -164,4 +183,11 @@ func print(w io.Writer, st *statuspkg.Status) {
 		sort.Strings(parts)
 		fmt.Fprintf(w, "  %s/%s (winner %s) %s\n", c.Namespace, c.Name, c.Winner, strings.Join(parts, "; "))
 	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,0 +1,68 @@
+package status
+
+import (
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/strait-io/strait/internal/agent/global"
+	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/mcs"
+)
+
+func TestBuildReportsLeasesExportsAndConflicts(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	members := []clusterset.Member{{ID: "east", Region: "eu"}, {ID: "west"}, {ID: "north"}}
+	lease := func(id string, age time.Duration) coordinationv1.Lease {
+		return coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: clusterset.MemberNamespace(id)},
+			Spec: coordinationv1.LeaseSpec{RenewTime: ptr.To(metav1.NewMicroTime(now.Add(-age))), LeaseDurationSeconds: ptr.To(int32(15))}}
+	}
+	record := func(id string, created time.Time, port int32) *mcsv1beta1.ServiceImport {
+		si := records.ToServiceImport(clusterset.MemberNamespace(id), mcs.Export{Cluster: id, Namespace: "demo", Name: "hello",
+			Type: mcsv1beta1.ClusterSetIP, Ports: []mcsv1beta1.ServicePort{{Name: "http", Port: port}}})
+		si.CreationTimestamp = metav1.NewTime(created)
+		return si
+	}
+	got, conflicts := Build(members,
+		[]coordinationv1.Lease{lease("east", 2*time.Second), lease("west", time.Minute)},
+		[]*mcsv1beta1.ServiceImport{record("east", now.Add(-time.Hour), 80), record("west", now, 8080)}, now)
+	want := map[string]Member{
+		"east":  {ID: "east", Region: "eu", LeaseAge: "2s", Alive: true, Exports: 1, Conflicts: 1},
+		"west":  {ID: "west", LeaseAge: "1m0s", Alive: false, Exports: 1, Conflicts: 1},
+		"north": {ID: "north", LeaseAge: "never"},
+	}
+	for _, m := range got {
+		if m != want[m.ID] {
+			t.Errorf("member %s = %+v, want %+v", m.ID, m, want[m.ID])
+		}
+	}
+	if len(conflicts) != 1 || conflicts[0].Winner != "east" || len(conflicts[0].Conflicts["west"]) == 0 {
+		t.Errorf("conflicts = %+v; want demo/hello won by the older east", conflicts)
+	}
+}
+
+func TestGlobalServicesShowRemoteClustersAndPortConflicts(t *testing.T) {
+	svc := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "rebel-base",
+		Annotations: map[string]string{global.CiliumGlobal: "true"}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolUDP}}}}
+	plain := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "other"}}
+	rec := discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: clusterset.MemberNamespace("west"), Labels: global.RecordLabels("west", "demo", "rebel-base")},
+		Ports:      []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(80)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		Endpoints:  []discoveryv1.Endpoint{{Addresses: []string{"10.2.0.2"}}},
+	}
+	got := GlobalServices("east", []corev1.Service{svc, plain}, []discoveryv1.EndpointSlice{rec})
+	if len(got) != 1 || got[0].Name != "rebel-base" || len(got[0].Clusters) != 1 || got[0].Clusters[0] != "west" {
+		t.Fatalf("global services = %+v", got)
+	}
+	if len(got[0].Problems) != 1 {
+		t.Errorf("problems = %v; want the UDP/TCP conflict on port http", got[0].Problems)
+	}
+}
