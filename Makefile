@@ -35,6 +35,7 @@ vet:
 
 bench: build lab-binaries
 	./hack/bench.sh
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./test/bench/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
