@@ -9,19 +9,9 @@ lab=${LAB:-strait}
 export STRAIT_LAB=$lab
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Starting lab $lab (two clusters: cluster01, cluster02)"
-if $strait lab status --lab "$lab" -o json 2>/dev/null | grep -q '"phase": "Running"'; then
-	echo "lab $lab is already running"
-else
-	$strait lab up --lab "$lab"
-fi
-eval "$($strait lab env --lab "$lab")"
-
-step "Nodes and system pods of cluster02"
-kubectl --context cluster02 get nodes,pods -A -o wide
-
-step "A 3-replica rebel-base Deployment and its Service in cluster01"
-kubectl --context cluster01 apply -f - <<'YAML'
+# rebel_base CLUSTER REPLICAS: the demo namespace, a rebel-base Deployment and its Service.
+rebel_base() {
+	kubectl --context "$1" apply -f - <<YAML
 apiVersion: v1
 kind: Namespace
 metadata: {name: demo}
@@ -30,7 +20,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {name: rebel-base, namespace: demo}
 spec:
-  replicas: 3
+  replicas: $2
   selector: {matchLabels: {app: rebel-base}}
   template:
     metadata: {labels: {app: rebel-base}}
@@ -47,6 +37,21 @@ spec:
   selector: {app: rebel-base}
   ports: [{name: http, port: 80, targetPort: http}]
 YAML
+}
+
+step "Starting lab $lab (two clusters: cluster01, cluster02)"
+if $strait lab status --lab "$lab" -o json 2>/dev/null | grep -q '"phase": "Running"'; then
+	echo "lab $lab is already running"
+else
+	$strait lab up --lab "$lab"
+fi
+eval "$($strait lab env --lab "$lab")"
+
+step "Nodes and system pods of cluster02"
+kubectl --context cluster02 get nodes,pods -A -o wide
+
+step "A 3-replica rebel-base Deployment and its Service in cluster01"
+rebel_base cluster01 3
 kubectl --context cluster01 -n demo rollout status deployment/rebel-base --timeout=120s
 kubectl --context cluster01 -n demo get pods -o wide
 kubectl --context cluster01 -n demo get endpointslices -l kubernetes.io/service-name=rebel-base
@@ -91,28 +96,7 @@ $strait lab exec cluster02 -- curl -s --max-time 5 --retry 10 --retry-connrefuse
 $strait status --context cluster02
 
 step "Global Services (ClusterMesh style): rebel-base in both clusters, annotated global"
-kubectl --context cluster02 -n demo apply -f - <<'YAML'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: rebel-base, namespace: demo}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: rebel-base}}
-  template:
-    metadata: {labels: {app: rebel-base}}
-    spec:
-      containers:
-      - name: rebel-base
-        image: strait.io/lab/rebel-base
-        ports: [{name: http, containerPort: 80}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: rebel-base, namespace: demo}
-spec:
-  selector: {app: rebel-base}
-  ports: [{name: http, port: 80, targetPort: http}]
-YAML
+rebel_base cluster02 2
 kubectl --context cluster02 -n demo rollout status deployment/rebel-base --timeout=120s
 for c in cluster01 cluster02; do
 	kubectl --context "$c" -n demo annotate --overwrite service rebel-base service.strait.io/global=true

@@ -1,7 +1,7 @@
 // Package crd holds the CustomResourceDefinitions Strait installs (the About API
-// ClusterProperty and the Multi-Cluster Services API ServiceExport and ServiceImport), both as
-// kustomize resources for real clusters and embedded for `strait join`, so the two never
-// differ.
+// ClusterProperty, the Multi-Cluster Services API ServiceExport and ServiceImport, and
+// Strait's own ExternalService), both as kustomize resources for real clusters and embedded
+// for `strait join` and the lab, so the two never differ.
 package crd
 
 import _ "embed" // the manifests are embedded
@@ -16,7 +16,11 @@ var (
 	// ServiceImportCRD is serviceimports.multicluster.x-k8s.io from sigs.k8s.io/mcs-api.
 	//go:embed multicluster.x-k8s.io_serviceimports.yaml
 	ServiceImportCRD []byte
+	// ExternalServiceCRD is externalservices.strait.io, generated from api/v1alpha1 by
+	// controller-gen (go generate ./api/...).
+	//go:embed strait.io_externalservices.yaml
+	ExternalServiceCRD []byte
 )
 
 // All lists the definitions in the order they are installed.
-func All() [][]byte { return [][]byte{ClusterPropertyCRD, ServiceExportCRD, ServiceImportCRD} }
+func All() [][]byte { return [][]byte{ClusterPropertyCRD, ServiceExportCRD, ServiceImportCRD, ExternalServiceCRD} }

@@ -22,7 +22,7 @@ func TestMCSDefinitionsMatchTheModule(t *testing.T) {
 }
 
 func TestDefinitionsParse(t *testing.T) {
-	want := []string{"clusterproperties.about.k8s.io", "serviceexports.multicluster.x-k8s.io", "serviceimports.multicluster.x-k8s.io"}
+	want := []string{"clusterproperties.about.k8s.io", "serviceexports.multicluster.x-k8s.io", "serviceimports.multicluster.x-k8s.io", "externalservices.strait.io"}
 	for i, data := range All() {
 		var obj struct {
 			Kind     string `json:"kind"`

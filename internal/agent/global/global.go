@@ -183,9 +183,9 @@ func Desired(svc *corev1.Service, opts Options, localReady int, remotes []Remote
 					Name:      ImportedSliceName(svc.Name, r.Cluster, rs.AddressType),
 					Namespace: svc.Namespace,
 					Labels: map[string]string{
-						clusterset.ManagedByLabel:   clusterset.ManagedByValue,
-						LabelGlobalService:          svc.Name,
-						labelSourceCluster:          r.Cluster,
+						clusterset.ManagedByLabel:    clusterset.ManagedByValue,
+						LabelGlobalService:           svc.Name,
+						labelSourceCluster:           r.Cluster,
 						discoveryv1.LabelServiceName: svc.Name,
 						discoveryv1.LabelManagedBy:   records.EndpointSliceManagedBy,
 					},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -254,4 +255,9 @@ func desiredRRs(zoneName string, records []zone.Record) (map[string][]dns.RR, ma
 		out[name] = slices.CompactFunc(rrs, func(a, b dns.RR) bool { return a.String() == b.String() })
 	}
 	return out, services, nil
+}
+
+func addr(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
 }
