@@ -20,6 +20,7 @@ import (
 // +kubebuilder:printcolumn:name="Healthy",type=integer,JSONPath=`.status.readyTargets`
 // +kubebuilder:printcolumn:name="Targets",type=integer,JSONPath=`.status.totalTargets`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="the name must be a DNS-1035 label (at most 63 lowercase letters, digits and dashes, starting with a letter): the Service takes this name"
 type ExternalService struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -58,6 +59,7 @@ type ExternalServiceSpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u == t))",message="targets must be unique"
 	Targets []Target `json:"targets"`
 
 	// Headless makes the Service of IP targets headless (no cluster IP): DNS returns the

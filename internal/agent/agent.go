@@ -265,6 +265,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	services := local.Core().V1().Services()
 	slices := local.Discovery().V1().EndpointSlices()
 	namespaces := local.Core().V1().Namespaces()
+	nodes := local.Core().V1().Nodes()
 	exports := localMCS.Multicluster().V1beta1().ServiceExports()
 	imports := localMCS.Multicluster().V1beta1().ServiceImports()
 	recordSIs := brokerMCS.Multicluster().V1beta1().ServiceImports()
@@ -275,6 +276,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		ClusterID: a.ClusterID, MemberNamespace: memberNS,
 		Local: a.local, LocalMCS: a.localMCS, Broker: a.broker, BrokerMCS: a.brokerMCS,
 		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
+		Nodes: nodes.Lister(),
 		Records: recordSIs.Lister(), RecordSlices: recordSlices.Lister(),
 	}
 	imp := &importer.Importer{
@@ -320,6 +322,17 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		recs, _ := recordSIs.Lister().List(labels.SelectorFromSet(labels.Set{records.LabelServiceNamespace: m.GetName()}))
 		for _, r := range recs {
 			keys = append(keys, recordKey(r)...)
+		}
+		return keys
+	}
+	// Node changes (addresses, readiness) matter to exports through node ports.
+	allExports := func(any) []string {
+		var keys []string
+		list, _ := exports.Lister().List(labels.Everything())
+		for _, e := range list {
+			if e.Annotations[exporter.AnnotationExportVia] == exporter.ViaNodePort {
+				keys = append(keys, e.Namespace+"/"+e.Name)
+			}
 		}
 		return keys
 	}
@@ -389,6 +402,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		{slices.Informer(), exportLoop.Handler(labelKey(discoveryv1.LabelServiceName))},
 		{recordSIs.Informer(), exportLoop.Handler(recordKey)},
 		{namespaces.Informer(), exportLoop.Handler(exportNamespaceKeys)},
+		{nodes.Informer(), exportLoop.Handler(allExports)},
 		{recordSIs.Informer(), importLoop.Handler(recordKey)},
 		{recordSlices.Informer(), importLoop.Handler(recordKey)},
 		{namespaces.Informer(), importLoop.Handler(namespaceKeys)},

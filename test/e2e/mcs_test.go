@@ -364,3 +364,44 @@ func TestHeadlessExportAndNamespacePolicy(t *testing.T) {
 		t.Errorf("cluster01 (no restriction) lost its import: %v", err)
 	}
 }
+
+// TestExportViaNodePort is seed 000 with non-routable pod addresses: cluster01 exports a
+// NodePort Service through its node address and node port 30099 mapped from port 80;
+// cluster02 reaches it by the clusterset name.
+func TestExportViaNodePort(t *testing.T) {
+	lab := labtest.Start(t, 2)
+	ctx := context.Background()
+	cs := mcsClusters(t, lab)
+	c1, c2 := cs[0], cs[1]
+	for _, c := range cs {
+		createNamespace(t, c.kube, "shop")
+	}
+	if _, err := c1.kube.AppsV1().Deployments("shop").Create(ctx, deployment("shop", "web", 1, 80), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := service("shop", "web", 80)
+	svc.Spec.Type = corev1.ServiceTypeNodePort
+	svc.Spec.Ports[0].NodePort = 30099
+	if _, err := c1.kube.CoreV1().Services("shop").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c1.mcs.MulticlusterV1beta1().ServiceExports("shop").Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{
+		Name: "web", Namespace: "shop", Annotations: map[string]string{"export.strait.io/via": "nodeport"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeIP := lab.Cluster("cluster01").NodeIP
+	poll(t, 60*time.Second, "cluster02 imports web through cluster01's node address and node port", func(ctx context.Context) (bool, error) {
+		slices, err := c2.kube.DiscoveryV1().EndpointSlices("shop").List(ctx, metav1.ListOptions{LabelSelector: mcsv1beta1.LabelServiceName + "=web"})
+		if err != nil || len(slices.Items) != 1 || len(slices.Items[0].Endpoints) != 1 {
+			return false, err
+		}
+		s := slices.Items[0]
+		return s.Endpoints[0].Addresses[0] == nodeIP && *s.Ports[0].Port == 30099 && *s.Endpoints[0].Conditions.Ready, nil
+	})
+	poll(t, 30*time.Second, "curl web.shop.svc.clusterset.local from cluster02", func(ctx context.Context) (bool, error) {
+		out, err := lab.Exec(ctx, "cluster02", "curl", "-sS", "--max-time", "2", "http://web.shop.svc.clusterset.local/")
+		var r reply
+		return err == nil && json.Unmarshal([]byte(out), &r) == nil && r.Cluster == "cluster01", fmt.Errorf("curl = %q (%v)", out, err)
+	})
+}

@@ -44,6 +44,7 @@ type Exporter struct {
 	Services   corelisters.ServiceLister
 	Slices     discoverylisters.EndpointSliceLister
 	Namespaces corelisters.NamespaceLister
+	Nodes      corelisters.NodeLister
 	// Records and RecordSlices list the broker's records of every member.
 	Records      mcslisters.ServiceImportLister
 	RecordSlices discoverylisters.EndpointSliceLister
@@ -66,7 +67,7 @@ func (e *Exporter) Reconcile(ctx context.Context, key string) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	if valid := e.validate(ns, name, svc); valid.Status != metav1.ConditionTrue {
+	if valid := e.validate(ns, name, exp.Annotations[AnnotationExportVia], svc); valid.Status != metav1.ConditionTrue {
 		if err := e.withdraw(ctx, ns, name); err != nil {
 			return err
 		}
@@ -80,7 +81,7 @@ func (e *Exporter) Reconcile(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.publishEndpoints(ctx, ns, name); err != nil {
+	if err := e.publishEndpoints(ctx, svc, exp.Annotations[AnnotationExportVia]); err != nil {
 		return err
 	}
 	conflicts, err := e.conflicts(ns, name, record)
@@ -95,7 +96,7 @@ func (e *Exporter) Reconcile(ctx context.Context, key string) error {
 }
 
 // validate returns the Valid condition of an export.
-func (e *Exporter) validate(ns, name string, svc *corev1.Service) metav1.Condition {
+func (e *Exporter) validate(ns, name, via string, svc *corev1.Service) metav1.Condition {
 	switch {
 	case svc == nil:
 		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoService,
@@ -106,6 +107,9 @@ func (e *Exporter) validate(ns, name string, svc *corev1.Service) metav1.Conditi
 	}
 	if msg, ok := policy.ExportAllowed(e.Namespaces, ns); !ok {
 		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, policy.ReasonNamespaceNotAllowed, msg)
+	}
+	if err := CheckVia(via, svc); err != nil {
+		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, ReasonInvalidExportVia, err.Error())
 	}
 	return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid, "the Service can be exported")
 }
@@ -146,8 +150,10 @@ func nilIfEmpty(m map[string]string) map[string]string {
 	return m
 }
 
-// publishEndpoints mirrors the Service's endpoints, one broker slice per address type.
-func (e *Exporter) publishEndpoints(ctx context.Context, ns, name string) error {
+// publishEndpoints publishes the Service's endpoints, one broker slice per address type:
+// its pods' addresses, or its node ports or load balancer as the export asks.
+func (e *Exporter) publishEndpoints(ctx context.Context, svc *corev1.Service, via string) error {
+	ns, name := svc.Namespace, svc.Name
 	local, err := e.Slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
 	if err != nil {
 		return err
@@ -156,8 +162,23 @@ func (e *Exporter) publishEndpoints(ctx context.Context, ns, name string) error 
 	if err != nil {
 		return err
 	}
-	return slicesync.Sync(ctx, e.Broker.DiscoveryV1().EndpointSlices(e.MemberNamespace), have,
-		DesiredSlices(e.MemberNamespace, e.ClusterID, ns, name, local))
+	want := DesiredSlices(e.MemberNamespace, e.ClusterID, ns, name, local)
+	if via != ViaPods {
+		nodes, err := e.Nodes.List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		ready := false
+		for _, s := range want {
+			for _, ep := range s.Endpoints {
+				ready = ready || ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			}
+		}
+		want = ViaSlices(via, svc, nodes, ready, func(t discoveryv1.AddressType) metav1.ObjectMeta {
+			return metav1.ObjectMeta{Name: records.SliceName(ns, name, t), Namespace: e.MemberNamespace, Labels: records.Labels(e.ClusterID, ns, name)}
+		})
+	}
+	return slicesync.Sync(ctx, e.Broker.DiscoveryV1().EndpointSlices(e.MemberNamespace), have, want)
 }
 
 // DesiredSlices computes the broker slices of a Service from its local EndpointSlices: one
