@@ -276,7 +276,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		ClusterID: a.ClusterID, MemberNamespace: memberNS,
 		Local: a.local, LocalMCS: a.localMCS, Broker: a.broker, BrokerMCS: a.brokerMCS,
 		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
-		Nodes: nodes.Lister(),
+		Nodes:   nodes.Lister(),
 		Records: recordSIs.Lister(), RecordSlices: recordSlices.Lister(),
 	}
 	imp := &importer.Importer{

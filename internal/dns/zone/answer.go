@@ -179,3 +179,23 @@ func SortRecords(rs []Record) {
 			a.Addr.Compare(b.Addr), strings.Compare(a.Target, b.Target))
 	})
 }
+
+// ZoneFile renders the federation domain as a zone file (RFC 1035 master format): SOA, NS,
+// nameserver addresses and Records. Other DNS servers load it to serve the same answers
+// (without the health-aware short names), e.g. CoreDNS's file plugin in the benchmark.
+func (z *Zone) ZoneFile() string {
+	var b strings.Builder
+	a := z.apexes[z.Domain()]
+	b.WriteString("$ORIGIN " + a.name + "\n")
+	b.WriteString(a.soa.String() + "\n")
+	for _, ns := range a.ns {
+		b.WriteString(ns.String() + "\n")
+	}
+	for _, g := range z.glue(a) {
+		b.WriteString(g.String() + "\n")
+	}
+	for _, r := range z.Records() {
+		b.WriteString(r.String() + "\n")
+	}
+	return b.String()
+}

@@ -340,3 +340,20 @@ func TestNameserverCollision(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+func TestZoneFile(t *testing.T) {
+	z, err := Build(Config{Domain: "example.com", Nameservers: []Nameserver{{Name: "ns1.example.com", Addresses: addrs("127.0.0.53")}}},
+		[]Service{{Namespace: "n", Name: "s", Federation: "f", Shards: []Shard{{Cluster: "c", Region: "r", Healthy: true, Addresses: addrs("192.0.2.1")}}}}, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "$ORIGIN example.com.\n" +
+		"example.com.\t30\tIN\tSOA\tns1.example.com. hostmaster.example.com. 9 3600 600 86400 30\n" +
+		"example.com.\t180\tIN\tNS\tns1.example.com.\n" +
+		"ns1.example.com.\t180\tIN\tA\t127.0.0.53\n" +
+		"s.n.f.svc.example.com.\t180\tIN\tA\t192.0.2.1\n" +
+		"s.n.f.svc.r.example.com.\t180\tIN\tA\t192.0.2.1\n"
+	if got := z.ZoneFile(); got != want {
+		t.Errorf("zone file:\n%s\nwant:\n%s", got, want)
+	}
+}
