@@ -41,11 +41,13 @@ import (
 
 	"github.com/strait-io/strait/internal/agent/controller"
 	"github.com/strait-io/strait/internal/agent/exporter"
+	"github.com/strait-io/strait/internal/agent/externalservice"
 	"github.com/strait-io/strait/internal/agent/global"
 	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/agent/importer"
 	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/externalservice/esclient"
 )
 
 // Config configures one agent.
@@ -68,6 +70,9 @@ type Config struct {
 	// endpoints withdrawn.
 	GracePeriod time.Duration
 	Workers     int
+	// Prober runs the health checks of ExternalService targets; nil dials directly. The lab
+	// sets one that dials inside the cluster's network namespace.
+	Prober externalservice.Prober
 }
 
 // DefaultConfig returns the defaults.
@@ -139,6 +144,8 @@ type Agent struct {
 	brokerMCS mcsclient.Interface
 	registry  *prometheus.Registry
 	synced    atomic.Bool
+	// restConfig is the member's client configuration, for clients of Strait's own API.
+	restConfig *rest.Config
 }
 
 // New connects to the member cluster, finds its cluster ID and broker credentials.
@@ -154,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, registry: prometheus.NewRegistry()}
+	a := &Agent{cfg: cfg, registry: prometheus.NewRegistry(), restConfig: rc}
 	if a.local, err = kubernetes.NewForConfig(rc); err != nil {
 		return nil, err
 	}
@@ -436,6 +443,42 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	}
 	a.synced.Store(true)
 	klog.FromContext(ctx).Info("Agent running", "memberNamespace", memberNS)
+
+	// --- ExternalServices (strait.io/v1alpha1): outside services under local names. ---
+	// Its loop starts once the CRD is served, so a cluster without it runs the rest.
+	esLoop := controller.New("externalservice", metrics)
+	esClient, err := esclient.New(a.restConfig)
+	if err != nil {
+		return err
+	}
+	esInformer := esclient.NewInformer(esClient, metav1.NamespaceAll, 0)
+	esReconciler := &externalservice.Reconciler{
+		Local: a.local, Status: externalservice.StatusWriterFor(esClient),
+		ExternalServices: esclient.NewLister(esInformer.GetIndexer()),
+		Services:         services.Lister(), Slices: slices.Lister(),
+		Health: externalservice.NewChecker(ctx, a.cfg.Prober, esLoop.Enqueue),
+	}
+	for _, reg := range []struct {
+		informer cache.SharedIndexInformer
+		keys     func(obj any) []string
+	}{
+		{esInformer, key}, {services.Informer(), key}, {slices.Informer(), externalservice.SliceKeys},
+	} {
+		if _, err := reg.informer.AddEventHandler(esLoop.Handler(reg.keys)); err != nil {
+			return err
+		}
+	}
+	go func() {
+		if !externalservice.WaitServed(ctx, a.local.Discovery(), 30*time.Second) {
+			return
+		}
+		go esInformer.RunWithContext(ctx)
+		if cache.WaitForCacheSync(ctx.Done(), esInformer.HasSynced) {
+			esLoop.Run(ctx, a.cfg.Workers, esReconciler)
+		}
+	}()
+	// --- end ExternalServices ---
+
 	go heartbeat.Run(ctx, a.broker, a.ClusterID, a.cfg.HeartbeatInterval)
 	go exportLoop.Run(ctx, a.cfg.Workers, exp)
 	go publishLoop.Run(ctx, a.cfg.Workers, publisher)

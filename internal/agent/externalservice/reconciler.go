@@ -105,7 +105,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	obj, err := r.ExternalServices.Get(ns, name)
 	if apierrors.IsNotFound(err) {
 		r.Health.Stop(key)
-		return r.removeOrphans(ctx, ns, name, nil)
+		return r.removeOrphans(ctx, ns, name)
 	}
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		// Objects of an earlier, accepted spec are kept: a bad edit must not cut traffic.
 		r.Health.Stop(key)
 		logger.V(2).Info("Refusing ExternalService", "reason", refusal.Reason, "message", refusal.Message)
-		return r.writeStatus(ctx, obj, ext, "", es.TargetStatuses(ext.Spec, nil, obj.Status.Targets, r.now()),
+		return r.writeStatus(ctx, obj, "", es.TargetStatuses(ext.Spec, nil, obj.Status.Targets, r.now()),
 			es.NotReadyCondition(ext, refusal.Reason, refusal.Message+"; nothing was written"))
 	}
 
@@ -150,18 +150,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		svc = nil
 	default:
 		r.Health.Stop(key)
-		return r.writeStatus(ctx, obj, ext, "", statuses, es.NotReadyCondition(ext, v1alpha1.ReasonServiceNotOwned, fmt.Sprintf(
+		return r.writeStatus(ctx, obj, "", statuses, es.NotReadyCondition(ext, v1alpha1.ReasonServiceNotOwned, fmt.Sprintf(
 			"Service %s/%s exists and was not created for this ExternalService; it is left alone. Delete it, rename the ExternalService, or let `strait doctor --fix` convert it", ns, name)))
 	}
 
 	if err := r.apply(ctx, ext, desired, svc); err != nil {
 		msg := err.Error()
-		if werr := r.writeStatus(ctx, obj, ext, obj.Status.Mode, statuses, es.NotReadyCondition(ext, v1alpha1.ReasonApplyFailed, msg)); werr != nil {
+		if werr := r.writeStatus(ctx, obj, obj.Status.Mode, statuses, es.NotReadyCondition(ext, v1alpha1.ReasonApplyFailed, msg)); werr != nil {
 			logger.Error(werr, "Writing status failed")
 		}
 		return err
 	}
-	return r.writeStatus(ctx, obj, ext, desired.Mode, statuses, es.ReadyCondition(ext, desired.Mode, statuses))
+	return r.writeStatus(ctx, obj, desired.Mode, statuses, es.ReadyCondition(ext, desired.Mode, statuses))
 }
 
 // apply writes the Service and slices. Endpoints appear before the Service points at them
@@ -291,7 +291,7 @@ func (r *Reconciler) deleteService(ctx context.Context, svc *corev1.Service) err
 
 // removeOrphans deletes what was written for a deleted ExternalService. The garbage
 // collector would too; doing it here does not depend on it running.
-func (r *Reconciler) removeOrphans(ctx context.Context, ns, name string, _ *v1alpha1.ExternalService) error {
+func (r *Reconciler) removeOrphans(ctx context.Context, ns, name string) error {
 	if svc, err := r.Services.Services(ns).Get(name); err == nil && es.IsOurs(svc, name) {
 		if err := r.deleteService(ctx, svc); err != nil {
 			return err
@@ -313,8 +313,8 @@ func (r *Reconciler) removeOrphans(ctx context.Context, ns, name string, _ *v1al
 	return nil
 }
 
-// writeStatus updates the status when it changed. ext is obj with defaults applied.
-func (r *Reconciler) writeStatus(ctx context.Context, obj, ext *v1alpha1.ExternalService, mode v1alpha1.ServiceMode, targets []v1alpha1.TargetStatus, cond metav1.Condition) error {
+// writeStatus updates the status when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.ExternalService, mode v1alpha1.ServiceMode, targets []v1alpha1.TargetStatus, cond metav1.Condition) error {
 	st := obj.Status.DeepCopy()
 	st.ObservedGeneration = obj.Generation
 	st.Mode = mode
@@ -337,6 +337,5 @@ func (r *Reconciler) writeStatus(ctx context.Context, obj, ext *v1alpha1.Externa
 	if _, err := r.Status(obj.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("writing the status of ExternalService %s/%s: %w", obj.Namespace, obj.Name, err)
 	}
-	_ = ext
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -215,7 +216,7 @@ func sweep(t testing.TB) {
 		var errs []error
 		for _, ns := range en.Namespaces {
 			if netns.Exists(ns) {
-				if out, err := runIP("netns", "delete", ns); err != nil {
+				if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
 					errs = append(errs, fmt.Errorf("%v: %s", err, out))
 				}
 			}

@@ -1,0 +1,290 @@
+package federation
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/strait-io/strait/internal/agent/global"
+	"github.com/strait-io/strait/internal/clusterset"
+)
+
+// Snapshot is everything the broker holds about a federation at one moment.
+type Snapshot struct {
+	// Federation is the federation's name.
+	Federation string
+	// Services are the broker's federated Services.
+	Services []*corev1.Service
+	Members  []clusterset.Member
+	// Leases are the members' heartbeat leases, by cluster ID.
+	Leases map[string]*coordinationv1.Lease
+	Shards map[ShardKey]Shard
+	Now    time.Time
+	// Grace is how long after its lease expired a member still counts as alive.
+	Grace time.Duration
+}
+
+// Health is a shard's health and why.
+type Health struct {
+	Healthy bool   `json:"healthy"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// ShardHealth decides a shard's health: healthy when the member's lease is fresh (its
+// renewal plus duration plus grace is not past; a member without a lease counts as alive,
+// as for global Services) and the shard exists with at least one ready endpoint. recheck is
+// how long until the lease alone changes the answer (0 when it cannot).
+func ShardHealth(shard *Shard, lease *coordinationv1.Lease, grace time.Duration, now time.Time) (h Health, recheck time.Duration) {
+	alive := true
+	if lease != nil && lease.Spec.RenewTime != nil && lease.Spec.LeaseDurationSeconds != nil {
+		alive, recheck = global.Expiry(lease.Spec.RenewTime.Time, time.Duration(*lease.Spec.LeaseDurationSeconds)*time.Second, grace, now)
+	}
+	switch {
+	case !alive:
+		// A constant message (no age) keeps the status from changing on every look.
+		return Health{Reason: ReasonMemberDown, Message: fmt.Sprintf("the member's agent has not renewed its lease since %s",
+			lease.Spec.RenewTime.UTC().Format(time.RFC3339))}, 0
+	case shard == nil:
+		return Health{Reason: ReasonShardMissing, Message: "the member has not reported the shard yet"}, recheck
+	case shard.State == ShardConflict:
+		return Health{Reason: ReasonShardConflict, Message: shard.Problem}, recheck
+	case !shard.State.Exists():
+		msg := "the member has not created the Service yet"
+		if shard.Problem != "" {
+			msg = shard.Problem
+		}
+		return Health{Reason: ReasonShardMissing, Message: msg}, recheck
+	case shard.ReadyEndpoints == 0:
+		return Health{Reason: ReasonNoReadyEndpoints, Message: "the Service has no ready endpoint in the member"}, recheck
+	}
+	return Health{Healthy: true, Reason: ReasonHealthy, Message: fmt.Sprintf("%d ready endpoints", shard.ReadyEndpoints)}, recheck
+}
+
+// ShardStatus is one cluster's shard of a federated Service.
+type ShardStatus struct {
+	Cluster string `json:"cluster"`
+	Region  string `json:"region,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+	// State is empty when the member reported nothing.
+	State          ShardState `json:"state,omitempty"`
+	ReadyEndpoints int        `json:"readyEndpoints"`
+	Health
+	Ingress    Ingress      `json:"ingress"`
+	ClusterIPs []netip.Addr `json:"clusterIPs,omitempty"`
+}
+
+// ServiceStatus is a federated Service and its shards.
+type ServiceStatus struct {
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	Federation string `json:"federation"`
+	// TTL overrides the DNS TTL; 0 means the server's default.
+	TTL        time.Duration `json:"-"`
+	TTLSeconds int64         `json:"ttlSeconds,omitempty"`
+	// Unknown lists selected clusters that are not members.
+	Unknown []string `json:"unknownClusters,omitempty"`
+	// Problems are annotation errors.
+	Problems []string `json:"problems,omitempty"`
+	// SelectionValid is false when the cluster selector could not be read; members then
+	// neither place nor remove shards.
+	SelectionValid bool          `json:"selectionValid"`
+	Shards         []ShardStatus `json:"shards"`
+	// Recheck is how long until a member's lease alone changes the status (0: never).
+	Recheck time.Duration `json:"-"`
+	// Generation is the broker Service's metadata.generation.
+	Generation int64 `json:"-"`
+}
+
+// Aggregate computes the status of one federated Service. Its shards are those of the
+// selected members, reported or not, sorted by cluster; with an invalid selection, the
+// members that still report a shard (they keep what they had).
+func Aggregate(snap *Snapshot, svc *corev1.Service) ServiceStatus {
+	st := ServiceStatus{Namespace: svc.Namespace, Name: svc.Name, Federation: snap.Federation, Generation: svc.Generation, SelectionValid: true}
+	ttl, err := ParseTTL(svc)
+	if err != nil {
+		st.Problems = append(st.Problems, err.Error())
+	}
+	st.TTL, st.TTLSeconds = ttl, int64(ttl/time.Second)
+	var placed []clusterset.Member
+	sel, err := ParseSelection(svc)
+	if err != nil {
+		st.SelectionValid = false
+		st.Problems = append([]string{err.Error()}, st.Problems...)
+		for _, m := range snap.Members {
+			if _, ok := snap.Shards[ShardKey{Cluster: m.ID, Namespace: svc.Namespace, Name: svc.Name}]; ok {
+				placed = append(placed, m)
+			}
+		}
+	} else {
+		placed, st.Unknown = sel.Resolve(snap.Members)
+	}
+	for _, m := range placed {
+		var shard *Shard
+		if s, ok := snap.Shards[ShardKey{Cluster: m.ID, Namespace: svc.Namespace, Name: svc.Name}]; ok {
+			shard = &s
+		}
+		h, recheck := ShardHealth(shard, snap.Leases[m.ID], snap.Grace, snap.Now)
+		if recheck > 0 && (st.Recheck == 0 || recheck < st.Recheck) {
+			st.Recheck = recheck
+		}
+		ss := ShardStatus{Cluster: m.ID, Region: m.Region, Zone: m.Zone, Health: h}
+		if shard != nil {
+			ss.State, ss.ReadyEndpoints, ss.Ingress, ss.ClusterIPs = shard.State, shard.ReadyEndpoints, shard.Ingress, shard.ClusterIPs
+			// The membership (join flags, or node labels at join time) wins; the nodes'
+			// current topology labels fill what it lacks.
+			switch {
+			case ss.Region == "":
+				ss.Region, ss.Zone = shard.Region, shard.Zone
+			case ss.Zone == "" && shard.Region == ss.Region:
+				ss.Zone = shard.Zone
+			}
+		}
+		if ss.Region == "" {
+			ss.Zone = "" // a zone is only meaningful inside a region
+		}
+		st.Shards = append(st.Shards, ss)
+	}
+	return st
+}
+
+// AggregateAll computes the status of every federated Service of the snapshot, sorted by
+// namespace and name.
+func AggregateAll(snap *Snapshot) []ServiceStatus {
+	out := make([]ServiceStatus, 0, len(snap.Services))
+	for _, svc := range snap.Services {
+		out = append(out, Aggregate(snap, svc))
+	}
+	slices.SortFunc(out, func(a, b ServiceStatus) int {
+		if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+// LoadBalancerIngress is the union of the shards' ingress addresses, every existing shard
+// healthy or not (as the federation v1 did: health decides DNS, not the status), IPs sorted
+// before hostnames.
+func (s ServiceStatus) LoadBalancerIngress() []corev1.LoadBalancerIngress {
+	var ips []netip.Addr
+	var hosts []string
+	for _, sh := range s.Shards {
+		if !sh.State.Exists() {
+			continue
+		}
+		ips = append(ips, sh.Ingress.IPs...)
+		hosts = append(hosts, sh.Ingress.Hostnames...)
+	}
+	var out []corev1.LoadBalancerIngress
+	for _, a := range sortedAddrs(ips) {
+		out = append(out, corev1.LoadBalancerIngress{IP: a.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)})
+	}
+	for _, h := range sortedStrings(hosts) {
+		out = append(out, corev1.LoadBalancerIngress{Hostname: h})
+	}
+	return out
+}
+
+// Conditions are the broker Service's conditions: Federated, and one per placed cluster.
+func (s ServiceStatus) Conditions() []metav1.Condition {
+	fed := metav1.Condition{Type: ConditionFederated, Status: metav1.ConditionTrue, Reason: ReasonValid, ObservedGeneration: s.Generation,
+		Message: fmt.Sprintf("placed in %d clusters", len(s.Shards))}
+	switch {
+	case !s.SelectionValid:
+		fed.Status, fed.Reason = metav1.ConditionFalse, ReasonInvalidSelector
+		fed.Message = strings.Join(s.Problems, "; ") + "; members neither create nor delete shards until it is fixed"
+	case len(s.Unknown) > 0:
+		fed.Status, fed.Reason = metav1.ConditionFalse, ReasonUnknownCluster
+		fed.Message = fmt.Sprintf("annotation %s names clusters that are not members: %s; nothing is placed there (placed in %d clusters)",
+			AnnotationClusters, strings.Join(s.Unknown, ", "), len(s.Shards))
+	case len(s.Problems) > 0:
+		fed.Status, fed.Reason = metav1.ConditionFalse, ReasonInvalidTTL
+		fed.Message = strings.Join(s.Problems, "; ") + "; the default TTL is used"
+	}
+	out := []metav1.Condition{fed}
+	for _, sh := range s.Shards {
+		c := metav1.Condition{Type: ShardCondition(sh.Cluster), Status: metav1.ConditionFalse, Reason: sh.Reason, Message: sh.Message, ObservedGeneration: s.Generation}
+		if sh.Healthy {
+			c.Status = metav1.ConditionTrue
+		}
+		where := sh.Cluster
+		if sh.Zone != "" {
+			where += " (" + sh.Region + "/" + sh.Zone + ")"
+		} else if sh.Region != "" {
+			where += " (" + sh.Region + ")"
+		}
+		c.Message = where + ": " + c.Message
+		out = append(out, c)
+	}
+	return out
+}
+
+// ApplyStatus writes the status into svc (a copy of the broker Service): the load balancer
+// ingress, Strait's conditions (a cluster no longer placed loses its shard condition; other
+// conditions are kept). It reports whether anything changed.
+func ApplyStatus(svc *corev1.Service, st ServiceStatus, now time.Time) bool {
+	before := svc.Status.DeepCopy()
+	svc.Status.LoadBalancer.Ingress = st.LoadBalancerIngress()
+	want := st.Conditions()
+	keep := map[string]bool{}
+	for _, c := range want {
+		keep[c.Type] = true
+	}
+	svc.Status.Conditions = slices.DeleteFunc(svc.Status.Conditions, func(c metav1.Condition) bool {
+		return strings.HasPrefix(c.Type, ShardConditionPrefix) && !keep[c.Type]
+	})
+	for _, c := range want {
+		c.LastTransitionTime = metav1.NewTime(now)
+		apimeta.SetStatusCondition(&svc.Status.Conditions, c)
+	}
+	slices.SortStableFunc(svc.Status.Conditions, func(a, b metav1.Condition) int {
+		// Federated first, then the shards by cluster, then anyone else's.
+		rank := func(t string) int {
+			switch {
+			case t == ConditionFederated:
+				return 0
+			case strings.HasPrefix(t, ShardConditionPrefix):
+				return 1
+			}
+			return 2
+		}
+		if d := rank(a.Type) - rank(b.Type); d != 0 {
+			return d
+		}
+		if rank(a.Type) == 1 {
+			return strings.Compare(a.Type, b.Type)
+		}
+		return 0
+	})
+	return !statusEqual(before, &svc.Status)
+}
+
+func statusEqual(a, b *corev1.ServiceStatus) bool {
+	if len(a.LoadBalancer.Ingress) != len(b.LoadBalancer.Ingress) || len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for i := range a.LoadBalancer.Ingress {
+		x, y := a.LoadBalancer.Ingress[i], b.LoadBalancer.Ingress[i]
+		if x.IP != y.IP || x.Hostname != y.Hostname || !ptr.Equal(x.IPMode, y.IPMode) {
+			return false
+		}
+	}
+	for i := range a.Conditions {
+		x, y := a.Conditions[i], b.Conditions[i]
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message ||
+			x.ObservedGeneration != y.ObservedGeneration || !x.LastTransitionTime.Equal(&y.LastTransitionTime) {
+			return false
+		}
+	}
+	return true
+}
