@@ -36,6 +36,12 @@ vet:
 bench: build lab-binaries
 	./hack/bench.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./test/bench/
+	$(MAKE) bench-dns
+
+# strait dns against stock CoreDNS (dnsperf), and the server's failover time.
+.PHONY: bench-dns
+bench-dns: build lab-binaries
+	./hack/bench-dns.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -252,12 +252,12 @@ type ExternalServiceStatus struct {
 	// ReadyTargets counts the targets traffic is sent to.
 	//
 	// +optional
-	ReadyTargets int32 `json:"readyTargets"`
+	ReadyTargets int32 `json:"readyTargets,omitempty"`
 
 	// TotalTargets counts all targets.
 	//
 	// +optional
-	TotalTargets int32 `json:"totalTargets"`
+	TotalTargets int32 `json:"totalTargets,omitempty"`
 
 	// Targets is the health of every target, in spec order.
 	//

@@ -42,6 +42,7 @@ import (
 	"github.com/strait-io/strait/internal/agent/controller"
 	"github.com/strait-io/strait/internal/agent/exporter"
 	"github.com/strait-io/strait/internal/agent/externalservice"
+	agentfederation "github.com/strait-io/strait/internal/agent/federation"
 	"github.com/strait-io/strait/internal/agent/global"
 	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/agent/importer"
@@ -73,6 +74,8 @@ type Config struct {
 	// Prober runs the health checks of ExternalService targets; nil dials directly. The lab
 	// sets one that dials inside the cluster's network namespace.
 	Prober externalservice.Prober
+	// Federation configures federated Services (namespace and name of the federation).
+	Federation agentfederation.Config
 }
 
 // DefaultConfig returns the defaults.
@@ -84,6 +87,7 @@ func DefaultConfig() Config {
 		HeartbeatInterval: 5 * time.Second,
 		GracePeriod:       global.DefaultGracePeriod,
 		Workers:           4,
+		Federation:        agentfederation.DefaultConfig(),
 	}
 }
 
@@ -99,6 +103,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "how often the member lease on the broker is renewed")
 	fs.DurationVar(&c.GracePeriod, "member-grace-period", c.GracePeriod, "how long after a member's lease expired its global Service endpoints are withdrawn")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "reconcile workers per reconciler")
+	c.Federation.AddFlags(fs)
 }
 
 // Validate checks the configuration.
@@ -111,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("--workers %d: at least 1", c.Workers)
+	}
+	if err := c.Federation.Validate(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -478,6 +486,23 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		}
 	}()
 	// --- end ExternalServices ---
+
+	// --- Federated Services (member side, and the broker status when this cluster hosts
+	// the broker): see internal/agent/federation. ---
+	fedCfg := a.cfg.Federation
+	fedCfg.Grace = a.cfg.GracePeriod
+	go func() {
+		err := agentfederation.Run(ctx, agentfederation.Options{
+			Config: fedCfg, ClusterID: a.ClusterID, Local: a.local, Broker: a.broker,
+			LocalFactory: local, RecordSlices: recordSlices, Metrics: metrics, Workers: a.cfg.Workers,
+			Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "strait-agent"}),
+			Identity: a.cfg.Identity,
+		})
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Federated Services stopped")
+		}
+	}()
+	// --- end Federated Services ---
 
 	go heartbeat.Run(ctx, a.broker, a.ClusterID, a.cfg.HeartbeatInterval)
 	go exportLoop.Run(ctx, a.cfg.Workers, exp)

@@ -69,11 +69,13 @@ func memberRoleBinding(id string) *rbacv1.RoleBinding {
 }
 
 // readerClusterRole lets members read every member's records; it is shared by all members.
+// Services are read for federated Services: the agent watches only the federation namespace,
+// which is configurable per agent, so the grant cannot name it.
 func readerClusterRole() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		ObjectMeta: meta(MemberReaderClusterRole, "", ""),
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"namespaces", "configmaps"}, Verbs: readVerbs},
+			{APIGroups: []string{""}, Resources: []string{"namespaces", "configmaps", "services"}, Verbs: readVerbs},
 			{APIGroups: []string{mcsGroup}, Resources: []string{"serviceimports"}, Verbs: readVerbs},
 			{APIGroups: []string{discoveryGroup}, Resources: []string{"endpointslices"}, Verbs: readVerbs},
 			{APIGroups: []string{coordinationGroup}, Resources: []string{"leases"}, Verbs: readVerbs},

@@ -101,7 +101,7 @@ func Prepare(ctx context.Context, o Options) (*plan.Lab, error) {
 		return nil, err
 	}
 	if len(l.Clusters) > 0 && l.Clusters[0].Ports.APIServer == 0 {
-		if err := l.AssignPorts(freePort); err != nil {
+		if err := assignFreePorts(l); err != nil {
 			return nil, err
 		}
 	}
@@ -178,13 +178,23 @@ func rebuild(l *plan.Lab, base int) (*plan.Lab, error) {
 	return plan.Build(spec)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// assignFreePorts gives every unset port a free one. The listeners stay open until all are
+// assigned, so the kernel never hands out the same port twice.
+func assignFreePorts(l *plan.Lab) error {
+	var held []net.Listener
+	defer func() {
+		for _, h := range held {
+			h.Close()
+		}
+	}()
+	return l.AssignPorts(func() (int, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		held = append(held, ln)
+		return ln.Addr().(*net.TCPAddr).Port, nil
+	})
 }
 
 // checkPorts fails, naming the port and the component that wanted it, when a planned port

@@ -12,8 +12,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strait-io/strait/internal/cli/agent"
+	clidns "github.com/strait-io/strait/internal/cli/dns"
+	clidoctor "github.com/strait-io/strait/internal/cli/doctor"
+	"github.com/strait-io/strait/internal/cli/federation"
 	"github.com/strait-io/strait/internal/cli/join"
 	"github.com/strait-io/strait/internal/cli/lab"
+	"github.com/strait-io/strait/internal/cli/mapcmd"
 	"github.com/strait-io/strait/internal/cli/status"
 )
 
@@ -32,7 +36,10 @@ func New() *cobra.Command {
 		SilenceErrors: true,
 	}
 	cmd.AddCommand(lab.New())
+	cmd.AddCommand(mapcmd.New(), clidoctor.New())
 	cmd.AddCommand(join.NewJoin(), join.NewLeave(), agent.New(), status.New())
+	cmd.AddCommand(federation.New())
+	cmd.AddCommand(clidns.New())
 	return cmd
 }
 

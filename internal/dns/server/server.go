@@ -146,7 +146,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	var lc = net.ListenConfig{Control: reusePort}
+	// Only the UDP sockets share their port: a TCP bind still fails when another process
+	// serves the address.
+	var tcp net.ListenConfig
+	udp := net.ListenConfig{Control: reusePort}
 	fail := func(err error) error {
 		for _, srv := range s.servers {
 			if srv.PacketConn != nil {
@@ -161,7 +164,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	for _, l := range s.cfg.Listeners {
 		h := &handler{s: s, cluster: l.Cluster}
-		tl, err := lc.Listen(ctx, "tcp", l.Addr)
+		tl, err := tcp.Listen(ctx, "tcp", l.Addr)
 		if err != nil {
 			return fail(fmt.Errorf("listening on %s/tcp: %w", l.Addr, err))
 		}
@@ -170,7 +173,7 @@ func (s *Server) Start(ctx context.Context) error {
 		addr := tl.Addr().String()
 		s.addrs = append(s.addrs, tl.Addr())
 		for i := 0; i < n; i++ {
-			pc, err := lc.ListenPacket(ctx, "udp", addr)
+			pc, err := udp.ListenPacket(ctx, "udp", addr)
 			if err != nil {
 				return fail(fmt.Errorf("listening on %s/udp: %w", addr, err))
 			}

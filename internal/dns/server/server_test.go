@@ -358,3 +358,46 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("Start on an invalid port succeeded")
 	}
 }
+
+// TestConcurrentUpdates queries while the zone is swapped: every answer is one of the two
+// zones' answers, never a mix (run with -race).
+func TestConcurrentUpdates(t *testing.T) {
+	s := start(t, Config{Listeners: []Listener{{Addr: "127.0.0.1:0"}}})
+	addr := s.Addrs()[0].String()
+	down := services()
+	down[0].Shards[0].Healthy = false
+	stop := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			set := services()
+			if i%2 == 0 {
+				set = down
+			}
+			if err := s.Update(set); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for range 200 {
+		r := query(t, "udp", addr, "web.shop.fed.svc.east-a.east.example.com.", dns.TypeA, 0)
+		got := rrs(r.Answer)
+		switch {
+		case len(got) == 1 && strings.HasSuffix(got[0], "IN A 192.0.2.1"):
+		case len(got) == 3 && strings.Contains(got[0], "CNAME") && strings.HasSuffix(got[2], "IN A 198.51.100.3"):
+		default:
+			t.Fatalf("mixed answer: %v", got)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

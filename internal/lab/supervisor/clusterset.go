@@ -11,6 +11,8 @@ import (
 
 	"github.com/strait-io/strait/internal/agent"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/externalservice/probe"
+	"github.com/strait-io/strait/internal/lab/netns"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/state"
 )
@@ -63,6 +65,9 @@ func agentRunner(kubeconfig string, c plan.Cluster) func(context.Context) error 
 	cfg.MetricsAddress = net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Ports.AgentMetrics))
 	cfg.HealthAddress = net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Ports.AgentHealth))
 	cfg.Identity = "lab-" + c.Name
+	// The cluster's addresses live in its network namespace, not in the supervisor's: the
+	// health checks of ExternalService targets dial from there, as an in-cluster agent would.
+	cfg.Prober = probe.Prober{Dialer: netns.Dialer{Namespace: c.Namespace}}
 	return func(ctx context.Context) error {
 		logger := klog.FromContext(ctx).WithValues("cluster", c.Name)
 		for {

@@ -1,0 +1,337 @@
+// Package dns implements `strait dns`: the authoritative server of the federation domain
+// (`strait dns serve`) with its publishers, and `strait dns zonefile`, which prints the
+// records as a zone file other DNS servers can load.
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
+
+	"github.com/strait-io/strait/internal/cli/kubeconfig"
+	dnspkg "github.com/strait-io/strait/internal/dns"
+	"github.com/strait-io/strait/internal/dns/publish/dnsendpoint"
+	"github.com/strait-io/strait/internal/dns/publish/rfc2136"
+	"github.com/strait-io/strait/internal/dns/server"
+	"github.com/strait-io/strait/internal/dns/zone"
+)
+
+// New returns the `dns` command group.
+func New() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dns",
+		Short: "Serve and publish the federation's health-aware DNS names",
+		Long: "strait dns is authoritative for the federation domain: <svc>.<ns>.<fed>.svc.<domain>\n" +
+			"(global), ...svc.<region>.<domain> and ...svc.<zone>.<region>.<domain>, where a level\n" +
+			"without healthy shards is a CNAME to the enclosing one, and for the in-cluster short\n" +
+			"names <svc>.<ns>.<fed> forwarded by member clusters' CoreDNS. It also publishes the\n" +
+			"records to DNS servers you run (RFC 2136) and to ExternalDNS (DNSEndpoint objects).\n" +
+			"See docs/dns.md.",
+	}
+	cmd.AddCommand(newServe(), newZonefile())
+	return cmd
+}
+
+// zoneFlags are the zone model's settings.
+type zoneFlags struct {
+	domain      string
+	ttl         time.Duration
+	negativeTTL time.Duration
+	nameservers []string
+	hostmaster  string
+	federations []string
+}
+
+func (z *zoneFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&z.domain, "domain", "", "the federation domain, e.g. example.com (required)")
+	fs.DurationVar(&z.ttl, "ttl", zone.DefaultTTL, "TTL of the service records (a service may override it)")
+	fs.DurationVar(&z.negativeTTL, "negative-ttl", zone.DefaultNegativeTTL, "how long resolvers cache NXDOMAIN and NODATA (SOA minimum)")
+	fs.StringArrayVar(&z.nameservers, "nameserver", nil, "NS record of the domain, NAME or NAME=IP[,IP...] (repeatable; default ns.<domain>)")
+	fs.StringVar(&z.hostmaster, "hostmaster", "", "SOA contact as a domain name (default hostmaster.<domain>)")
+	fs.StringArrayVar(&z.federations, "federation", nil, "federation whose short names <svc>.<ns>.<federation> are served even before it has services (repeatable)")
+}
+
+func (z *zoneFlags) config() (zone.Config, error) {
+	if z.domain == "" {
+		return zone.Config{}, errors.New("--domain is required")
+	}
+	cfg := zone.Config{Domain: z.domain, DefaultTTL: z.ttl, NegativeTTL: z.negativeTTL, Hostmaster: z.hostmaster, Federations: z.federations}
+	for _, ns := range z.nameservers {
+		name, ips, _ := strings.Cut(ns, "=")
+		n := zone.Nameserver{Name: name}
+		if ips != "" {
+			for _, ip := range strings.Split(ips, ",") {
+				a, err := netip.ParseAddr(ip)
+				if err != nil {
+					return zone.Config{}, fmt.Errorf("--nameserver %s: %w", ns, err)
+				}
+				n.Addresses = append(n.Addresses, a)
+			}
+		}
+		cfg.Nameservers = append(cfg.Nameservers, n)
+	}
+	return cfg, cfg.Validate()
+}
+
+type serveOptions struct {
+	zone           zoneFlags
+	listen         []string
+	clusterListen  []string
+	clusterSource  []string
+	clusterLocs    []string
+	maxUDPSize     int
+	udpSockets     int
+	fromFile       string
+	interval       time.Duration
+	allowEmpty     bool
+	owner          string
+	rfcServer      string
+	rfcZone        string
+	rfcKeyName     string
+	rfcKeyAlg      string
+	rfcSecretFile  string
+	epNamespace    string
+	epKubeconfig   string
+	epContext      string
+	publishTimeout time.Duration
+}
+
+func newServe() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authoritative DNS server of the federation domain, and its publishers",
+		Example: "  strait dns serve --domain example.com --listen 127.0.0.1:5353 --from-file services.yaml\n" +
+			"  strait dns serve --domain example.com --listen :53 --from-file services.yaml \\\n" +
+			"      --cluster-source cluster01=10.1.0.0/16 --cluster-source cluster02=10.2.0.0/16 \\\n" +
+			"      --rfc2136-server 192.0.2.53:53 --rfc2136-zone example.com \\\n" +
+			"      --rfc2136-key-name strait --rfc2136-key-secret-file /etc/strait/tsig.key",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context()) },
+	}
+	fs := cmd.Flags()
+	o.zone.add(fs)
+	fs.StringArrayVar(&o.listen, "listen", []string{":53"}, "address to serve on, UDP and TCP (repeatable)")
+	fs.StringArrayVar(&o.clusterListen, "cluster-listen", nil, "CLUSTER=ADDRESS: a listener for the CoreDNS of one member cluster; short names are answered for that cluster (repeatable)")
+	fs.StringArrayVar(&o.clusterSource, "cluster-source", nil, "CLUSTER=PREFIX: queries from PREFIX come from that member cluster (repeatable)")
+	fs.StringArrayVar(&o.clusterLocs, "cluster-location", nil, "CLUSTER=REGION[/ZONE]: location of a member cluster without shards (repeatable)")
+	fs.IntVar(&o.maxUDPSize, "max-udp-size", server.DefaultMaxUDPSize, "EDNS(0) UDP payload size offered; larger answers are truncated over UDP")
+	fs.IntVar(&o.udpSockets, "udp-sockets", 0, "SO_REUSEPORT UDP sockets per listener (default: one per CPU)")
+	fs.StringVar(&o.fromFile, "from-file", "", "read the federated services from this YAML file, re-read every --interval (see docs/dns.md)")
+	fs.DurationVar(&o.interval, "interval", dnspkg.DefaultInterval, "how often the services are read")
+	fs.BoolVar(&o.allowEmpty, "allow-empty", false, "treat an empty service list as real: empty the zone and delete published records")
+	fs.StringVar(&o.owner, "owner", "strait", "owner ID written in ownership records and labels; publishers with another owner are never touched")
+	fs.StringVar(&o.rfcServer, "rfc2136-server", "", "publish with RFC 2136 dynamic updates to this primary server, HOST:PORT")
+	fs.StringVar(&o.rfcZone, "rfc2136-zone", "", "zone to update (default: --domain)")
+	fs.StringVar(&o.rfcKeyName, "rfc2136-key-name", "", "TSIG key name")
+	fs.StringVar(&o.rfcKeyAlg, "rfc2136-key-algorithm", "hmac-sha256", "TSIG algorithm")
+	fs.StringVar(&o.rfcSecretFile, "rfc2136-key-secret-file", "", "file holding the base64 TSIG secret")
+	fs.StringVar(&o.epNamespace, "dnsendpoint-namespace", "", "publish DNSEndpoint objects for ExternalDNS in this namespace")
+	fs.StringVar(&o.epKubeconfig, "kubeconfig", "", "kubeconfig of the cluster for DNSEndpoint objects (default: $KUBECONFIG or ~/.kube/config)")
+	fs.StringVar(&o.epContext, "context", "", "kubeconfig context of the cluster for DNSEndpoint objects")
+	fs.DurationVar(&o.publishTimeout, "publish-timeout", 30*time.Second, "time limit of one publish")
+	return cmd
+}
+
+func (o *serveOptions) serverConfig() (server.Config, error) {
+	zcfg, err := o.zone.config()
+	if err != nil {
+		return server.Config{}, err
+	}
+	cfg := server.Config{Zone: zcfg, MaxUDPSize: o.maxUDPSize, UDPSockets: o.udpSockets}
+	for _, l := range o.listen {
+		cfg.Listeners = append(cfg.Listeners, server.Listener{Addr: l})
+	}
+	for _, cl := range o.clusterListen {
+		cluster, addr, ok := strings.Cut(cl, "=")
+		if !ok || cluster == "" || addr == "" {
+			return cfg, fmt.Errorf("--cluster-listen %q: want CLUSTER=ADDRESS", cl)
+		}
+		cfg.Listeners = append(cfg.Listeners, server.Listener{Addr: addr, Cluster: cluster})
+	}
+	for _, cs := range o.clusterSource {
+		cluster, prefix, ok := strings.Cut(cs, "=")
+		p, err := netip.ParsePrefix(prefix)
+		if !ok || cluster == "" || err != nil {
+			return cfg, fmt.Errorf("--cluster-source %q: want CLUSTER=PREFIX (e.g. cluster01=10.1.0.0/16)", cs)
+		}
+		cfg.Sources = append(cfg.Sources, server.Source{Prefix: p, Cluster: cluster})
+	}
+	for _, cl := range o.clusterLocs {
+		cluster, loc, ok := strings.Cut(cl, "=")
+		region, zn, _ := strings.Cut(loc, "/")
+		if !ok || cluster == "" || region == "" {
+			return cfg, fmt.Errorf("--cluster-location %q: want CLUSTER=REGION[/ZONE]", cl)
+		}
+		cfg.Clusters = append(cfg.Clusters, zone.Location{Cluster: cluster, Region: region, Zone: zn})
+	}
+	if len(zcfg.Nameservers) == 0 {
+		// Glue for the default nameserver: the first specific listen address.
+		for _, l := range cfg.Listeners {
+			host, _, err := net.SplitHostPort(l.Addr)
+			if a, perr := netip.ParseAddr(host); err == nil && perr == nil && !a.IsUnspecified() {
+				cfg.Zone.Nameservers = []zone.Nameserver{{Name: "ns." + strings.TrimSuffix(zcfg.Domain, "."), Addresses: []netip.Addr{a}}}
+				break
+			}
+		}
+	}
+	return cfg, nil
+}
+
+func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
+	var out []dnspkg.Publisher
+	if o.rfcServer != "" {
+		secret, err := os.ReadFile(o.rfcSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--rfc2136-key-secret-file: %w", err)
+		}
+		z := o.rfcZone
+		if z == "" {
+			z = domain
+		}
+		p, err := rfc2136.New(rfc2136.Config{Server: o.rfcServer, Zone: z, KeyName: o.rfcKeyName, Algorithm: o.rfcKeyAlg,
+			Secret: strings.TrimSpace(string(secret)), Owner: o.owner})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &rfcPublisher{p: p, name: "rfc2136 " + o.rfcServer + " zone " + z, timeout: o.publishTimeout})
+	}
+	if o.epNamespace != "" {
+		cfg, _, err := kubeconfig.RESTConfig(kubeconfig.Rules(o.epKubeconfig), o.epContext)
+		if err != nil {
+			return nil, err
+		}
+		client, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		p, err := dnsendpoint.New(client, dnsendpoint.Config{Namespace: o.epNamespace, Owner: o.owner})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &endpointPublisher{p: p, name: "dnsendpoint " + o.epNamespace, timeout: o.publishTimeout})
+	}
+	return out, nil
+}
+
+func (o *serveOptions) run(ctx context.Context) error {
+	if o.fromFile == "" {
+		return errors.New("no source of federated services: give --from-file")
+	}
+	cfg, err := o.serverConfig()
+	if err != nil {
+		return err
+	}
+	pubs, err := o.publishers(cfg.Zone.Domain)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	logger := klog.FromContext(ctx)
+	for i, a := range srv.Addrs() {
+		logger.Info("Serving DNS", "domain", cfg.Zone.Domain, "address", a.String(), "cluster", cfg.Listeners[i].Cluster)
+	}
+	r := &dnspkg.Runner{Source: dnspkg.FileSource{Path: o.fromFile}, Server: srv, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty}
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx) }()
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- srv.Wait() }()
+	select {
+	case err = <-waitErr:
+		cancel()
+		<-runErr
+	case err = <-runErr:
+		cancel()
+		<-waitErr
+	}
+	return err
+}
+
+type rfcPublisher struct {
+	p       *rfc2136.Publisher
+	name    string
+	timeout time.Duration
+}
+
+func (r *rfcPublisher) Name() string { return r.name }
+func (r *rfcPublisher) Publish(ctx context.Context, records []zone.Record, allowEmpty bool) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	res, err := r.p.Publish(ctx, records, rfc2136.Options{AllowEmpty: allowEmpty})
+	logConflicts(ctx, r.name, res.Conflicts)
+	return err
+}
+
+type endpointPublisher struct {
+	p       *dnsendpoint.Publisher
+	name    string
+	timeout time.Duration
+}
+
+func (e *endpointPublisher) Name() string { return e.name }
+func (e *endpointPublisher) Publish(ctx context.Context, records []zone.Record, allowEmpty bool) error {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	res, err := e.p.Publish(ctx, records, dnsendpoint.Options{AllowEmpty: allowEmpty})
+	logConflicts(ctx, e.name, res.Conflicts)
+	return err
+}
+
+func logConflicts(ctx context.Context, publisher string, conflicts []string) {
+	if len(conflicts) > 0 {
+		klog.FromContext(ctx).Info("Names held by someone else were left alone", "publisher", publisher, "names", conflicts)
+	}
+}
+
+func newZonefile() *cobra.Command {
+	var z zoneFlags
+	var fromFile string
+	cmd := &cobra.Command{
+		Use:   "zonefile",
+		Short: "Print the federation domain's records as a zone file",
+		Long: "Prints SOA, NS and every global, region and zone record of the services in --from-file,\n" +
+			"as strait dns serve answers them, in RFC 1035 master format (e.g. for CoreDNS's file\n" +
+			"plugin or a BIND zone).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := z.config()
+			if err != nil {
+				return err
+			}
+			if fromFile == "" {
+				return errors.New("--from-file is required")
+			}
+			services, err := dnspkg.FileSource{Path: fromFile}.Services(cmd.Context())
+			if err != nil {
+				return err
+			}
+			zn, err := zone.Build(cfg, services, uint32(time.Now().Unix()))
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), zn.ZoneFile())
+			return err
+		},
+	}
+	z.add(cmd.Flags())
+	cmd.Flags().StringVar(&fromFile, "from-file", "", "the services file (see strait dns serve)")
+	return cmd
+}

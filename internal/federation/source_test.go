@@ -1,0 +1,159 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/strait-io/strait/internal/agent/heartbeat"
+	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/dns/zone"
+)
+
+func brokerObjects(now time.Time) []runtime.Object {
+	objs := []runtime.Object{brokerService()}
+	for _, m := range []clusterset.Member{{ID: "c1", Region: "r1", Zone: "r1a"}, {ID: "c2", Region: "r1", Zone: "r1b"}} {
+		ns := clusterset.MemberNamespace(m.ID)
+		objs = append(objs,
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap, Namespace: ns}, Data: clusterset.MembershipData(m)},
+			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: heartbeat.LeaseName, Namespace: ns},
+				Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: now}, LeaseDurationSeconds: ptr.To(int32(15))}},
+		)
+		s := Shard{Cluster: m.ID, Namespace: DefaultNamespace, Name: "web", State: ShardCreated, ReadyEndpoints: 1,
+			Ingress: Ingress{Source: IngressNodes, IPs: ips("192.168.0." + m.ID[1:])}}
+		for _, r := range ToRecords(ns, fed, s) {
+			objs = append(objs, r)
+		}
+	}
+	// The agent's leader lease on the broker cluster has the heartbeat's name too; it is no
+	// member's lease.
+	objs = append(objs, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: heartbeat.LeaseName, Namespace: clusterset.SystemNamespace}})
+	return objs
+}
+
+func healthOf(svcs []zone.Service) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range svcs {
+		for _, sh := range s.Shards {
+			out[sh.Cluster] = sh.Healthy
+		}
+	}
+	return out
+}
+
+func TestSourceFollowsTheBroker(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	now := time.Now()
+	cs := fake.NewClientset(brokerObjects(now)...)
+	cfg := DefaultConfig()
+	cfg.Name = fed
+	src, err := NewSource(cs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Services(ctx); err == nil {
+		t.Fatal("Services before the caches synced must fail, not return an empty list")
+	}
+	if err := src.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := src.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 1 || len(svcs[0].Shards) != 2 {
+		t.Fatalf("services %+v", svcs)
+	}
+	if h := healthOf(svcs); !h["c1"] || !h["c2"] {
+		t.Fatalf("health %v", h)
+	}
+
+	// c2's shard loses its endpoints: a change notification, then unhealthy.
+	drain(src.Changed())
+	s := Shard{Cluster: "c2", Namespace: DefaultNamespace, Name: "web", State: ShardCreated, ReadyEndpoints: 0,
+		Ingress: Ingress{Source: IngressNodes, IPs: ips("192.168.0.2")}}
+	rec := ToRecords(clusterset.MemberNamespace("c2"), fed, s)[0]
+	if _, err := cs.DiscoveryV1().EndpointSlices(rec.Namespace).Update(ctx, rec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-src.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change notification")
+	}
+	waitFor(t, func() bool {
+		svcs, err := src.Services(ctx)
+		return err == nil && !healthOf(svcs)["c2"] && healthOf(svcs)["c1"]
+	})
+
+	// A malformed membership record makes the read fail rather than drop the member.
+	bad := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap, Namespace: clusterset.MemberNamespace("c3")},
+		Data: map[string]string{clusterset.KeyClusterID: "c4"}}
+	if _, err := cs.CoreV1().ConfigMaps(bad.Namespace).Create(ctx, bad, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		_, err := src.Services(ctx)
+		return err != nil
+	})
+	if err := cs.CoreV1().ConfigMaps(bad.Namespace).Delete(ctx, bad.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Validate leaves out what strait dns would reject, and keeps the rest.
+	src.Validate = func(z zone.Service) error {
+		if z.Name == "web" {
+			return errors.New("too long")
+		}
+		return nil
+	}
+	waitFor(t, func() bool {
+		svcs, err := src.Services(ctx)
+		return err == nil && len(svcs) == 0 && len(src.Rejected()) == 1 && strings.Contains(src.Rejected()[0].Error(), "too long")
+	})
+}
+
+func TestReadSnapshot(t *testing.T) {
+	now := time.Now()
+	cs := fake.NewClientset(brokerObjects(now)...)
+	cfg := DefaultConfig()
+	cfg.Name = fed
+	snap, err := ReadSnapshot(context.Background(), cs, cfg, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Services) != 1 || len(snap.Members) != 2 || len(snap.Leases) != 2 || len(snap.Shards) != 2 {
+		t.Errorf("snapshot: %d services, %d members, %d leases, %d shards", len(snap.Services), len(snap.Members), len(snap.Leases), len(snap.Shards))
+	}
+}
+
+func drain(c <-chan struct{}) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

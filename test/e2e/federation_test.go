@@ -1,0 +1,291 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	clifederation "github.com/strait-io/strait/internal/cli/federation"
+	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/lab/labtest"
+	"github.com/strait-io/strait/internal/lab/supervisor"
+)
+
+// shardHealth returns the health of each shard of ns/name in what the Source gives strait dns.
+func shardHealth(ctx context.Context, src *federation.Source, ns, name string) (map[string]bool, error) {
+	svcs, err := src.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range svcs {
+		if s.Namespace == ns && s.Name == name {
+			out := map[string]bool{}
+			for _, sh := range s.Shards {
+				out[sh.Cluster] = sh.Healthy
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("no federated Service %s/%s in %d services", ns, name, len(svcs))
+}
+
+// nodeIPs returns the InternalIPs of a cluster's nodes.
+func nodeIPs(ctx context.Context, t *testing.T, cs kubernetes.Interface) []string {
+	t.Helper()
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				out = append(out, a.Address)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("a lab cluster without node addresses")
+	}
+	return out
+}
+
+// TestFederatedServices is seed 004 (federated Services) on four lab clusters in two
+// regions, cluster01 being the broker: one Service applied to the broker's federation
+// namespace appears in every member (adopting one that existed), the broker's status lists
+// every shard's ingress and health, shard health follows endpoints and leases, and deleting
+// the broker Service removes what Strait created or adopted, and nothing else.
+func TestFederatedServices(t *testing.T) {
+	lab := labtest.Start(t, 4)
+	ctx := context.Background()
+	const ns, name = federation.DefaultNamespace, "web"
+	names := lab.Names()
+	cs := map[string]kubernetes.Interface{}
+	for _, n := range names {
+		cs[n] = lab.Client(n)
+	}
+	broker := cs["cluster01"]
+
+	// The broker cluster's agent creates the federation namespace on the broker.
+	poll(t, 60*time.Second, "federation namespace on the broker", func(ctx context.Context) (bool, error) {
+		_, err := broker.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return err == nil, err
+	})
+	// Backends in cluster01..03; cluster04 has none, and no namespace: its agent creates it.
+	for _, n := range []string{"cluster02", "cluster03"} {
+		createNamespace(t, cs[n], ns)
+	}
+	for _, n := range []string{"cluster01", "cluster02", "cluster03"} {
+		if _, err := cs[n].AppsV1().Deployments(ns).Create(ctx, deployment(ns, name, 2, 80), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// cluster02 has an unrelated Service; cluster03 has its own "web" already, which is adopted.
+	if _, err := cs["cluster02"].CoreV1().Services(ns).Create(ctx, service(ns, "other", 80), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	existing := service(ns, name, 80)
+	existing.Spec.Type = corev1.ServiceTypeNodePort
+	existing.Spec.Selector = map[string]string{"app": "legacy"}
+	existing, err := cs["cluster03"].CoreV1().Services(ns).Create(ctx, existing, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterIP, nodePort := existing.Spec.ClusterIP, existing.Spec.Ports[0].NodePort
+
+	// The federated Service: a plain LoadBalancer Service (the lab has no load balancer, so
+	// shards are reached on their nodes' NodePorts).
+	fedSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeLoadBalancer,
+			Selector: map[string]string{"app": name},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
+		},
+	}
+	start := time.Now()
+	if _, err := broker.CoreV1().Services(ns).Create(ctx, fedSvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "the federated Service in every member", func(ctx context.Context) (bool, error) {
+		for _, n := range names[1:] {
+			svc, err := cs[n].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, fmt.Errorf("%s: %w", n, err)
+			}
+			if svc.Labels[federation.LabelFederation] != federation.DefaultName || svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.Selector["app"] != name {
+				return false, fmt.Errorf("%s: not (yet) in line: labels %v, spec %+v", n, svc.Labels, svc.Spec)
+			}
+		}
+		return true, nil
+	})
+	t.Logf("federated Service in all members after %s", time.Since(start).Round(time.Millisecond))
+	adopted, err := cs["cluster03"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adopted.UID != existing.UID || adopted.Spec.ClusterIP != clusterIP || adopted.Spec.Ports[0].NodePort != nodePort || adopted.Labels[federation.LabelAdopted] != "true" {
+		t.Errorf("cluster03's Service was not adopted in place: uid %s/%s, cluster IP %s (was %s), node port %d (was %d), labels %v",
+			adopted.UID, existing.UID, adopted.Spec.ClusterIP, clusterIP, adopted.Spec.Ports[0].NodePort, nodePort, adopted.Labels)
+	}
+	if created, _ := cs["cluster02"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); created.Labels[federation.LabelAdopted] != "" {
+		t.Errorf("cluster02's Service is marked adopted: %v", created.Labels)
+	}
+	if nsObj, err := cs["cluster04"].CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil || nsObj.Labels[federation.LabelFederation] != federation.DefaultName {
+		t.Errorf("cluster04's namespace was not created by Strait: %+v %v", nsObj, err)
+	}
+
+	// The broker's status: every member's ingress (its nodes, on the NodePort), one
+	// condition per cluster.
+	var wantIngress []string
+	for _, n := range names {
+		wantIngress = append(wantIngress, nodeIPs(ctx, t, cs[n])...)
+	}
+	sort.Strings(wantIngress)
+	wantCond := map[string]string{"cluster01": federation.ReasonHealthy, "cluster02": federation.ReasonHealthy,
+		"cluster03": federation.ReasonHealthy, "cluster04": federation.ReasonNoReadyEndpoints}
+	poll(t, 90*time.Second, "broker status: all ingress and per-cluster conditions", func(ctx context.Context) (bool, error) {
+		svc, err := broker.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		var got []string
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			got = append(got, in.IP)
+		}
+		sort.Strings(got)
+		if !slices.Equal(got, wantIngress) {
+			return false, fmt.Errorf("ingress %v, want %v", got, wantIngress)
+		}
+		for cluster, reason := range wantCond {
+			c := apimeta.FindStatusCondition(svc.Status.Conditions, federation.ShardCondition(cluster))
+			if c == nil || c.Reason != reason || (c.Status == metav1.ConditionTrue) != (reason == federation.ReasonHealthy) {
+				return false, fmt.Errorf("%s condition %+v, want reason %s", cluster, c, reason)
+			}
+		}
+		if c := apimeta.FindStatusCondition(svc.Status.Conditions, federation.ConditionFederated); c == nil || c.Status != metav1.ConditionTrue {
+			return false, fmt.Errorf("Federated condition %+v", c)
+		}
+		return true, nil
+	})
+
+	// What strait dns serves from: the broker-backed Source.
+	srcCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	src, err := federation.NewSource(broker, federation.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Start(srcCtx); err != nil {
+		t.Fatal(err)
+	}
+	healthy := func(want map[string]bool) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			got, err := shardHealth(ctx, src, ns, name)
+			if err != nil {
+				return false, err
+			}
+			for c, h := range want {
+				if got[c] != h {
+					return false, fmt.Errorf("shard health %v, want %v", got, want)
+				}
+			}
+			return true, nil
+		}
+	}
+	poll(t, 30*time.Second, "Source: three healthy shards", healthy(map[string]bool{"cluster01": true, "cluster02": true, "cluster03": true, "cluster04": false}))
+
+	// A zone's shard scaled to 0 is unhealthy within 10 s; scaled back, healthy again.
+	start = time.Now()
+	if _, err := cs["cluster02"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 0), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "cluster02 scaled to 0: unhealthy in the Source", healthy(map[string]bool{"cluster02": false, "cluster01": true}))
+	t.Logf("shard down to unhealthy in the Source: %s", time.Since(start).Round(time.Millisecond))
+	if _, err := cs["cluster02"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 2), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "cluster02 scaled back: healthy", healthy(map[string]bool{"cluster02": true}))
+
+	// A member's agent stopped: its shard is unhealthy once its lease expired plus the grace
+	// period, on the broker's status too; started again, healthy again.
+	start = time.Now()
+	lab.StopComponent("cluster03", supervisor.Agent)
+	poll(t, 90*time.Second, "cluster03's agent stopped: unhealthy after its lease expired", healthy(map[string]bool{"cluster03": false, "cluster01": true}))
+	t.Logf("agent stopped to unhealthy: %s", time.Since(start).Round(time.Millisecond))
+	poll(t, 30*time.Second, "broker status: cluster03 member down", func(ctx context.Context) (bool, error) {
+		svc, err := broker.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		c := apimeta.FindStatusCondition(svc.Status.Conditions, federation.ShardCondition("cluster03"))
+		return c != nil && c.Reason == federation.ReasonMemberDown, fmt.Errorf("condition %+v", c)
+	})
+	lab.StartComponent("cluster03", supervisor.Agent)
+	poll(t, 60*time.Second, "cluster03's agent back: healthy", healthy(map[string]bool{"cluster03": true}))
+
+	// strait federation status against the broker.
+	cmd := exec.Command(straitBin, "federation", "status", "--kubeconfig", lab.Kubeconfig(), "--context", "cluster01", "--domain", "example.com", "-o", "json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("strait federation status: %v\n%s", err, stderr.String())
+	}
+	var rep clifederation.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("strait federation status -o json: %v\n%s", err, stdout.String())
+	}
+	if len(rep.Services) != 1 || len(rep.Services[0].Shards) != 4 || len(rep.Services[0].Records) == 0 {
+		t.Fatalf("strait federation status: %s", stdout.String())
+	}
+	for _, sh := range rep.Services[0].Shards {
+		if sh.Region == "" || sh.Zone == "" || sh.Healthy != (sh.Cluster != "cluster04") {
+			t.Errorf("strait federation status: shard %+v", sh)
+		}
+	}
+
+	// Deleting the broker Service removes what Strait created or adopted, the namespace it
+	// created (nothing else is in it), and nothing else.
+	if err := broker.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "member Services removed", func(ctx context.Context) (bool, error) {
+		for _, n := range names[1:] {
+			_, err := cs[n].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			if !apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("%s still has %s/%s (%v)", n, ns, name, err)
+			}
+		}
+		return true, nil
+	})
+	poll(t, 60*time.Second, "cluster04's namespace removed", func(ctx context.Context) (bool, error) {
+		nsObj, err := cs["cluster04"].CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err) || (err == nil && nsObj.DeletionTimestamp != nil), err
+	})
+	if _, err := cs["cluster02"].CoreV1().Services(ns).Get(ctx, "other", metav1.GetOptions{}); err != nil {
+		t.Errorf("the unrelated Service in cluster02: %v", err)
+	}
+	for _, n := range []string{"cluster02", "cluster03"} {
+		if nsObj, err := cs[n].CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil || nsObj.DeletionTimestamp != nil {
+			t.Errorf("%s's own namespace was removed: %+v %v", n, nsObj, err)
+		}
+	}
+	poll(t, 30*time.Second, "no shard records left on the broker", func(ctx context.Context) (bool, error) {
+		list, err := broker.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+			LabelSelector: federation.FederationRecordSelector(federation.DefaultName).String()})
+		return err == nil && len(list.Items) == 0, fmt.Errorf("%v", err)
+	})
+}
