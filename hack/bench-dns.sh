@@ -132,6 +132,10 @@ for s in strait coredns; do
 		"$(median "${a[@]}")" "$(median "${b[@]}")"
 done
 
+for s in strait coredns; do
+	echo "runs, $s: QPS ${qps[$s]}; p99 (ms) ${p99[$s]}"
+done
+
 echo
 echo "failover (Update -> answer changed), 200 flips per size:"
 printf '| services | p50 (ms) | p99 (ms) |\n|---|---|---|\n'

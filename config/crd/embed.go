@@ -23,4 +23,6 @@ var (
 )
 
 // All lists the definitions in the order they are installed.
-func All() [][]byte { return [][]byte{ClusterPropertyCRD, ServiceExportCRD, ServiceImportCRD, ExternalServiceCRD} }
+func All() [][]byte {
+	return [][]byte{ClusterPropertyCRD, ServiceExportCRD, ServiceImportCRD, ExternalServiceCRD}
+}

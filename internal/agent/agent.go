@@ -466,6 +466,9 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		Services:         services.Lister(), Slices: slices.Lister(),
 		Health: externalservice.NewChecker(ctx, a.cfg.Prober, esLoop.Enqueue),
 	}
+	if esReconciler.Recorder, err = externalservice.NewRecorder(ctx, a.local); err != nil {
+		return err
+	}
 	for _, reg := range []struct {
 		informer cache.SharedIndexInformer
 		keys     func(obj any) []string

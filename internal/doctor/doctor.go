@@ -354,8 +354,9 @@ func externalName(svc *corev1.Service, hosts Corefile) []Finding {
 		f := Finding{
 			Code: CodeExternalNameIP, Object: obj,
 			Problem: fmt.Sprintf("ExternalName Service %s/%s holds the IP address %s.", svc.Namespace, svc.Name, ip),
-			Why: fmt.Sprintf("externalName is a DNS name. CoreDNS answers with a CNAME to %q, which resolvers then look up as a name and fail; "+
-				"Ingress controllers such as nginx log a failed lookup for every request.%s", name+".", ignored),
+			Why: "externalName must be a DNS name. CoreDNS does not answer with an IP address put there, so the Service name does not resolve: " +
+				"every request becomes failed lookups down the resolver's search list, which proxies such as nginx (and CoreDNS, for names it " +
+				"cannot forward) log as errors, drowning the real logs." + ignored,
 		}
 		f.Conversion, f.Fix = convertAlias(svc, []string{ip}, "")
 		return []Finding{f}

@@ -119,7 +119,7 @@ func TestAnalyze(t *testing.T) {
 			codes: "ExternalNameIP Service prod/k8s3-s3",
 			check: func(t *testing.T, fs []Finding) {
 				f := fs[0]
-				if !strings.Contains(f.Why, "CNAME") || !strings.Contains(f.Why, "80 -> 30099") {
+				if !strings.Contains(f.Why, "does not resolve") || !strings.Contains(f.Why, "80 -> 30099") {
 					t.Errorf("why: %s", f.Why)
 				}
 				c := f.Conversion

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +41,29 @@ func shardHealth(ctx context.Context, src *federation.Source, ns, name string) (
 		}
 	}
 	return nil, fmt.Errorf("no federated Service %s/%s in %d services", ns, name, len(svcs))
+}
+
+// waitUntil polls cond until it holds, like poll, but reports the last error cond gave
+// for the world it saw, never the one of a call cut short by the deadline.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ok, err := cond(ctx)
+		cancel()
+		if ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s (last: %v)", what, timeout, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // nodeIPs returns the InternalIPs of a cluster's nodes.
@@ -80,7 +104,7 @@ func TestFederatedServices(t *testing.T) {
 	broker := cs["cluster01"]
 
 	// The broker cluster's agent creates the federation namespace on the broker.
-	poll(t, 60*time.Second, "federation namespace on the broker", func(ctx context.Context) (bool, error) {
+	waitUntil(t, 60*time.Second, "federation namespace on the broker", func(ctx context.Context) (bool, error) {
 		_, err := broker.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		return err == nil, err
 	})
@@ -120,7 +144,7 @@ func TestFederatedServices(t *testing.T) {
 	if _, err := broker.CoreV1().Services(ns).Create(ctx, fedSvc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 60*time.Second, "the federated Service in every member", func(ctx context.Context) (bool, error) {
+	waitUntil(t, 60*time.Second, "the federated Service in every member", func(ctx context.Context) (bool, error) {
 		for _, n := range names[1:] {
 			svc, err := cs[n].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
@@ -157,7 +181,7 @@ func TestFederatedServices(t *testing.T) {
 	sort.Strings(wantIngress)
 	wantCond := map[string]string{"cluster01": federation.ReasonHealthy, "cluster02": federation.ReasonHealthy,
 		"cluster03": federation.ReasonHealthy, "cluster04": federation.ReasonNoReadyEndpoints}
-	poll(t, 90*time.Second, "broker status: all ingress and per-cluster conditions", func(ctx context.Context) (bool, error) {
+	waitUntil(t, 90*time.Second, "broker status: all ingress and per-cluster conditions", func(ctx context.Context) (bool, error) {
 		svc, err := broker.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -206,27 +230,27 @@ func TestFederatedServices(t *testing.T) {
 			return true, nil
 		}
 	}
-	poll(t, 30*time.Second, "Source: three healthy shards", healthy(map[string]bool{"cluster01": true, "cluster02": true, "cluster03": true, "cluster04": false}))
+	waitUntil(t, 30*time.Second, "Source: three healthy shards", healthy(map[string]bool{"cluster01": true, "cluster02": true, "cluster03": true, "cluster04": false}))
 
 	// A zone's shard scaled to 0 is unhealthy within 10 s; scaled back, healthy again.
 	start = time.Now()
 	if _, err := cs["cluster02"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 0), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 10*time.Second, "cluster02 scaled to 0: unhealthy in the Source", healthy(map[string]bool{"cluster02": false, "cluster01": true}))
+	waitUntil(t, 10*time.Second, "cluster02 scaled to 0: unhealthy in the Source", healthy(map[string]bool{"cluster02": false, "cluster01": true}))
 	t.Logf("shard down to unhealthy in the Source: %s", time.Since(start).Round(time.Millisecond))
 	if _, err := cs["cluster02"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 2), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "cluster02 scaled back: healthy", healthy(map[string]bool{"cluster02": true}))
+	waitUntil(t, 30*time.Second, "cluster02 scaled back: healthy", healthy(map[string]bool{"cluster02": true}))
 
 	// A member's agent stopped: its shard is unhealthy once its lease expired plus the grace
 	// period, on the broker's status too; started again, healthy again.
 	start = time.Now()
 	lab.StopComponent("cluster03", supervisor.Agent)
-	poll(t, 90*time.Second, "cluster03's agent stopped: unhealthy after its lease expired", healthy(map[string]bool{"cluster03": false, "cluster01": true}))
+	waitUntil(t, 90*time.Second, "cluster03's agent stopped: unhealthy after its lease expired", healthy(map[string]bool{"cluster03": false, "cluster01": true}))
 	t.Logf("agent stopped to unhealthy: %s", time.Since(start).Round(time.Millisecond))
-	poll(t, 30*time.Second, "broker status: cluster03 member down", func(ctx context.Context) (bool, error) {
+	waitUntil(t, 30*time.Second, "broker status: cluster03 member down", func(ctx context.Context) (bool, error) {
 		svc, err := broker.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -235,7 +259,7 @@ func TestFederatedServices(t *testing.T) {
 		return c != nil && c.Reason == federation.ReasonMemberDown, fmt.Errorf("condition %+v", c)
 	})
 	lab.StartComponent("cluster03", supervisor.Agent)
-	poll(t, 60*time.Second, "cluster03's agent back: healthy", healthy(map[string]bool{"cluster03": true}))
+	waitUntil(t, 60*time.Second, "cluster03's agent back: healthy", healthy(map[string]bool{"cluster03": true}))
 
 	// strait federation status against the broker.
 	cmd := exec.Command(straitBin, "federation", "status", "--kubeconfig", lab.Kubeconfig(), "--context", "cluster01", "--domain", "example.com", "-o", "json")
@@ -257,12 +281,46 @@ func TestFederatedServices(t *testing.T) {
 		}
 	}
 
-	// Deleting the broker Service removes what Strait created or adopted, the namespace it
-	// created (nothing else is in it), and nothing else.
+	// A selection naming a cluster that is not a member: a condition and an event on the
+	// broker Service; the known clusters are served, and cluster04, no longer selected, loses
+	// its Service and the namespace Strait created for it (nothing else is in it).
+	annotate(t, broker, ns, name, map[string]any{federation.AnnotationClusters: "cluster01,cluster02,cluster03,ghost"})
+	waitUntil(t, 30*time.Second, "broker status: unknown cluster", func(ctx context.Context) (bool, error) {
+		svc, err := broker.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		c := apimeta.FindStatusCondition(svc.Status.Conditions, federation.ConditionFederated)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != federation.ReasonUnknownCluster || !strings.Contains(c.Message, "ghost") {
+			return false, fmt.Errorf("Federated condition %+v", c)
+		}
+		if c := apimeta.FindStatusCondition(svc.Status.Conditions, federation.ShardCondition("cluster04")); c != nil {
+			return false, fmt.Errorf("cluster04 is no longer selected but has %+v", c)
+		}
+		events, err := broker.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == name && e.Reason == federation.ReasonUnknownCluster && strings.Contains(e.Message, "ghost") {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("no UnknownCluster event among %d", len(events.Items))
+	})
+	waitUntil(t, 60*time.Second, "cluster04 deselected: its Service and namespace removed", func(ctx context.Context) (bool, error) {
+		if _, err := cs["cluster04"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("cluster04 still has the Service (%v)", err)
+		}
+		nsObj, err := cs["cluster04"].CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err) || (err == nil && nsObj.DeletionTimestamp != nil), fmt.Errorf("namespace %+v, %v", nsObj, err)
+	})
+
+	// Deleting the broker Service removes what Strait created or adopted, and nothing else.
 	if err := broker.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 60*time.Second, "member Services removed", func(ctx context.Context) (bool, error) {
+	waitUntil(t, 60*time.Second, "member Services removed", func(ctx context.Context) (bool, error) {
 		for _, n := range names[1:] {
 			_, err := cs[n].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 			if !apierrors.IsNotFound(err) {
@@ -270,10 +328,6 @@ func TestFederatedServices(t *testing.T) {
 			}
 		}
 		return true, nil
-	})
-	poll(t, 60*time.Second, "cluster04's namespace removed", func(ctx context.Context) (bool, error) {
-		nsObj, err := cs["cluster04"].CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		return apierrors.IsNotFound(err) || (err == nil && nsObj.DeletionTimestamp != nil), err
 	})
 	if _, err := cs["cluster02"].CoreV1().Services(ns).Get(ctx, "other", metav1.GetOptions{}); err != nil {
 		t.Errorf("the unrelated Service in cluster02: %v", err)
@@ -283,9 +337,12 @@ func TestFederatedServices(t *testing.T) {
 			t.Errorf("%s's own namespace was removed: %+v %v", n, nsObj, err)
 		}
 	}
-	poll(t, 30*time.Second, "no shard records left on the broker", func(ctx context.Context) (bool, error) {
+	waitUntil(t, 30*time.Second, "no shard records left on the broker", func(ctx context.Context) (bool, error) {
 		list, err := broker.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 			LabelSelector: federation.FederationRecordSelector(federation.DefaultName).String()})
-		return err == nil && len(list.Items) == 0, fmt.Errorf("%v", err)
+		if err != nil {
+			return false, err
+		}
+		return len(list.Items) == 0, fmt.Errorf("%d records left", len(list.Items))
 	})
 }

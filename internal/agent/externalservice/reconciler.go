@@ -19,12 +19,16 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/api/v1alpha1"
@@ -52,6 +56,8 @@ type Reconciler struct {
 	Services         corelisters.ServiceLister
 	Slices           discoverylisters.EndpointSliceLister
 	Health           *Checker
+	// Recorder, if set, gets an Event when the Ready reason or a target's health changes.
+	Recorder record.EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -122,7 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		// Objects of an earlier, accepted spec are kept: a bad edit must not cut traffic.
 		r.Health.Stop(key)
 		logger.V(2).Info("Refusing ExternalService", "reason", refusal.Reason, "message", refusal.Message)
-		return r.writeStatus(ctx, obj, "", es.TargetStatuses(ext.Spec, nil, obj.Status.Targets, r.now()),
+		return r.writeStatus(ctx, obj, obj.Status.Mode, es.TargetStatuses(ext.Spec, nil, obj.Status.Targets, r.now()),
 			es.NotReadyCondition(ext, refusal.Reason, refusal.Message+"; nothing was written"))
 	}
 
@@ -150,6 +156,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		svc = nil
 	default:
 		r.Health.Stop(key)
+		// Endpoints of ours must not feed someone else's Service of that name.
+		if err := r.syncSlices(ctx, ext, nil); err != nil {
+			return err
+		}
 		return r.writeStatus(ctx, obj, "", statuses, es.NotReadyCondition(ext, v1alpha1.ReasonServiceNotOwned, fmt.Sprintf(
 			"Service %s/%s exists and was not created for this ExternalService; it is left alone. Delete it, rename the ExternalService, or let `strait doctor --fix` convert it", ns, name)))
 	}
@@ -335,7 +345,61 @@ func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.ExternalServ
 	update := obj.DeepCopy()
 	update.Status = *st
 	if _, err := r.Status(obj.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			// The cache lags behind a newer version; its update event queues the key again.
+			klog.FromContext(ctx).V(2).Info("Status write conflicted; waiting for the newer version", "externalService", obj.Namespace+"/"+obj.Name)
+			return nil
+		}
 		return fmt.Errorf("writing the status of ExternalService %s/%s: %w", obj.Namespace, obj.Name, err)
 	}
+	r.events(obj, st)
 	return nil
+}
+
+// events records what changed between the status read and the one written.
+func (r *Reconciler) events(obj *v1alpha1.ExternalService, st *v1alpha1.ExternalServiceStatus) {
+	if r.Recorder == nil {
+		return
+	}
+	old := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady)
+	cur := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+	if cur != nil && (old == nil || old.Reason != cur.Reason) {
+		kind := corev1.EventTypeNormal
+		if cur.Status == metav1.ConditionFalse {
+			kind = corev1.EventTypeWarning
+		}
+		r.Recorder.Event(obj, kind, cur.Reason, cur.Message)
+	}
+	before := map[string]v1alpha1.TargetHealth{}
+	for _, t := range obj.Status.Targets {
+		before[t.Address] = t.Health
+	}
+	for _, t := range st.Targets {
+		h, seen := before[t.Address]
+		switch {
+		case t.Health == v1alpha1.HealthUnhealthy && h != t.Health:
+			r.Recorder.Eventf(obj, corev1.EventTypeWarning, "TargetUnhealthy", "Target %s failed its health check and is out of use: %s", t.Address, t.Message)
+		case t.Health == v1alpha1.HealthHealthy && seen && h == v1alpha1.HealthUnhealthy:
+			r.Recorder.Eventf(obj, corev1.EventTypeNormal, "TargetHealthy", "Target %s passes its health check again and is back in use", t.Address)
+		}
+	}
+}
+
+// NewRecorder returns an event recorder that knows ExternalServices and writes to the
+// cluster until ctx ends.
+func NewRecorder(ctx context.Context, client kubernetes.Interface) (record.EventRecorder, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	b := record.NewBroadcaster(record.WithContext(ctx))
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	go func() {
+		<-ctx.Done()
+		b.Shutdown()
+	}()
+	return b.NewRecorder(s, corev1.EventSource{Component: "strait-agent"}), nil
 }

@@ -20,6 +20,7 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/strait-io/strait/api/v1alpha1"
 	es "github.com/strait-io/strait/internal/externalservice"
@@ -35,6 +36,7 @@ type env struct {
 	rec    *Reconciler
 	probe  *fakeProber
 	queued chan string
+	events *record.FakeRecorder
 }
 
 type fakeProber struct {
@@ -63,12 +65,13 @@ func newEnv(t *testing.T, objs ...runtime.Object) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e := &env{t: t, client: fake.NewClientset(objs...), ext: map[string]*v1alpha1.ExternalService{},
-		probe: &fakeProber{down: map[string]bool{}}, queued: make(chan string, 100)}
+		probe: &fakeProber{down: map[string]bool{}}, queued: make(chan string, 100), events: record.NewFakeRecorder(100)}
 	e.rec = &Reconciler{
 		Local:            e.client,
 		Status:           func(string) StatusWriter { return e },
 		ExternalServices: e,
 		Health:           NewChecker(ctx, e.probe, func(k string) { e.queued <- k }),
+		Recorder:         e.events,
 	}
 	return e
 }
@@ -152,6 +155,19 @@ func (e *env) mustReconcile(name string) {
 	}
 }
 
+// drainEvents returns the events recorded so far.
+func (e *env) drainEvents() []string {
+	var out []string
+	for {
+		select {
+		case ev := <-e.events.Events:
+			out = append(out, ev)
+		default:
+			return out
+		}
+	}
+}
+
 // writes lists the API writes of the last reconcile as "verb resource/name".
 func (e *env) writes() []string {
 	var out []string
@@ -225,10 +241,18 @@ func TestReconcileIPTargets(t *testing.T) {
 	if c := readyCondition(t, st); c.Status != metav1.ConditionTrue || st.Mode != v1alpha1.ModeClusterIP || st.ReadyTargets != 1 || st.Targets[0].Health != v1alpha1.HealthUnchecked {
 		t.Errorf("status %+v", st)
 	}
-	// Running it again changes nothing.
+	// Running it again changes nothing, nor does an agent restart (a fresh reconciler that
+	// missed every event and finds the objects in place).
 	e.mustReconcile("mysql")
 	if w := e.writes(); len(w) != 0 {
 		t.Errorf("second reconcile wrote %v", w)
+	}
+	restarted := *e.rec
+	restarted.Health = NewChecker(context.Background(), e.probe, func(string) {})
+	e.rec = &restarted
+	e.mustReconcile("mysql")
+	if w := e.writes(); len(w) != 0 {
+		t.Errorf("a restarted reconciler wrote %v", w)
 	}
 }
 
@@ -282,6 +306,13 @@ func TestReconcileNeverTakesOverAService(t *testing.T) {
 	if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonServiceNotOwned || !strings.Contains(c.Message, "test-1/mysql") {
 		t.Errorf("condition %+v", c)
 	}
+	if ev := e.drainEvents(); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning ServiceNotOwned") {
+		t.Errorf("events %q", ev)
+	}
+	e.mustReconcile("mysql")
+	if ev := e.drainEvents(); len(ev) != 0 {
+		t.Errorf("an unchanged state recorded events again: %q", ev)
+	}
 	// Deleting the ExternalService leaves the Service alone too.
 	e.mu.Lock()
 	delete(e.ext, "test-1/mysql")
@@ -289,6 +320,29 @@ func TestReconcileNeverTakesOverAService(t *testing.T) {
 	e.mustReconcile("mysql")
 	if w := e.writes(); len(w) != 0 {
 		t.Errorf("wrote %v for a deleted ExternalService next to a Service it does not own", w)
+	}
+}
+
+func TestReconcileWithdrawsEndpointsFromAServiceItLost(t *testing.T) {
+	e := newEnv(t)
+	e.put(newES("mysql", "1", ipSpec(3307, "10.1.0.5")))
+	e.mustReconcile("mysql")
+	// Someone deletes the Service and puts their own in its place.
+	if err := e.client.CoreV1().Services("test-1").Delete(context.Background(), "mysql", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.CoreV1().Services("test-1").Create(context.Background(), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "mysql", Namespace: "test-1"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "mysql"}, Ports: []corev1.ServicePort{{Port: 3306}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustReconcile("mysql")
+	if sl := e.slices(); len(sl) != 0 {
+		t.Errorf("slices still feed a Service that is not ours: %+v", sl)
+	}
+	if c := readyCondition(t, e.status("mysql")); c.Reason != v1alpha1.ReasonServiceNotOwned {
+		t.Errorf("condition %+v", c)
 	}
 }
 
@@ -419,6 +473,15 @@ func TestReconcileHealthFailover(t *testing.T) {
 	e.probe.set("10.1.0.5:3307", false)
 	e.probe.set("10.1.0.6:3307", false)
 	await("both back", func() bool { r := ready(); return r["10.1.0.5"] && r["10.1.0.6"] })
+	events := strings.Join(e.drainEvents(), "\n")
+	for _, want := range []string{
+		"Warning TargetUnhealthy Target 10.1.0.5:3307 failed its health check and is out of use: connection refused",
+		"Warning NoHealthyTargets", "Normal TargetHealthy Target 10.1.0.6:3307 passes its health check again",
+	} {
+		if !strings.Contains(events, want) {
+			t.Errorf("events lack %q:\n%s", want, events)
+		}
+	}
 	if c := readyCondition(t, e.status("db")); c.Status != metav1.ConditionTrue {
 		t.Errorf("condition %+v", c)
 	}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/agent/controller"
+	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/federation/brokerstatus"
@@ -181,15 +182,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	logger.Info("Federated Services running", "hostsBroker", isBroker)
 	if isBroker && cfg.BrokerStatus {
-		go func() {
+		// With the agent's own credentials: in this cluster they are the broker's. A failure
+		// (no rights yet, the lease lost) is retried, the member side keeps running.
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
 			err := brokerstatus.Run(ctx, brokerstatus.Options{
 				Config: cfg.Config, Broker: o.Local, Metrics: o.Metrics, Workers: o.Workers,
 				Identity: o.Identity, Component: "strait-agent",
 			})
 			if err != nil {
-				logger.Error(err, "Federation status writer stopped")
+				logger.Error(err, "Federation status writer stopped; restarting")
 			}
-		}()
+		}, 10*time.Second)
 	}
 	go propLoop.Run(ctx, o.Workers, prop)
 	repLoop.Run(ctx, o.Workers, rep)
@@ -229,12 +232,14 @@ func hostsBroker(ctx context.Context, local, broker kubernetes.Interface) (bool,
 	return same, err
 }
 
-// ownSlices are a Service's EndpointSlices in the member, without those Strait writes for
-// remote endpoints (global Services): a shard's health is about its own cluster.
+// ownSlices are a Service's EndpointSlices in the member, without those the agent writes for
+// remote endpoints (global Services): a shard's health is about its own cluster. The
+// endpointslice managed-by label tells them apart; app.kubernetes.io/managed-by does not,
+// since the EndpointSlice controller copies a Service's labels (ours included) to its slices.
 func ownSlices(list []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
 	var out []*discoveryv1.EndpointSlice
 	for _, s := range list {
-		if s.Labels[clusterset.ManagedByLabel] != clusterset.ManagedByValue {
+		if s.Labels[discoveryv1.LabelManagedBy] != records.EndpointSliceManagedBy {
 			out = append(out, s)
 		}
 	}

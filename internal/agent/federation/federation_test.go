@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	fedpkg "github.com/strait-io/strait/internal/federation"
 )
@@ -371,8 +372,12 @@ func TestReporterStates(t *testing.T) {
 
 func TestReadyEndpointsIgnoreStraitSlices(t *testing.T) {
 	remote := localSlice(true, true)
-	remote.Labels[clusterset.ManagedByLabel] = clusterset.ManagedByValue
-	if n := readyEndpoints(ownSlices([]*discoveryv1.EndpointSlice{localSlice(true, false), remote})); n != 1 {
-		t.Errorf("ready %d, want 1 (remote endpoints of a global Service do not count)", n)
+	remote.Labels[discoveryv1.LabelManagedBy] = records.EndpointSliceManagedBy
+	// The EndpointSlice controller copies the Service's labels, Strait's managed-by included.
+	own := localSlice(true, false)
+	own.Labels[discoveryv1.LabelManagedBy] = "endpointslice-controller.k8s.io"
+	own.Labels[clusterset.ManagedByLabel] = clusterset.ManagedByValue
+	if n := readyEndpoints(ownSlices([]*discoveryv1.EndpointSlice{own, remote})); n != 1 {
+		t.Errorf("ready %d, want 1 (remote endpoints of a global Service do not count, the Service's own do)", n)
 	}
 }

@@ -71,14 +71,14 @@ func (p *Propagator) Reconcile(ctx context.Context, key string) error {
 		}
 		created, err := services.Create(ctx, d.Desired, metav1.CreateOptions{})
 		if err != nil {
-			return fmt.Errorf("creating federated Service %s: %w", key, err)
+			return stale(ctx, err, "creating federated Service %s: %w", key)
 		}
 		logger.Info("Created federated Service")
 		p.event(created, corev1.EventTypeNormal, EventCreated, "Created for federated Service %s/%s on the broker", ns, name)
 	case federation.ActionAdopt, federation.ActionUpdate:
 		updated, err := services.Update(ctx, d.Desired, metav1.UpdateOptions{})
 		if err != nil {
-			return fmt.Errorf("updating federated Service %s: %w", key, err)
+			return stale(ctx, err, "updating federated Service %s: %w", key)
 		}
 		if d.Action == federation.ActionAdopt {
 			logger.Info("Adopted federated Service", "clusterIP", updated.Spec.ClusterIP)
@@ -265,8 +265,8 @@ func SyncRecords(ctx context.Context, c slicesync.Client, have, want []*discover
 		w, ok := wanted[h.Name]
 		if !ok {
 			err := c.Delete(ctx, h.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &h.UID}})
-			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return fmt.Errorf("deleting shard record %s/%s: %w", h.Namespace, h.Name, err)
+			if err != nil && !apierrors.IsNotFound(err) {
+				return stale(ctx, err, "deleting shard record %s: %w", h.Namespace+"/"+h.Name)
 			}
 			continue
 		}
@@ -277,7 +277,7 @@ func SyncRecords(ctx context.Context, c slicesync.Client, have, want []*discover
 		update := h.DeepCopy()
 		update.Labels, update.Annotations, update.AddressType, update.Endpoints, update.Ports = w.Labels, w.Annotations, w.AddressType, w.Endpoints, w.Ports
 		if _, err := c.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("updating shard record %s/%s: %w", h.Namespace, h.Name, err)
+			return stale(ctx, err, "updating shard record %s: %w", h.Namespace+"/"+h.Name)
 		}
 	}
 	names := make([]string, 0, len(wanted))
@@ -287,10 +287,21 @@ func SyncRecords(ctx context.Context, c slicesync.Client, have, want []*discover
 	sort.Strings(names)
 	for _, n := range names {
 		if _, err := c.Create(ctx, wanted[n], metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating shard record %s/%s: %w", wanted[n].Namespace, n, err)
+			return stale(ctx, err, "creating shard record %s: %w", wanted[n].Namespace+"/"+n)
 		}
 	}
 	return nil
+}
+
+// stale handles a write that failed because the cache was behind: an object that already
+// exists, or a newer version. The informer delivers that object, which queues the key again,
+// so it is not an error. Anything else is, wrapped with what was being done.
+func stale(ctx context.Context, err error, format, what string) error {
+	if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+		klog.FromContext(ctx).V(2).Info("Cache behind the API server; waiting for the update", "what", what, "err", err)
+		return nil
+	}
+	return fmt.Errorf(format, what, err)
 }
 
 // get turns a lister's not-found into nil.

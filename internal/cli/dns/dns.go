@@ -121,7 +121,7 @@ func newServe() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	o.zone.add(fs)
-	fs.StringArrayVar(&o.listen, "listen", []string{":53"}, "address to serve on, UDP and TCP (repeatable)")
+	fs.StringArrayVar(&o.listen, "listen", nil, "address to serve on, UDP and TCP (repeatable; default :53 unless --cluster-listen is given)")
 	fs.StringArrayVar(&o.clusterListen, "cluster-listen", nil, "CLUSTER=ADDRESS: a listener for the CoreDNS of one member cluster; short names are answered for that cluster (repeatable)")
 	fs.StringArrayVar(&o.clusterSource, "cluster-source", nil, "CLUSTER=PREFIX: queries from PREFIX come from that member cluster (repeatable)")
 	fs.StringArrayVar(&o.clusterLocs, "cluster-location", nil, "CLUSTER=REGION[/ZONE]: location of a member cluster without shards (repeatable)")
@@ -149,7 +149,11 @@ func (o *serveOptions) serverConfig() (server.Config, error) {
 		return server.Config{}, err
 	}
 	cfg := server.Config{Zone: zcfg, MaxUDPSize: o.maxUDPSize, UDPSockets: o.udpSockets}
-	for _, l := range o.listen {
+	listen := o.listen
+	if len(listen) == 0 && len(o.clusterListen) == 0 {
+		listen = []string{":53"}
+	}
+	for _, l := range listen {
 		cfg.Listeners = append(cfg.Listeners, server.Listener{Addr: l})
 	}
 	for _, cl := range o.clusterListen {

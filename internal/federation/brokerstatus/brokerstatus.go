@@ -95,6 +95,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 	if _, err := r.Client.CoreV1().Services(ns).UpdateStatus(ctx, update, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			// The cache is behind; the newer version's event queues the key again.
+			return nil
+		}
 		return fmt.Errorf("updating the status of federated Service %s: %w", key, err)
 	}
 	after := apimeta.FindStatusCondition(update.Status.Conditions, federation.ConditionFederated)
