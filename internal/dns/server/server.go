@@ -231,7 +231,7 @@ func reusePort(_, _ string, c syscall.RawConn) error {
 	return errors.Join(err, serr)
 }
 
-// acceptFunc is the miekg/dns default with NOTIFY refused as not implemented: the server
+// acceptFunc is the miekg/dns default with NOTIFY answered with NOTIMP: the server
 // has no secondaries' role to play.
 func acceptFunc(dh dns.Header) dns.MsgAcceptAction {
 	if dh.Bits&(1<<15) != 0 { // QR: a response; answering could feed a reflection loop
