@@ -20,17 +20,12 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config, cluster string) error {
 	if err != nil {
 		return err
 	}
-	defs := append([]definition{aboutDefinition}, mcsDefinitions...)
-	defs = append(defs, externalServiceDefinition)
-	return installCRDs(ctx, &journal{}, cluster, dyn, defs, DefaultTimeout)
+	return installCRDs(ctx, &journal{}, cluster, dyn, memberDefinitions(), DefaultTimeout)
 }
 
-// InstallExternalServiceCRD installs only the ExternalService definition and waits until it
-// is served, for clusters that use ExternalServices without joining a clusterset.
-func InstallExternalServiceCRD(ctx context.Context, cfg *rest.Config, cluster string) error {
-	dyn, err := dynamic.NewForConfig(WithRateLimits(cfg))
-	if err != nil {
-		return err
-	}
-	return installCRDs(ctx, &journal{}, cluster, dyn, []definition{externalServiceDefinition}, DefaultTimeout)
+// memberDefinitions are the definitions every member serves: the About API, MCS and
+// Strait's ExternalService.
+func memberDefinitions() []definition {
+	defs := append([]definition{aboutDefinition}, mcsDefinitions...)
+	return append(defs, externalServiceDefinition)
 }

@@ -274,7 +274,7 @@ func (p *joinPlan) write(ctx context.Context, j *journal) error {
 			return err
 		}},
 		{"member-crds", func(ctx context.Context) error {
-			return installCRDs(ctx, j, p.member.name, p.member.dyn, append([]definition{aboutDefinition}, mcsDefinitions...), p.o.Timeout)
+			return installCRDs(ctx, j, p.member.name, p.member.dyn, memberDefinitions(), p.o.Timeout)
 		}},
 		{"broker-crds", func(ctx context.Context) error {
 			return installCRDs(ctx, j, p.broker.name, p.broker.dyn, mcsDefinitions, p.o.Timeout)
