@@ -16,28 +16,16 @@ import (
 	"github.com/strait-io/strait/internal/lab/supervisor"
 )
 
-// replies sends n requests from a cluster to url and counts replies per cluster. One curl
-// process makes them all, each on a new connection, so kube-proxy picks a backend each time.
-func replies(ctx context.Context, lab *labtest.Lab, from, url string, n int) (map[string]int, error) {
-	args := []string{"curl", "-sS", "--max-time", "5", "-H", "Connection: close", "-w", `\n`} // -w: one reply per line
-	for i := 0; i < n; i++ {
-		args = append(args, url)
-	}
-	out, err := lab.Exec(ctx, from, args...)
-	if err != nil {
-		return nil, err
-	}
+// replies sends n requests from a cluster to url and counts the replies per cluster; a
+// missing reply is an error.
+func replies(ctx context.Context, t *testing.T, lab *labtest.Lab, from, url string, n int) (map[string]int, error) {
 	counts := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		var r reply
-		if json.Unmarshal([]byte(line), &r) != nil {
-			counts["error"]++
-			continue
-		}
+	got := curlEach(ctx, t, lab, from, url, n)
+	for _, r := range got {
 		counts[r.Cluster]++
+	}
+	if len(got) != n {
+		return counts, fmt.Errorf("%d of %d requests answered", len(got), n)
 	}
 	return counts, nil
 }
@@ -86,28 +74,28 @@ func TestGlobalServices(t *testing.T) {
 	const url = "http://rebel-base.demo/"
 
 	poll(t, 2*time.Minute, "100 requests from cluster01 reach both clusters", func(ctx context.Context) (bool, error) {
-		counts, err := replies(ctx, lab, "cluster01", url, 100)
-		return err == nil && counts["cluster01"] > 0 && counts["cluster02"] > 0 && counts["error"] == 0, fmt.Errorf("replies %v, %v", counts, err)
+		counts, err := replies(ctx, t, lab, "cluster01", url, 100)
+		return err == nil && counts["cluster01"] > 0 && counts["cluster02"] > 0, fmt.Errorf("replies %v, %v", counts, err)
 	})
 
 	// affinity local: only cluster01 while it has ready pods.
 	annotate(t, c1, "demo", "rebel-base", map[string]any{"service.strait.io/affinity": "local"})
 	poll(t, 30*time.Second, "affinity local: all replies from cluster01", func(ctx context.Context) (bool, error) {
-		counts, err := replies(ctx, lab, "cluster01", url, 20)
+		counts, err := replies(ctx, t, lab, "cluster01", url, 20)
 		return err == nil && counts["cluster01"] == 20, fmt.Errorf("replies %v, %v", counts, err)
 	})
 	if _, err := c1.AppsV1().Deployments("demo").UpdateScale(ctx, "rebel-base", scale("demo", "rebel-base", 0), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, 30*time.Second, "cluster01 scaled to 0: all replies from cluster02", func(ctx context.Context) (bool, error) {
-		counts, err := replies(ctx, lab, "cluster01", url, 20)
+		counts, err := replies(ctx, t, lab, "cluster01", url, 20)
 		return err == nil && counts["cluster02"] == 20, fmt.Errorf("replies %v, %v", counts, err)
 	})
 	if _, err := c1.AppsV1().Deployments("demo").UpdateScale(ctx, "rebel-base", scale("demo", "rebel-base", 2), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, 60*time.Second, "cluster01 scaled back: local again", func(ctx context.Context) (bool, error) {
-		counts, err := replies(ctx, lab, "cluster01", url, 20)
+		counts, err := replies(ctx, t, lab, "cluster01", url, 20)
 		return err == nil && counts["cluster01"] == 20, fmt.Errorf("replies %v, %v", counts, err)
 	})
 
@@ -118,12 +106,12 @@ func TestGlobalServices(t *testing.T) {
 		src, err := remoteSources(ctx, c1, "demo", "rebel-base")
 		return err == nil && len(src) == 0, fmt.Errorf("remote slices %v, %v", src, err)
 	})
-	counts, err := replies(ctx, lab, "cluster01", url, 30)
+	counts, err := replies(ctx, t, lab, "cluster01", url, 30)
 	if err != nil || counts["cluster02"] > 0 {
 		t.Errorf("cluster01 reached cluster02 although it does not share: %v %v", counts, err)
 	}
 	poll(t, 30*time.Second, "cluster02 still reaches cluster01's pods", func(ctx context.Context) (bool, error) {
-		counts, err := replies(ctx, lab, "cluster02", url, 40)
+		counts, err := replies(ctx, t, lab, "cluster02", url, 40)
 		return err == nil && counts["cluster01"] > 0, fmt.Errorf("replies %v, %v", counts, err)
 	})
 

@@ -162,24 +162,17 @@ func TestLabServesDeploymentsLikeARealCluster(t *testing.T) {
 		_, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "2", "http://rebel-base.demo/")
 		return err == nil, err
 	})
-	seen := map[string]int{}
-	for i := 0; i < 30 && len(seen) < 3; i++ {
-		out, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "5", "http://rebel-base.demo/")
-		if err != nil {
-			t.Fatal(err)
+	// Repeated requests reach all three pods (each on a new connection, so kube-proxy picks).
+	poll(t, time.Minute, "requests to rebel-base.demo reach all three pods", func(ctx context.Context) (bool, error) {
+		seen := map[string]int{}
+		for _, r := range curlEach(ctx, t, lab, "cluster01", "http://rebel-base.demo/", 30) {
+			if r.Cluster != "cluster01" || r.Namespace != "demo" || !names[r.Pod] {
+				t.Fatalf("reply %+v: want cluster01/demo and one of the pods %v", r, names)
+			}
+			seen[r.Pod]++
 		}
-		var r reply
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatalf("reply %q is not the rebel-base JSON: %v", out, err)
-		}
-		if r.Cluster != "cluster01" || r.Namespace != "demo" || !names[r.Pod] {
-			t.Fatalf("reply %+v: want cluster01/demo and one of the pods %v", r, names)
-		}
-		seen[r.Pod]++
-	}
-	if len(seen) != 3 {
-		t.Errorf("requests reached pods %v; want all three", seen)
-	}
+		return len(seen) == 3, fmt.Errorf("replies from %v", seen)
+	})
 
 	// A pod of cluster02, reached from cluster01 by its pod IP across the lab router.
 	if _, err := c2.AppsV1().Deployments("default").Create(ctx, deployment("default", "x-wing", 1, 8080), metav1.CreateOptions{}); err != nil {
@@ -270,4 +263,26 @@ func TestLabPodReadinessAndDeletion(t *testing.T) {
 
 func scale(ns, name string, replicas int32) *autoscalingv1.Scale {
 	return &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: replicas}}
+}
+
+// curlEach makes n requests to url from a cluster with one curl process, each on a new
+// connection, and returns the decoded replies.
+func curlEach(ctx context.Context, t *testing.T, lab *labtest.Lab, cluster, url string, n int) []reply {
+	t.Helper()
+	args := []string{"curl", "-sS", "--max-time", "5", "-H", "Connection: close", "-w", `\n`}
+	for i := 0; i < n; i++ {
+		args = append(args, url)
+	}
+	out, err := lab.Exec(ctx, cluster, args...)
+	if err != nil {
+		t.Logf("curl: %v", err)
+	}
+	var replies []reply
+	for _, line := range strings.Split(out, "\n") {
+		var r reply
+		if strings.TrimSpace(line) != "" && json.Unmarshal([]byte(line), &r) == nil {
+			replies = append(replies, r)
+		}
+	}
+	return replies
 }

@@ -250,7 +250,7 @@ func TestMultiClusterServices(t *testing.T) {
 	if _, err := c2.kube.AppsV1().Deployments("demo").UpdateScale(ctx, "hello", scale("demo", "hello", 3), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 60*time.Second, "cluster03 sees cluster02's third endpoint after the broker came back", func(ctx context.Context) (bool, error) {
+	poll(t, 2*time.Minute, "cluster03 sees cluster02's third endpoint after the broker came back", func(ctx context.Context) (bool, error) {
 		slices, err := c3.kube.DiscoveryV1().EndpointSlices("demo").List(ctx, metav1.ListOptions{LabelSelector: mcsv1beta1.LabelSourceCluster + "=cluster02"})
 		if err != nil || len(slices.Items) != 1 {
 			return false, err

@@ -51,6 +51,11 @@ type Reconciler interface {
 	Reconcile(ctx context.Context, key string) error
 }
 
+// maxRetryDelay caps the backoff of a failing key. It is short because the usual failure
+// is an API server that is briefly away (a broker restart); once it is back, changes should
+// flow within seconds.
+const maxRetryDelay = 5 * time.Second
+
 // Loop is a queue of keys and the workers that reconcile them.
 type Loop struct {
 	name    string
@@ -64,7 +69,7 @@ func New(name string, m *Metrics) *Loop {
 		name:    name,
 		metrics: m,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, maxRetryDelay),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: name}),
 	}
 }

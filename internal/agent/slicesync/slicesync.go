@@ -16,6 +16,7 @@ import (
 
 // Client is the part of the EndpointSlice client Sync needs.
 type Client interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*discoveryv1.EndpointSlice, error)
 	Create(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.CreateOptions) (*discoveryv1.EndpointSlice, error)
 	Update(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.UpdateOptions) (*discoveryv1.EndpointSlice, error)
 	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
@@ -45,9 +46,7 @@ func Sync(ctx context.Context, c Client, have, want []*discoveryv1.EndpointSlice
 		if Same(h, w) {
 			continue
 		}
-		update := h.DeepCopy()
-		update.Labels, update.Endpoints, update.Ports = w.Labels, w.Endpoints, w.Ports
-		if _, err := c.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
+		if err := update(ctx, c, h, w); err != nil {
 			return err
 		}
 	}
@@ -62,6 +61,29 @@ func Sync(ctx context.Context, c Client, have, want []*discoveryv1.EndpointSlice
 		}
 	}
 	return nil
+}
+
+// update writes want over have. A conflict means the cache was behind (after a watch
+// outage it can stay behind for a while): the current object is read and written once more,
+// rather than waiting for the cache and the retry backoff.
+func update(ctx context.Context, c Client, have, want *discoveryv1.EndpointSlice) error {
+	u := have.DeepCopy()
+	u.Labels, u.Endpoints, u.Ports = want.Labels, want.Endpoints, want.Ports
+	_, err := c.Update(ctx, u, metav1.UpdateOptions{})
+	if !apierrors.IsConflict(err) {
+		return err
+	}
+	current, err := c.Get(ctx, have.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if Same(current, want) {
+		return nil
+	}
+	u = current.DeepCopy()
+	u.Labels, u.Endpoints, u.Ports = want.Labels, want.Endpoints, want.Ports
+	_, err = c.Update(ctx, u, metav1.UpdateOptions{})
+	return err
 }
 
 // Mirror copies the endpoints of local slices into one slice per address type, endpoints
