@@ -341,6 +341,24 @@ func (s *Source) Services(ctx context.Context) ([]zone.Service, error) {
 	return out, nil
 }
 
+// Locations returns where the members are (membership region and zone), for the clusters
+// strait dns answers short names to (server.Config.Clusters).
+func (s *Source) Locations() ([]zone.Location, error) {
+	snap, err := s.cache.Snapshot(s.now())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]zone.Location, 0, len(snap.Members))
+	for _, m := range snap.Members {
+		l := zone.Location{Cluster: m.ID, Region: m.Region, Zone: m.Zone}
+		if l.Region == "" {
+			l.Zone = ""
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
 // Rejected returns the services Validate left out of the last Services call, and why.
 func (s *Source) Rejected() []error {
 	s.mu.Lock()

@@ -77,6 +77,9 @@ func TestSourceFollowsTheBroker(t *testing.T) {
 	if h := healthOf(svcs); !h["c1"] || !h["c2"] {
 		t.Fatalf("health %v", h)
 	}
+	if locs, err := src.Locations(); err != nil || len(locs) != 2 || locs[1] != (zone.Location{Cluster: "c2", Region: "r1", Zone: "r1b"}) {
+		t.Errorf("locations %v, %v", locs, err)
+	}
 
 	// c2's shard loses its endpoints: a change notification, then unhealthy.
 	drain(src.Changed())
