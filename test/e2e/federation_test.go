@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	clifederation "github.com/strait-io/strait/internal/cli/federation"
+	"github.com/strait-io/strait/internal/dns/bindtest"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/lab/labtest"
 	"github.com/strait-io/strait/internal/lab/supervisor"
@@ -232,6 +236,16 @@ func TestFederatedServices(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, "Source: three healthy shards", healthy(map[string]bool{"cluster01": true, "cluster02": true, "cluster03": true, "cluster04": false}))
 
+	// strait dns serves the federation from the broker and publishes it to a real BIND.
+	bind := bindtest.Start(t, bindtest.Options{Zone: "example.com"})
+	dnsAddr := startStraitDNS(t, lab, bind)
+	zoneName := fmt.Sprintf("%s.%s.federation.svc.region1b.region1.example.com", name, ns)
+	regionName := fmt.Sprintf("%s.%s.federation.svc.region1.example.com", name, ns)
+	waitUntil(t, 30*time.Second, "strait dns and BIND answer A records for cluster02's zone", func(ctx context.Context) (bool, error) {
+		ours, theirs := digShort(t, dnsAddr, zoneName, "A"), bind.Dig(zoneName, "A")
+		return len(ours) > 0 && isAddress(ours[0]) && len(theirs) > 0 && isAddress(theirs[0]), fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
+	})
+
 	// A zone's shard scaled to 0 is unhealthy within 10 s; scaled back, healthy again.
 	start = time.Now()
 	if _, err := cs["cluster02"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 0), metav1.UpdateOptions{}); err != nil {
@@ -239,10 +253,19 @@ func TestFederatedServices(t *testing.T) {
 	}
 	waitUntil(t, 10*time.Second, "cluster02 scaled to 0: unhealthy in the Source", healthy(map[string]bool{"cluster02": false, "cluster01": true}))
 	t.Logf("shard down to unhealthy in the Source: %s", time.Since(start).Round(time.Millisecond))
+	waitUntil(t, 10*time.Second, "the empty zone is a CNAME to its region, in strait dns and in BIND", func(ctx context.Context) (bool, error) {
+		ours, theirs := digShort(t, dnsAddr, zoneName, "CNAME"), bind.Dig(zoneName, "CNAME")
+		return len(ours) == 1 && ours[0] == regionName+"." && len(theirs) == 1 && theirs[0] == regionName+".", fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
+	})
+	t.Logf("shard down to CNAME in strait dns and BIND: %s", time.Since(start).Round(time.Millisecond))
 	if _, err := cs["cluster02"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 2), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 30*time.Second, "cluster02 scaled back: healthy", healthy(map[string]bool{"cluster02": true}))
+	waitUntil(t, 30*time.Second, "cluster02's zone answers A records again", func(ctx context.Context) (bool, error) {
+		ours, theirs := digShort(t, dnsAddr, zoneName, "A"), bind.Dig(zoneName, "A")
+		return len(ours) > 0 && isAddress(ours[0]) && len(theirs) > 0 && isAddress(theirs[0]), fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
+	})
 
 	// A member's agent stopped: its shard is unhealthy once its lease expired plus the grace
 	// period, on the broker's status too; started again, healthy again.
@@ -346,3 +369,48 @@ func TestFederatedServices(t *testing.T) {
 		return len(list.Items) == 0, fmt.Errorf("%d records left", len(list.Items))
 	})
 }
+
+// startStraitDNS runs `strait dns serve` against the lab's broker, publishing to bind with
+// RFC 2136, and returns its address.
+func startStraitDNS(t *testing.T, lab *labtest.Lab, bind *bindtest.Server) string {
+	t.Helper()
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.LocalAddr().String()
+	l.Close()
+	secret := filepath.Join(t.TempDir(), "tsig.key")
+	if err := os.WriteFile(secret, []byte(bind.Secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, straitBin, "dns", "serve", "--domain", "example.com", "--listen", addr,
+		"--broker-kubeconfig", lab.Kubeconfig(), "--broker-context", "cluster01", "--interval", "2s",
+		"--rfc2136-server", bind.Addr, "--rfc2136-zone", "example.com", "--rfc2136-key-name", bind.KeyName,
+		"--rfc2136-key-algorithm", bind.Algorithm, "--rfc2136-key-secret-file", secret)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("strait dns log:\n%s", logs.String())
+		}
+	})
+	return addr
+}
+
+func digShort(t *testing.T, addr, name, qtype string) []string {
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command("dig", "@"+host, "-p", port, "+short", "+tries=1", "+time=1", name, qtype).Output()
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(out))
+}
+
+func isAddress(s string) bool { return net.ParseIP(s) != nil }

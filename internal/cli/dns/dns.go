@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/cli/kubeconfig"
@@ -24,6 +25,7 @@ import (
 	"github.com/strait-io/strait/internal/dns/publish/rfc2136"
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/dns/zone"
+	"github.com/strait-io/strait/internal/federation"
 )
 
 // New returns the `dns` command group.
@@ -84,26 +86,29 @@ func (z *zoneFlags) config() (zone.Config, error) {
 }
 
 type serveOptions struct {
-	zone           zoneFlags
-	listen         []string
-	clusterListen  []string
-	clusterSource  []string
-	clusterLocs    []string
-	maxUDPSize     int
-	udpSockets     int
-	fromFile       string
-	interval       time.Duration
-	allowEmpty     bool
-	owner          string
-	rfcServer      string
-	rfcZone        string
-	rfcKeyName     string
-	rfcKeyAlg      string
-	rfcSecretFile  string
-	epNamespace    string
-	epKubeconfig   string
-	epContext      string
-	publishTimeout time.Duration
+	zone             zoneFlags
+	listen           []string
+	clusterListen    []string
+	clusterSource    []string
+	clusterLocs      []string
+	maxUDPSize       int
+	udpSockets       int
+	fromFile         string
+	interval         time.Duration
+	allowEmpty       bool
+	owner            string
+	rfcServer        string
+	rfcZone          string
+	rfcKeyName       string
+	rfcKeyAlg        string
+	rfcSecretFile    string
+	brokerKubeconfig string
+	brokerContext    string
+	federation       federation.Config
+	epNamespace      string
+	epKubeconfig     string
+	epContext        string
+	publishTimeout   time.Duration
 }
 
 func newServe() *cobra.Command {
@@ -128,6 +133,10 @@ func newServe() *cobra.Command {
 	fs.IntVar(&o.maxUDPSize, "max-udp-size", server.DefaultMaxUDPSize, "EDNS(0) UDP payload size offered; larger answers are truncated over UDP")
 	fs.IntVar(&o.udpSockets, "udp-sockets", 0, "SO_REUSEPORT UDP sockets per listener (default: one per CPU)")
 	fs.StringVar(&o.fromFile, "from-file", "", "read the federated services from this YAML file, re-read every --interval (see docs/dns.md)")
+	fs.StringVar(&o.brokerKubeconfig, "broker-kubeconfig", "", "read the federated services and their shards from the broker: kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+	fs.StringVar(&o.brokerContext, "broker-context", "", "kubeconfig context of the broker (a member's broker credential is enough)")
+	o.federation = federation.DefaultConfig()
+	o.federation.AddFlags(fs)
 	fs.DurationVar(&o.interval, "interval", dnspkg.DefaultInterval, "how often the services are read")
 	fs.BoolVar(&o.allowEmpty, "allow-empty", false, "treat an empty service list as real: empty the zone and delete published records")
 	fs.StringVar(&o.owner, "owner", "strait", "owner ID written in ownership records and labels; publishers with another owner are never touched")
@@ -229,12 +238,24 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 }
 
 func (o *serveOptions) run(ctx context.Context) error {
-	if o.fromFile == "" {
-		return errors.New("no source of federated services: give --from-file")
+	useBroker := o.brokerContext != "" || o.brokerKubeconfig != ""
+	switch {
+	case o.fromFile == "" && !useBroker:
+		return errors.New("no source of federated services: give --broker-context (the clusterset's broker) or --from-file")
+	case o.fromFile != "" && useBroker:
+		return errors.New("give either --from-file or --broker-context/--broker-kubeconfig, not both")
 	}
 	cfg, err := o.serverConfig()
 	if err != nil {
 		return err
+	}
+	var source dnspkg.Source = dnspkg.FileSource{Path: o.fromFile}
+	if useBroker {
+		src, err := o.brokerSource(ctx, &cfg)
+		if err != nil {
+			return err
+		}
+		source = src
 	}
 	pubs, err := o.publishers(cfg.Zone.Domain)
 	if err != nil {
@@ -253,7 +274,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 	for i, a := range srv.Addrs() {
 		logger.Info("Serving DNS", "domain", cfg.Zone.Domain, "address", a.String(), "cluster", cfg.Listeners[i].Cluster)
 	}
-	r := &dnspkg.Runner{Source: dnspkg.FileSource{Path: o.fromFile}, Server: srv, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty}
+	r := &dnspkg.Runner{Source: source, Server: srv, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty}
 	runErr := make(chan error, 1)
 	go func() { runErr <- r.Run(ctx) }()
 	waitErr := make(chan error, 1)
@@ -338,4 +359,36 @@ func newZonefile() *cobra.Command {
 	z.add(cmd.Flags())
 	cmd.Flags().StringVar(&fromFile, "from-file", "", "the services file (see strait dns serve)")
 	return cmd
+}
+
+// brokerSource reads the federated Services, members, leases and shard records from the
+// broker; it waits for its caches, and adds the members' locations and the federation's
+// short-name zone to the server configuration.
+func (o *serveOptions) brokerSource(ctx context.Context, cfg *server.Config) (*federation.Source, error) {
+	if err := o.federation.Validate(); err != nil {
+		return nil, err
+	}
+	rc, _, err := kubeconfig.RESTConfig(kubeconfig.Rules(o.brokerKubeconfig), o.brokerContext)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	src, err := federation.NewSource(cs, o.federation)
+	if err != nil {
+		return nil, err
+	}
+	src.Validate = cfg.Zone.ValidateService
+	if err := src.Start(ctx); err != nil {
+		return nil, fmt.Errorf("reading the broker: %w", err)
+	}
+	locations, err := src.Locations()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Clusters = append(cfg.Clusters, locations...)
+	cfg.Zone.Federations = append(cfg.Zone.Federations, o.federation.Name)
+	return src, nil
 }

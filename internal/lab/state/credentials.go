@@ -128,18 +128,20 @@ func NodeAPIServerURL(c plan.Cluster) string {
 }
 
 // RESTConfig returns a client configuration for one identity, with QPS and burst raised for
-// a controller's pace.
+// a controller's pace. The certificates are read into the configuration: with file paths,
+// client-go would keep watching files that vanish with a purged or test lab.
 func RESTConfig(cd ClusterDir, c plan.Cluster, identity string) *rest.Config {
-	return &rest.Config{
-		Host: APIServerURL(c),
-		TLSClientConfig: rest.TLSClientConfig{
-			CAFile:   cd.File(CACert),
-			CertFile: cd.File(CertFile(identity)),
-			KeyFile:  cd.File(KeyFile(identity)),
-		},
-		QPS:   100,
-		Burst: 200,
+	cfg := &rest.Config{Host: APIServerURL(c), QPS: 100, Burst: 200}
+	ca, errCA := os.ReadFile(cd.File(CACert))
+	cert, errCert := os.ReadFile(cd.File(CertFile(identity)))
+	key, errKey := os.ReadFile(cd.File(KeyFile(identity)))
+	if errCA == nil && errCert == nil && errKey == nil {
+		cfg.TLSClientConfig = rest.TLSClientConfig{CAData: ca, CertData: cert, KeyData: key}
+		return cfg
 	}
+	// Missing files: let the client report which one when it is used.
+	cfg.TLSClientConfig = rest.TLSClientConfig{CAFile: cd.File(CACert), CertFile: cd.File(CertFile(identity)), KeyFile: cd.File(KeyFile(identity))}
+	return cfg
 }
 
 // kubeconfigEntry builds the cluster, user and context of one identity, with certificates
