@@ -95,6 +95,7 @@ func RecordLabels(cluster, ns, name string) map[string]string {
 		LabelGlobalService:            name,
 		records.LabelServiceNamespace: ns,
 		labelSourceCluster:            cluster,
+		records.LabelServiceProxyName: records.ServiceProxyName,
 	}
 }
 
