@@ -242,7 +242,7 @@ func TestFederatedServices(t *testing.T) {
 	zoneName := fmt.Sprintf("%s.%s.federation.svc.region1b.region1.example.com", name, ns)
 	regionName := fmt.Sprintf("%s.%s.federation.svc.region1.example.com", name, ns)
 	waitUntil(t, 30*time.Second, "strait dns and BIND answer A records for cluster02's zone", func(ctx context.Context) (bool, error) {
-		ours, theirs := digShort(t, dnsAddr, zoneName, "A"), bind.Dig(zoneName, "A")
+		ours, theirs := digShort(t, dnsAddr, zoneName, "A"), digShort(t, bind.Addr, zoneName, "A")
 		return len(ours) > 0 && isAddress(ours[0]) && len(theirs) > 0 && isAddress(theirs[0]), fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
 	})
 
@@ -254,7 +254,7 @@ func TestFederatedServices(t *testing.T) {
 	waitUntil(t, 10*time.Second, "cluster02 scaled to 0: unhealthy in the Source", healthy(map[string]bool{"cluster02": false, "cluster01": true}))
 	t.Logf("shard down to unhealthy in the Source: %s", time.Since(start).Round(time.Millisecond))
 	waitUntil(t, 10*time.Second, "the empty zone is a CNAME to its region, in strait dns and in BIND", func(ctx context.Context) (bool, error) {
-		ours, theirs := digShort(t, dnsAddr, zoneName, "CNAME"), bind.Dig(zoneName, "CNAME")
+		ours, theirs := digShort(t, dnsAddr, zoneName, "CNAME"), digShort(t, bind.Addr, zoneName, "CNAME")
 		return len(ours) == 1 && ours[0] == regionName+"." && len(theirs) == 1 && theirs[0] == regionName+".", fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
 	})
 	t.Logf("shard down to CNAME in strait dns and BIND: %s", time.Since(start).Round(time.Millisecond))
@@ -263,7 +263,7 @@ func TestFederatedServices(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, "cluster02 scaled back: healthy", healthy(map[string]bool{"cluster02": true}))
 	waitUntil(t, 30*time.Second, "cluster02's zone answers A records again", func(ctx context.Context) (bool, error) {
-		ours, theirs := digShort(t, dnsAddr, zoneName, "A"), bind.Dig(zoneName, "A")
+		ours, theirs := digShort(t, dnsAddr, zoneName, "A"), digShort(t, bind.Addr, zoneName, "A")
 		return len(ours) > 0 && isAddress(ours[0]) && len(theirs) > 0 && isAddress(theirs[0]), fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
 	})
 
