@@ -258,6 +258,19 @@ func TestFederatedServices(t *testing.T) {
 		return len(ours) == 1 && ours[0] == regionName+"." && len(theirs) == 1 && theirs[0] == regionName+".", fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
 	})
 	t.Logf("shard down to CNAME in strait dns and BIND: %s", time.Since(start).Round(time.Millisecond))
+
+	// The whole of region1 empty (cluster01 too): the region name is a CNAME to the global name.
+	globalName := fmt.Sprintf("%s.%s.federation.svc.example.com", name, ns)
+	if _, err := cs["cluster01"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 0), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the empty region is a CNAME to the global name, in strait dns and in BIND", func(ctx context.Context) (bool, error) {
+		ours, theirs := digShort(t, dnsAddr, regionName, "CNAME"), digShort(t, bind.Addr, regionName, "CNAME")
+		return len(ours) == 1 && ours[0] == globalName+"." && len(theirs) == 1 && theirs[0] == globalName+".", fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
+	})
+	if _, err := cs["cluster01"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 2), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cs["cluster02"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 2), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,8 @@ func TestZonefile(t *testing.T) {
 	}{
 		{[]string{"zonefile", "--from-file", services}, "--domain is required"},
 		{[]string{"zonefile", "--domain", "bad_domain", "--from-file", services}, `invalid domain "bad_domain"`},
-		{[]string{"serve", "--domain", "example.com"}, "give --from-file"},
+		{[]string{"serve", "--domain", "example.com"}, "no source of federated services: give --broker-context (the clusterset's broker) or --from-file"},
+		{[]string{"serve", "--domain", "example.com", "--from-file", services, "--broker-context", "b"}, "either --from-file or --broker-context"},
 		{[]string{"serve", "--domain", "example.com", "--from-file", services, "--cluster-source", "c1"}, "want CLUSTER=PREFIX"},
 	} {
 		cmd := New()
