@@ -51,12 +51,7 @@ func BenchmarkFederationFailover(b *testing.B) {
 	if _, err := broker.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.LocalAddr().String()
-	l.Close()
+	addr := freeDNSAddr(b)
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(dctx, bin, "dns", "serve", "--domain", "example.com", "--listen", addr,
@@ -106,4 +101,23 @@ func BenchmarkFederationFailover(b *testing.B) {
 	b.ReportMetric(float64(u50.Milliseconds()), "up-p50-ms")
 	b.ReportMetric(float64(u99.Milliseconds()), "up-p99-ms")
 	b.Logf("shard down -> CNAME p50 %s p99 %s; shard back -> A p50 %s p99 %s (10 rounds)", d50, d99, u50, u99)
+}
+
+// freeDNSAddr returns a 127.0.0.1 address whose port is free for both UDP and TCP.
+func freeDNSAddr(tb testing.TB) string {
+	for i := 0; i < 50; i++ {
+		tcp, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		addr := tcp.Addr().String()
+		udp, err := net.ListenPacket("udp", addr)
+		tcp.Close()
+		if err == nil {
+			udp.Close()
+			return addr
+		}
+	}
+	tb.Fatal("no port free for both UDP and TCP")
+	return ""
 }
