@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/strait-io/strait/internal/dns/bindtest"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/lab/labtest"
 )
@@ -51,7 +53,11 @@ func BenchmarkFederationFailover(b *testing.B) {
 	if _, err := broker.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	addr := freeDNSAddr(b)
+	port, err := bindtest.FreePort("127.0.0.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(dctx, bin, "dns", "serve", "--domain", "example.com", "--listen", addr,
@@ -101,23 +107,4 @@ func BenchmarkFederationFailover(b *testing.B) {
 	b.ReportMetric(float64(u50.Milliseconds()), "up-p50-ms")
 	b.ReportMetric(float64(u99.Milliseconds()), "up-p99-ms")
 	b.Logf("shard down -> CNAME p50 %s p99 %s; shard back -> A p50 %s p99 %s (10 rounds)", d50, d99, u50, u99)
-}
-
-// freeDNSAddr returns a 127.0.0.1 address whose port is free for both UDP and TCP.
-func freeDNSAddr(tb testing.TB) string {
-	for i := 0; i < 50; i++ {
-		tcp, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		addr := tcp.Addr().String()
-		udp, err := net.ListenPacket("udp", addr)
-		tcp.Close()
-		if err == nil {
-			udp.Close()
-			return addr
-		}
-	}
-	tb.Fatal("no port free for both UDP and TCP")
-	return ""
 }

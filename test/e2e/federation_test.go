@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -387,7 +388,11 @@ func TestFederatedServices(t *testing.T) {
 // RFC 2136, and returns its address.
 func startStraitDNS(t *testing.T, lab *labtest.Lab, bind *bindtest.Server) string {
 	t.Helper()
-	addr := freeDNSAddr(t)
+	port, err := bindtest.FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	secret := filepath.Join(t.TempDir(), "tsig.key")
 	if err := os.WriteFile(secret, []byte(bind.Secret), 0o600); err != nil {
 		t.Fatal(err)
@@ -422,22 +427,3 @@ func digShort(t *testing.T, addr, name, qtype string) []string {
 }
 
 func isAddress(s string) bool { return net.ParseIP(s) != nil }
-
-// freeDNSAddr returns a 127.0.0.1 address whose port is free for both UDP and TCP.
-func freeDNSAddr(tb testing.TB) string {
-	for i := 0; i < 50; i++ {
-		tcp, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		addr := tcp.Addr().String()
-		udp, err := net.ListenPacket("udp", addr)
-		tcp.Close()
-		if err == nil {
-			udp.Close()
-			return addr
-		}
-	}
-	tb.Fatal("no port free for both UDP and TCP")
-	return ""
-}

@@ -64,7 +64,7 @@ func Start(t testing.TB, o Options) *Server {
 		Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString(secret), t: t}
 	var lastErr error
 	for range 5 { // a free port found now can be taken before named binds it
-		port, err := freePort(s.Host)
+		port, err := FreePort(s.Host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,8 +154,8 @@ zone %[8]q {
 	return nil
 }
 
-// freePort returns a port free for both UDP and TCP on host.
-func freePort(host string) (int, error) {
+// FreePort returns a port free for both UDP and TCP on host.
+func FreePort(host string) (int, error) {
 	for range 20 {
 		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
