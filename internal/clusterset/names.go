@@ -31,6 +31,13 @@ const (
 	// ClusterIDLabel names the member an object belongs to.
 	ClusterIDLabel = "strait.io/cluster-id"
 
+	// ServiceProxyNameLabel (service.kubernetes.io/service-proxy-name) hands an EndpointSlice
+	// to another proxy: every record a member keeps on the broker carries it with
+	// RecordsProxyName, so kube-proxy of a cluster that is also the broker skips records,
+	// which are data, not endpoints of a local Service.
+	ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+	RecordsProxyName      = "strait-records"
+
 	// DefaultClusterSet is the clusterset name when none is given.
 	DefaultClusterSet = "clusterset"
 )

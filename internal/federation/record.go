@@ -85,23 +85,15 @@ func (s Shard) Key() ShardKey {
 	return ShardKey{Cluster: s.Cluster, Namespace: s.Namespace, Name: s.Name}
 }
 
-// labelServiceProxyName (k8s.io/kubernetes/pkg/proxy/apis) hands a slice to another proxy;
-// kube-proxy does not even watch such slices. Records carry it so the kube-proxy of a cluster
-// that hosts the broker ignores them: they belong to no Service there.
-const (
-	labelServiceProxyName = "service.kubernetes.io/service-proxy-name"
-	recordProxyName       = "strait-records"
-)
-
 // RecordLabels are the labels of the records of namespace/name in federation fed.
 func RecordLabels(fed, namespace, name string) map[string]string {
 	return map[string]string{
-		clusterset.ManagedByLabel:  clusterset.ManagedByValue,
-		discoveryv1.LabelManagedBy: records.EndpointSliceManagedBy,
-		labelServiceProxyName:      recordProxyName,
-		LabelFederation:            fed,
-		LabelNamespace:             namespace,
-		LabelService:               name,
+		clusterset.ManagedByLabel:        clusterset.ManagedByValue,
+		discoveryv1.LabelManagedBy:       records.EndpointSliceManagedBy,
+		clusterset.ServiceProxyNameLabel: clusterset.RecordsProxyName,
+		LabelFederation:                  fed,
+		LabelNamespace:                   namespace,
+		LabelService:                     name,
 	}
 }
 

@@ -91,11 +91,11 @@ func OptionsOf(svc *corev1.Service) Options {
 // RecordLabels label a member's broker record of a global Service.
 func RecordLabels(cluster, ns, name string) map[string]string {
 	return map[string]string{
-		clusterset.ManagedByLabel:     clusterset.ManagedByValue,
-		LabelGlobalService:            name,
-		records.LabelServiceNamespace: ns,
-		labelSourceCluster:            cluster,
-		records.LabelServiceProxyName: records.ServiceProxyName,
+		clusterset.ManagedByLabel:        clusterset.ManagedByValue,
+		LabelGlobalService:               name,
+		records.LabelServiceNamespace:    ns,
+		labelSourceCluster:               cluster,
+		clusterset.ServiceProxyNameLabel: clusterset.RecordsProxyName,
 	}
 }
 

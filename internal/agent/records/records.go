@@ -32,25 +32,17 @@ const (
 	AnnotationExportedAnnotations = "strait.io/exported-annotations"
 )
 
-// ServiceProxyName labels every record so kube-proxy of a cluster that is also the broker
-// ignores them (service.kubernetes.io/service-proxy-name names another proxy): records are
-// data, not endpoints of a local Service.
-const ServiceProxyName = "strait-records"
-
-// LabelServiceProxyName is the label kube-proxy reads to skip slices another proxy serves.
-const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
-
 // Name is the name of the records of namespace/name in a member's broker namespace.
 func Name(namespace, name string) string { return names.BrokerRecordName(namespace, name) }
 
 // Labels are the labels of the records of namespace/name exported by cluster.
 func Labels(cluster, namespace, name string) map[string]string {
 	return map[string]string{
-		clusterset.ManagedByLabel:     clusterset.ManagedByValue,
-		mcsv1beta1.LabelServiceName:   name,
-		LabelServiceNamespace:         namespace,
-		mcsv1beta1.LabelSourceCluster: cluster,
-		LabelServiceProxyName:         ServiceProxyName,
+		clusterset.ManagedByLabel:        clusterset.ManagedByValue,
+		mcsv1beta1.LabelServiceName:      name,
+		LabelServiceNamespace:            namespace,
+		mcsv1beta1.LabelSourceCluster:    cluster,
+		clusterset.ServiceProxyNameLabel: clusterset.RecordsProxyName,
 	}
 }
 

@@ -217,7 +217,11 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &rfcPublisher{p: p, name: "rfc2136 " + o.rfcServer + " zone " + z, timeout: o.publishTimeout})
+		out = append(out, &publisher{name: "rfc2136 " + o.rfcServer + " zone " + z, timeout: o.publishTimeout,
+			publish: func(ctx context.Context, records []zone.Record, allowEmpty bool) ([]string, error) {
+				res, err := p.Publish(ctx, records, rfc2136.Options{AllowEmpty: allowEmpty})
+				return res.Conflicts, err
+			}})
 	}
 	if o.epNamespace != "" {
 		cfg, _, err := kubeconfig.RESTConfig(kubeconfig.Rules(o.epKubeconfig), o.epContext)
@@ -232,7 +236,11 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &endpointPublisher{p: p, name: "dnsendpoint " + o.epNamespace, timeout: o.publishTimeout})
+		out = append(out, &publisher{name: "dnsendpoint " + o.epNamespace, timeout: o.publishTimeout,
+			publish: func(ctx context.Context, records []zone.Record, allowEmpty bool) ([]string, error) {
+				res, err := p.Publish(ctx, records, dnsendpoint.Options{AllowEmpty: allowEmpty})
+				return res.Conflicts, err
+			}})
 	}
 	return out, nil
 }
@@ -290,33 +298,20 @@ func (o *serveOptions) run(ctx context.Context) error {
 	return err
 }
 
-type rfcPublisher struct {
-	p       *rfc2136.Publisher
+// publisher adapts one publisher to the runner: a name for logs, a time limit per publish,
+// and a log line for names someone else holds.
+type publisher struct {
 	name    string
 	timeout time.Duration
+	publish func(ctx context.Context, records []zone.Record, allowEmpty bool) (conflicts []string, err error)
 }
 
-func (r *rfcPublisher) Name() string { return r.name }
-func (r *rfcPublisher) Publish(ctx context.Context, records []zone.Record, allowEmpty bool) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+func (p *publisher) Name() string { return p.name }
+func (p *publisher) Publish(ctx context.Context, records []zone.Record, allowEmpty bool) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	res, err := r.p.Publish(ctx, records, rfc2136.Options{AllowEmpty: allowEmpty})
-	logConflicts(ctx, r.name, res.Conflicts)
-	return err
-}
-
-type endpointPublisher struct {
-	p       *dnsendpoint.Publisher
-	name    string
-	timeout time.Duration
-}
-
-func (e *endpointPublisher) Name() string { return e.name }
-func (e *endpointPublisher) Publish(ctx context.Context, records []zone.Record, allowEmpty bool) error {
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	res, err := e.p.Publish(ctx, records, dnsendpoint.Options{AllowEmpty: allowEmpty})
-	logConflicts(ctx, e.name, res.Conflicts)
+	conflicts, err := p.publish(ctx, records, allowEmpty)
+	logConflicts(ctx, p.name, conflicts)
 	return err
 }
 
