@@ -30,7 +30,6 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
@@ -49,6 +48,7 @@ import (
 	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/externalservice/esclient"
+	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
 // Config configures one agent.
@@ -123,22 +123,18 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// restConfig loads the member's client configuration with raised rate limits.
+// restConfig loads the member's client configuration (in-cluster when no kubeconfig or
+// context is given inside a pod), with the clusterset's raised rate limits.
 func (c *Config) restConfig() (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
 	if c.Kubeconfig == "" && c.Context == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		rules.ExplicitPath = c.Kubeconfig
-		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.Context}).ClientConfig()
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("member cluster client configuration: %w", err)
+		}
+		return clusterset.WithRateLimits(cfg), nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("member cluster client configuration: %w", err)
-	}
-	cfg.QPS, cfg.Burst = 50, 100
-	return cfg, nil
+	cfg, _, err := kubeconfig.RESTConfig(kubeconfig.Rules(c.Kubeconfig), c.Context)
+	return cfg, err
 }
 
 // Agent is a configured agent.

@@ -19,13 +19,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"github.com/strait-io/strait/internal/cli/kubeconfig"
 	dnspkg "github.com/strait-io/strait/internal/dns"
 	"github.com/strait-io/strait/internal/dns/publish/dnsendpoint"
 	"github.com/strait-io/strait/internal/dns/publish/rfc2136"
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/dns/zone"
 	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
 // New returns the `dns` command group.

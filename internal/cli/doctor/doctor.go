@@ -21,13 +21,13 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	"sigs.k8s.io/yaml"
 
-	"github.com/strait-io/strait/internal/cli/kubeconfig"
 	"github.com/strait-io/strait/internal/cli/lab"
 	"github.com/strait-io/strait/internal/cli/mapcmd"
 	"github.com/strait-io/strait/internal/cli/output"
 	findings "github.com/strait-io/strait/internal/doctor"
 	"github.com/strait-io/strait/internal/externalservice/esclient"
 	"github.com/strait-io/strait/internal/externalservice/probe"
+	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
 // ExitProblems is the exit status when problems were found (and, with --fix, not all

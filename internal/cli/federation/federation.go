@@ -22,13 +22,13 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/strait-io/strait/internal/cli/kubeconfig"
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/dns/publish/dnsendpoint"
 	"github.com/strait-io/strait/internal/dns/zone"
 	fedpkg "github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/federation/brokerstatus"
+	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
 // New returns the `federation` command group.

@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
-	"github.com/strait-io/strait/internal/cli/kubeconfig"
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
 // kubeFlags select the member and the broker in a kubeconfig.

@@ -18,10 +18,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/strait-io/strait/api/v1alpha1"
-	"github.com/strait-io/strait/internal/cli/kubeconfig"
 	"github.com/strait-io/strait/internal/cli/output"
 	es "github.com/strait-io/strait/internal/externalservice"
 	"github.com/strait-io/strait/internal/externalservice/esclient"
+	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
 // FieldManager is the server-side apply field manager of `strait map`.

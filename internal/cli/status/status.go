@@ -20,9 +20,9 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/strait-io/strait/internal/agent/records"
-	"github.com/strait-io/strait/internal/cli/kubeconfig"
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/kubeconfig"
 	statuspkg "github.com/strait-io/strait/internal/status"
 )
 
