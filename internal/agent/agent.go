@@ -277,6 +277,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	slices := local.Discovery().V1().EndpointSlices()
 	namespaces := local.Core().V1().Namespaces()
 	nodes := local.Core().V1().Nodes()
+	ingresses := local.Networking().V1().Ingresses()
 	exports := localMCS.Multicluster().V1beta1().ServiceExports()
 	imports := localMCS.Multicluster().V1beta1().ServiceImports()
 	recordSIs := brokerMCS.Multicluster().V1beta1().ServiceImports()
@@ -287,7 +288,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		ClusterID: a.ClusterID, MemberNamespace: memberNS,
 		Local: a.local, LocalMCS: a.localMCS, Broker: a.broker, BrokerMCS: a.brokerMCS,
 		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
-		Nodes:   nodes.Lister(),
+		Nodes: nodes.Lister(), Ingresses: ingresses.Lister(),
 		Records: recordSIs.Lister(), RecordSlices: recordSlices.Lister(),
 	}
 	imp := &importer.Importer{
@@ -342,6 +343,21 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		list, _ := exports.Lister().List(labels.Everything())
 		for _, e := range list {
 			if e.Annotations[exporter.AnnotationExportVia] == exporter.ViaNodePort {
+				keys = append(keys, e.Namespace+"/"+e.Name)
+			}
+		}
+		return keys
+	}
+	// Ingress changes matter to the exports through an Ingress host in their namespace.
+	ingressExports := func(obj any) []string {
+		m, ok := obj.(metav1.Object)
+		if !ok {
+			return nil
+		}
+		var keys []string
+		list, _ := exports.Lister().ServiceExports(m.GetNamespace()).List(labels.Everything())
+		for _, e := range list {
+			if e.Annotations[exporter.AnnotationExportVia] == exporter.ViaIngress {
 				keys = append(keys, e.Namespace+"/"+e.Name)
 			}
 		}
@@ -414,11 +430,15 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		{recordSIs.Informer(), exportLoop.Handler(recordKey)},
 		{namespaces.Informer(), exportLoop.Handler(exportNamespaceKeys)},
 		{nodes.Informer(), exportLoop.Handler(allExports)},
+		{ingresses.Informer(), exportLoop.Handler(ingressExports)},
 		{recordSIs.Informer(), importLoop.Handler(recordKey)},
 		{recordSlices.Informer(), importLoop.Handler(recordKey)},
 		{namespaces.Informer(), importLoop.Handler(namespaceKeys)},
 		{imports.Informer(), importLoop.Handler(key)},
 		{services.Informer(), importLoop.Handler(labelKey(mcsv1beta1.LabelServiceName))},
+		// A Service of the same name appearing or going decides where an import through an
+		// Ingress host may write its ExternalName Service.
+		{services.Informer(), importLoop.Handler(key)},
 		{slices.Informer(), importLoop.Handler(labelKey(mcsv1beta1.LabelServiceName))},
 	} {
 		if _, err := reg.informer.AddEventHandler(reg.handler); err != nil {

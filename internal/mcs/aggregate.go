@@ -28,6 +28,8 @@ type Import struct {
 	IPFamilies            []corev1.IPFamily
 	Labels                map[string]string
 	Annotations           map[string]string
+	// Host is the Ingress host of an import of exports through Ingress hosts.
+	Host string
 
 	// Clusters lists every exporting cluster, sorted; it feeds status.clusters.
 	Clusters []string
@@ -119,6 +121,7 @@ func Aggregate(exports []Export) (Result, error) {
 			IPFamilies:            slices.Clone(w.IPFamilies),
 			Labels:                maps.Clone(w.Labels),
 			Annotations:           maps.Clone(w.Annotations),
+			Host:                  w.Host,
 		},
 	}
 	for _, e := range sorted {
@@ -267,7 +270,15 @@ var rules = []rule{
 	mapRule("exportedAnnotations", mcsv1beta1.ServiceExportReasonAnnotationsConflict, func(e *Export) map[string]string {
 		return e.Annotations
 	}),
+	scalarRule("host", ReasonHostConflict, func(e *Export) string {
+		return e.Host
+	}),
 }
+
+// ReasonHostConflict is the Conflict reason of exports through different Ingress hosts; the
+// oldest export's host is the one importers map the name to. (The KEP has no standard
+// reason for it: hosts are a Strait extension.)
+const ReasonHostConflict mcsv1beta1.ServiceExportConditionReason = "HostConflict"
 
 const unset = "<unset>"
 

@@ -56,6 +56,10 @@ func exp(cluster string, age int, opts ...func(*Export)) Export {
 	return e
 }
 
+func withHost(h string) func(*Export) {
+	return func(e *Export) { e.Host = h }
+}
+
 func withType(t mcsv1beta1.ServiceImportType) func(*Export) {
 	return func(e *Export) { e.Type = t }
 }
@@ -118,6 +122,21 @@ func TestAggregate(t *testing.T) {
 			exports: []Export{exp("cluster02", 5), exp("cluster01", 9)},
 			winner:  "cluster02",
 			want:    wantImport([]string{"cluster01", "cluster02"}),
+		},
+		{
+			name: "different ingress hosts: the oldest host is used, both are marked",
+			exports: []Export{
+				exp("cluster01", 10, withHost("web.east.example")),
+				exp("cluster02", 5, withHost("web.west.example")),
+			},
+			winner: "cluster02",
+			want: wantImport([]string{"cluster01", "cluster02"}, func(im *Import) {
+				im.Host = "web.west.example"
+			}),
+			conflicts: map[string][]R{"cluster01": {ReasonHostConflict}, "cluster02": {ReasonHostConflict}},
+			messages: map[string][]string{
+				"cluster01": {"host: this export has web.east.example, the oldest export has web.west.example"},
+			},
 		},
 		{
 			name: "type conflict: the oldest wins, both are marked",
@@ -480,6 +499,9 @@ func TestAggregateErrors(t *testing.T) {
 		{"invalid label value", []Export{exp("cluster01", 0, func(e *Export) { e.Labels = map[string]string{"k": strings.Repeat("v", 64)} })}, "exportedLabels"},
 		{"invalid annotation", []Export{exp("cluster01", 0, func(e *Export) { e.Annotations = map[string]string{"/x": "v"} })}, "exportedAnnotations"},
 		{"invalid affinity", []Export{exp("cluster01", 0, func(e *Export) { e.SessionAffinity = "Sticky" })}, "sessionAffinity"},
+		{"IP as host", []Export{exp("cluster01", 0, withHost("192.168.0.199"))}, `host: "192.168.0.199" is an IP address`},
+		{"wildcard host", []Export{exp("cluster01", 0, withHost("*.abc.com"))}, "is not a valid DNS name"},
+		{"host too long", []Export{exp("cluster01", 0, withHost(strings.Repeat("a.", 127)+"com"))}, "must be no more than 253 characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -517,5 +539,13 @@ func TestAggregateDoesNotAlias(t *testing.T) {
 	}
 	if e.Ports[0].Protocol != "" {
 		t.Errorf("Aggregate normalized the caller's port in place: %+v", e.Ports[0])
+	}
+}
+
+func TestSplitByHost(t *testing.T) {
+	pods, ingress := exp("cluster01", 0), exp("cluster02", 0, withHost("abc.com"))
+	addresses, hosts := SplitByHost([]Export{ingress, pods})
+	if len(addresses) != 1 || addresses[0].Cluster != "cluster01" || len(hosts) != 1 || hosts[0].Cluster != "cluster02" {
+		t.Fatalf("SplitByHost = %v, %v; want cluster01 by address and cluster02 by host", addresses, hosts)
 	}
 }

@@ -11,6 +11,7 @@ package mcs
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,27 @@ type Export struct {
 	// exportedAnnotations, which the ServiceImport carries.
 	Labels      map[string]string
 	Annotations map[string]string
+
+	// Host, when set, is the Ingress host through which the Service is reached from other
+	// clusters, and Ports are the Ingress's ports. Such an export has no addresses: a
+	// hostname cannot back a ClusterSet IP, so importers map the name to the host with an
+	// ExternalName Service. Exports with and without a host are aggregated apart
+	// (SplitByHost).
+	Host string
+}
+
+// SplitByHost separates the exports reached through addresses from those reached through an
+// Ingress host. Each group is aggregated on its own: the first backs the ClusterSet IP
+// (or the headless name), the second the ExternalName to the host.
+func SplitByHost(exports []Export) (addresses, hosts []Export) {
+	for _, e := range exports {
+		if e.Host == "" {
+			addresses = append(addresses, e)
+		} else {
+			hosts = append(hosts, e)
+		}
+	}
+	return addresses, hosts
 }
 
 // Validate reports whether the record can take part in aggregation. Records come from
@@ -94,6 +116,11 @@ func (e *Export) Validate() error {
 		}
 		protoPorts[k] = true
 	}
+	if e.Host != "" {
+		if err := ValidateHost(e.Host); err != nil {
+			errs = append(errs, "host: "+err.Error())
+		}
+	}
 	switch e.SessionAffinity {
 	case "", corev1.ServiceAffinityNone, corev1.ServiceAffinityClientIP:
 	default:
@@ -114,6 +141,18 @@ func (e *Export) Validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid export of %s/%s from cluster %q: %s", e.Namespace, e.Name, e.Cluster, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ValidateHost checks that host can be the externalName of a Service: a lowercase DNS name
+// (RFC 1123 subdomain, at most 253 characters), not an IP address and not a wildcard.
+func ValidateHost(host string) error {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return fmt.Errorf("%q is an IP address; a host must be a DNS name", host)
+	}
+	if msgs := validation.IsDNS1123Subdomain(host); len(msgs) > 0 {
+		return fmt.Errorf("%q is not a valid DNS name: %s", host, strings.Join(msgs, "; "))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -365,10 +366,11 @@ func TestHeadlessExportAndNamespacePolicy(t *testing.T) {
 	}
 }
 
-// TestExportViaNodePort is seed 000 with non-routable pod addresses: cluster01 exports a
-// NodePort Service through its node address and node port 30099 mapped from port 80;
-// cluster02 reaches it by the clusterset name.
-func TestExportViaNodePort(t *testing.T) {
+// TestExportWithoutPodRouting is seed 000 with non-routable pod addresses: cluster01 exports
+// a NodePort Service through its node address and node port 30099 mapped from port 80, and
+// cluster02 reaches it by the clusterset name; then it exports another Service through an
+// Ingress host, and cluster02 reaches it by its own name, an ExternalName to the host.
+func TestExportWithoutPodRouting(t *testing.T) {
 	lab := labtest.Start(t, 2)
 	ctx := context.Background()
 	cs := mcsClusters(t, lab)
@@ -404,4 +406,100 @@ func TestExportViaNodePort(t *testing.T) {
 		var r reply
 		return err == nil && json.Unmarshal([]byte(out), &r) == nil && r.Cluster == "cluster01", fmt.Errorf("curl = %q (%v)", out, err)
 	})
+	exportViaIngress(t, lab, c1, c2)
+}
+
+// exportViaIngress is seed 000's first scenario: cluster01 publishes shop/front through an
+// Ingress host, and cluster02 calls it by the name shop/front. The lab has no ingress
+// controller and no public DNS, so the host is a name cluster02 resolves by itself (an
+// ExternalService to cluster01's node port), standing in for the DNS record and the
+// controller of a real Ingress.
+func exportViaIngress(t *testing.T, lab *labtest.Lab, c1, c2 mcsCluster) {
+	ctx := context.Background()
+	const host = "front-edge.edge.svc.cluster.local"
+	if _, err := c1.kube.AppsV1().Deployments("shop").Create(ctx, deployment("shop", "front", 1, 80), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := service("shop", "front", 80)
+	svc.Spec.Type = corev1.ServiceTypeNodePort
+	svc.Spec.Ports[0].NodePort = 30098
+	if _, err := c1.kube.CoreV1().Services("shop").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	createNamespace(t, c2.kube, "edge")
+	out, err := exec.Command(straitBin, "map", "front-edge", "-n", "edge", "--to", lab.Cluster("cluster01").NodeIP+":30098", "--port", "80",
+		"--kubeconfig", lab.Kubeconfig(), "--context", "cluster02").CombinedOutput()
+	if err != nil {
+		t.Fatalf("strait map: %v: %s", err, out)
+	}
+	_, err = c1.mcs.MulticlusterV1beta1().ServiceExports("shop").Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{
+		Name: "front", Namespace: "shop", Annotations: map[string]string{"export.strait.io/via": "ingress"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exportCondition := func(want metav1.ConditionStatus, reason, message string) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			exp, err := c1.mcs.MulticlusterV1beta1().ServiceExports("shop").Get(ctx, "front", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			c := meta.FindStatusCondition(exp.Status.Conditions, string(mcsv1beta1.ServiceExportConditionValid))
+			if c == nil {
+				return false, nil
+			}
+			if want == metav1.ConditionTrue {
+				c = meta.FindStatusCondition(exp.Status.Conditions, string(mcsv1beta1.ServiceExportConditionReady))
+			}
+			return c != nil && c.Status == want && c.Reason == reason && strings.Contains(c.Message, message), fmt.Errorf("condition %+v", c)
+		}
+	}
+	poll(t, 30*time.Second, "an export through an Ingress that does not exist is refused, naming what is missing",
+		exportCondition(metav1.ConditionFalse, "InvalidExportVia", "needs an Ingress in namespace shop with a rule for a host"))
+
+	pathType := networkingv1.PathTypePrefix
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "front", Namespace: "shop"}, Spec: networkingv1.IngressSpec{
+		Rules: []networkingv1.IngressRule{{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+			Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &pathType, Backend: networkingv1.IngressBackend{
+				Service: &networkingv1.IngressServiceBackend{Name: "front", Port: networkingv1.ServiceBackendPort{Number: 80}}}}},
+		}}}},
+	}}
+	if _, err := c1.kube.NetworkingV1().Ingresses("shop").Create(ctx, ing, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the Ingress makes the export valid and ready through its host",
+		exportCondition(metav1.ConditionTrue, "Exported", "through host "+host+" port 80 of Ingress front"))
+	poll(t, 30*time.Second, "cluster02 gets shop/front as an ExternalName to the Ingress host, and no addresses", func(ctx context.Context) (bool, error) {
+		got, err := c2.kube.CoreV1().Services("shop").Get(ctx, "front", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		slices, err := c2.kube.DiscoveryV1().EndpointSlices("shop").List(ctx, metav1.ListOptions{LabelSelector: mcsv1beta1.LabelServiceName + "=front"})
+		if err != nil {
+			return false, err
+		}
+		return got.Spec.Type == corev1.ServiceTypeExternalName && got.Spec.ExternalName == host && len(got.Spec.Ports) == 1 &&
+			got.Spec.Ports[0].Port == 80 && len(slices.Items) == 0, fmt.Errorf("service %+v, %d slices", got.Spec, len(slices.Items))
+	})
+	poll(t, 30*time.Second, "dig front.shop.svc.cluster.local in cluster02 answers the CNAME to the host", func(ctx context.Context) (bool, error) {
+		out, err := lab.Exec(ctx, "cluster02", "dig", "+short", "front.shop.svc.cluster.local")
+		return err == nil && strings.HasPrefix(out, host+".\n"), fmt.Errorf("dig = %q (%v)", out, err)
+	})
+	poll(t, 30*time.Second, "curl http://front.shop/ from cluster02 reaches front in cluster01", func(ctx context.Context) (bool, error) {
+		out, err := lab.Exec(ctx, "cluster02", "curl", "-sS", "--max-time", "2", "http://front.shop.svc.cluster.local/")
+		var r reply
+		return err == nil && json.Unmarshal([]byte(out), &r) == nil && r.Cluster == "cluster01" && strings.HasPrefix(r.Pod, "front-"), fmt.Errorf("curl = %q (%v)", out, err)
+	})
+
+	// The cluster's own Service of the same name wins: cluster02 exports nothing, so once
+	// the export goes, the ExternalName goes.
+	if err := c1.mcs.MulticlusterV1beta1().ServiceExports("shop").Delete(ctx, "front", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "unexporting removes the ExternalName from cluster02", func(ctx context.Context) (bool, error) {
+		_, err := c2.kube.CoreV1().Services("shop").Get(ctx, "front", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), err
+	})
+	if _, err := c1.kube.CoreV1().Services("shop").Get(ctx, "front", metav1.GetOptions{}); err != nil {
+		t.Errorf("the exporting cluster's own Service was touched: %v", err)
+	}
 }

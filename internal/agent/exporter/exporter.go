@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
@@ -45,6 +46,7 @@ type Exporter struct {
 	Slices     discoverylisters.EndpointSliceLister
 	Namespaces corelisters.NamespaceLister
 	Nodes      corelisters.NodeLister
+	Ingresses  networkinglisters.IngressLister
 	// Records and RecordSlices list the broker's records of every member.
 	Records      mcslisters.ServiceImportLister
 	RecordSlices discoverylisters.EndpointSliceLister
@@ -67,7 +69,9 @@ func (e *Exporter) Reconcile(ctx context.Context, key string) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	if valid := e.validate(ns, name, exp.Annotations[AnnotationExportVia], svc); valid.Status != metav1.ConditionTrue {
+	via := exp.Annotations[AnnotationExportVia]
+	valid, route := e.validate(ns, name, exp, svc)
+	if valid.Status != metav1.ConditionTrue {
 		if err := e.withdraw(ctx, ns, name); err != nil {
 			return err
 		}
@@ -77,41 +81,59 @@ func (e *Exporter) Reconcile(ctx context.Context, key string) error {
 	}
 
 	export := mcs.ExportFromService(e.ClusterID, svc, exp)
+	exported := "exported to the clusterset as cluster " + e.ClusterID
+	if route.Host != "" {
+		// Reached by name, not by address: the type and IP families of the Service do not
+		// matter to importers, so they must not conflict with another cluster's.
+		export.Host, export.Ports, export.Type, export.IPFamilies = route.Host, []mcsv1beta1.ServicePort{route.Port}, mcsv1beta1.ClusterSetIP, nil
+		exported += fmt.Sprintf(" through host %s port %d of Ingress %s", route.Host, route.Port.Port, route.Ingress)
+	}
 	record, err := e.publishRecord(ctx, export)
 	if err != nil {
 		return err
 	}
-	if err := e.publishEndpoints(ctx, svc, exp.Annotations[AnnotationExportVia]); err != nil {
+	if err := e.publishEndpoints(ctx, svc, via); err != nil {
 		return err
 	}
 	conflicts, err := e.conflicts(ns, name, record)
 	if err != nil {
 		return err
 	}
-	valid := cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid, "the Service can be exported")
-	ready := cond(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
-		"exported to the clusterset as cluster "+e.ClusterID)
+	ready := cond(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported, exported)
 	cc := mcs.ConflictCondition(conflicts, exp.Generation)
 	return e.setConditions(ctx, exp, valid, ready, &cc)
 }
 
-// validate returns the Valid condition of an export.
-func (e *Exporter) validate(ns, name, via string, svc *corev1.Service) metav1.Condition {
+// validate returns the Valid condition of an export and, for an export through an Ingress,
+// the route.
+func (e *Exporter) validate(ns, name string, exp *mcsv1beta1.ServiceExport, svc *corev1.Service) (metav1.Condition, IngressRoute) {
+	invalid := func(reason mcsv1beta1.ServiceExportConditionReason, msg string) (metav1.Condition, IngressRoute) {
+		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, reason, msg), IngressRoute{}
+	}
 	switch {
 	case svc == nil:
-		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoService,
-			fmt.Sprintf("Service %s/%s does not exist", ns, name))
+		return invalid(mcsv1beta1.ServiceExportReasonNoService, fmt.Sprintf("Service %s/%s does not exist", ns, name))
 	case svc.Spec.Type == corev1.ServiceTypeExternalName:
-		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonInvalidServiceType,
-			fmt.Sprintf("Service %s/%s is of type ExternalName, which cannot be exported", ns, name))
+		return invalid(mcsv1beta1.ServiceExportReasonInvalidServiceType, fmt.Sprintf("Service %s/%s is of type ExternalName, which cannot be exported", ns, name))
 	}
 	if msg, ok := policy.ExportAllowed(e.Namespaces, ns); !ok {
-		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, policy.ReasonNamespaceNotAllowed, msg)
+		return invalid(policy.ReasonNamespaceNotAllowed, msg)
 	}
+	via := exp.Annotations[AnnotationExportVia]
 	if err := CheckVia(via, svc); err != nil {
-		return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, ReasonInvalidExportVia, err.Error())
+		return invalid(ReasonInvalidExportVia, err.Error())
 	}
-	return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid, "the Service can be exported")
+	var route IngressRoute
+	if via == ViaIngress {
+		ingresses, err := e.Ingresses.Ingresses(ns).List(labels.Everything())
+		if err == nil {
+			route, err = FindIngressRoute(svc, ingresses, exp.Annotations[AnnotationIngressHost])
+		}
+		if err != nil {
+			return invalid(ReasonInvalidExportVia, err.Error())
+		}
+	}
+	return cond(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid, "the Service can be exported"), route
 }
 
 func cond(t mcsv1beta1.ServiceExportConditionType, s metav1.ConditionStatus, r mcsv1beta1.ServiceExportConditionReason, msg string) metav1.Condition {
@@ -151,7 +173,8 @@ func nilIfEmpty(m map[string]string) map[string]string {
 }
 
 // publishEndpoints publishes the Service's endpoints, one broker slice per address type:
-// its pods' addresses, or its node ports or load balancer as the export asks.
+// its pods' addresses, or its node ports or load balancer as the export asks. An export
+// through an Ingress host has none.
 func (e *Exporter) publishEndpoints(ctx context.Context, svc *corev1.Service, via string) error {
 	ns, name := svc.Namespace, svc.Name
 	local, err := e.Slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
@@ -163,7 +186,11 @@ func (e *Exporter) publishEndpoints(ctx context.Context, svc *corev1.Service, vi
 		return err
 	}
 	want := DesiredSlices(e.MemberNamespace, e.ClusterID, ns, name, local)
-	if via != ViaPods {
+	switch via {
+	case ViaPods:
+	case ViaIngress:
+		want = nil
+	default:
 		nodes, err := e.Nodes.List(labels.Everything())
 		if err != nil {
 			return err
@@ -219,7 +246,8 @@ func (e *Exporter) withdraw(ctx context.Context, ns, name string) error {
 }
 
 // conflicts aggregates every member's record of the Service, with this member's record as
-// the broker returned it, and returns this member's conflicts.
+// the broker returned it, and returns this member's conflicts. Exports through a host and
+// through addresses are imported apart, so only exports of this member's kind count.
 func (e *Exporter) conflicts(ns, name string, own *mcsv1beta1.ServiceImport) ([]mcs.Conflict, error) {
 	all, err := e.Records.List(records.Selector(ns, name))
 	if err != nil {
@@ -234,8 +262,15 @@ func (e *Exporter) conflicts(ns, name string, own *mcsv1beta1.ServiceImport) ([]
 			exports = append(exports, x)
 		}
 	}
-	if x, ok := records.FromServiceImport(own); ok {
-		exports = append(exports, x)
+	x, ok := records.FromServiceImport(own)
+	if !ok {
+		return nil, nil
+	}
+	exports = append(exports, x)
+	if addresses, hosts := mcs.SplitByHost(exports); x.Host == "" {
+		exports = addresses
+	} else {
+		exports = hosts
 	}
 	res, err := mcs.Aggregate(exports)
 	if err != nil {

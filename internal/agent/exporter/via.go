@@ -15,6 +15,7 @@ import (
 // pod IPs are not routable between clusters (seed 000): "nodeport" publishes every Ready
 // node's InternalIP with the Service's node ports, "loadbalancer" the Service's load
 // balancer ingress IPs with its ports. Importers then route the ClusterSet IP to those.
+// "ingress" publishes the host of an Ingress instead (see FindIngressRoute).
 const AnnotationExportVia = "export.strait.io/via"
 
 // Ways to be reached.
@@ -28,10 +29,11 @@ const (
 // be honoured.
 const ReasonInvalidExportVia = "InvalidExportVia"
 
-// CheckVia says whether a Service can be exported the requested way.
+// CheckVia says whether a Service can be exported the requested way through addresses;
+// exports through an Ingress are checked by FindIngressRoute.
 func CheckVia(via string, svc *corev1.Service) error {
 	switch via {
-	case ViaPods:
+	case ViaPods, ViaIngress:
 		return nil
 	case ViaNodePort:
 		for _, p := range svc.Spec.Ports {
@@ -48,7 +50,7 @@ func CheckVia(via string, svc *corev1.Service) error {
 		}
 		return fmt.Errorf("%s=%s needs a load balancer ingress IP; Service %s/%s has none yet", AnnotationExportVia, via, svc.Namespace, svc.Name)
 	}
-	return fmt.Errorf("%s=%q is not one of %q, %q (absent: pod addresses)", AnnotationExportVia, via, ViaNodePort, ViaLoadBalancer)
+	return fmt.Errorf("%s=%q is not one of %q, %q, %q (absent: pod addresses)", AnnotationExportVia, via, ViaNodePort, ViaLoadBalancer, ViaIngress)
 }
 
 // ViaSlices computes the published slices of a Service exported through its node ports or

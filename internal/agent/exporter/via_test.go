@@ -47,7 +47,7 @@ func TestCheckViaRefusesWhatCannotWork(t *testing.T) {
 	for via, want := range map[string]string{
 		ViaNodePort:     "needs a Service of type NodePort",
 		ViaLoadBalancer: "needs a load balancer ingress IP",
-		"ingress":       `is not one of "nodeport", "loadbalancer"`,
+		"NodePort":      `is not one of "nodeport", "loadbalancer", "ingress"`,
 	} {
 		if err := CheckVia(via, clusterIP); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckVia(%s) = %v, want %q", via, err, want)

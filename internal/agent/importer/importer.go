@@ -2,7 +2,9 @@
 // aggregates the members' records from the broker and writes the standard objects in its own
 // cluster: a ServiceImport, a derived Service that gives a ClusterSetIP import a routable IP
 // (headless for a headless import), and per source cluster an EndpointSlice with the MCS
-// labels. It deletes only objects it labelled as its own, and what no record backs any more.
+// labels. Exports through an Ingress host are imported as an ExternalName Service of the
+// Service's own name instead, where the namespace has no Service of that name. It deletes
+// only objects it labelled as its own, and what no record backs any more.
 package importer
 
 import (
@@ -95,6 +97,10 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 		}
 		exports = append(exports, e)
 	}
+	exports, hosts := mcs.SplitByHost(exports)
+	if err := im.ensureHostService(ctx, ns, name, hosts); err != nil {
+		return err
+	}
 	if len(exports) == 0 {
 		return im.remove(ctx, ns, name)
 	}
@@ -151,6 +157,77 @@ func DerivedService(imp mcs.Import) *corev1.Service {
 		})
 	}
 	return svc
+}
+
+// LabelHostImport marks the ExternalName Service an import through an Ingress host writes.
+const LabelHostImport = "strait.io/imported-host"
+
+// HostService is the ExternalName Service that maps the name of an import through Ingress
+// hosts to the host of the oldest export. It carries the Ingress ports: an ExternalName
+// cannot remap ports, so clients use the Ingress's port (80, or 443 with TLS).
+func HostService(imp mcs.Import) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      imp.Name,
+			Namespace: imp.Namespace,
+			Labels: map[string]string{
+				clusterset.ManagedByLabel:   clusterset.ManagedByValue,
+				mcsv1beta1.LabelServiceName: imp.Name,
+				LabelHostImport:             "true",
+			},
+		},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: imp.Host},
+	}
+	for _, p := range imp.Ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: intstr.FromInt32(p.Port)})
+	}
+	return svc
+}
+
+// ensureHostService writes, updates or deletes the ExternalName Service of the exports
+// through Ingress hosts. A Service of that name it did not write is never touched: the
+// cluster's own Service (it may export the same name itself) wins over the import.
+func (im *Importer) ensureHostService(ctx context.Context, ns, name string, hosts []mcs.Export) error {
+	client := im.Local.CoreV1().Services(ns)
+	have, err := im.Services.Services(ns).Get(name)
+	switch {
+	case apierrors.IsNotFound(err):
+		have = nil
+	case err != nil:
+		return err
+	case have.Labels[LabelHostImport] == "" || !owned(have):
+		if len(hosts) > 0 {
+			klog.FromContext(ctx).V(2).Info("Not importing through the Ingress host: the namespace has its own Service of that name", "service", ns+"/"+name)
+		}
+		return nil
+	}
+	if len(hosts) == 0 {
+		if have == nil {
+			return nil
+		}
+		err := client.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &have.UID}})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	res, err := mcs.Aggregate(hosts)
+	if err != nil {
+		return err
+	}
+	want := HostService(res.Import)
+	if have == nil {
+		_, err := client.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if have.Spec.Type == want.Spec.Type && have.Spec.ExternalName == want.Spec.ExternalName &&
+		equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) && equality.Semantic.DeepEqual(have.Labels, want.Labels) {
+		return nil
+	}
+	update := have.DeepCopy()
+	update.Labels, update.Spec = want.Labels, want.Spec
+	_, err = client.Update(ctx, update, metav1.UpdateOptions{})
+	return err
 }
 
 func (im *Importer) ensureDerivedService(ctx context.Context, imp mcs.Import) (*corev1.Service, error) {

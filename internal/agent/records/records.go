@@ -30,6 +30,8 @@ const (
 	// exportedLabels/exportedAnnotations, which ServiceImport has no field for.
 	AnnotationExportedLabels      = "strait.io/exported-labels"
 	AnnotationExportedAnnotations = "strait.io/exported-annotations"
+	// AnnotationHost carries the Ingress host of an export through an Ingress.
+	AnnotationHost = "strait.io/ingress-host"
 )
 
 // Name is the name of the records of namespace/name in a member's broker namespace.
@@ -93,6 +95,9 @@ func ToServiceImport(memberNamespace string, e mcs.Export) *mcsv1beta1.ServiceIm
 		data, _ := json.Marshal(e.Annotations)
 		annotations[AnnotationExportedAnnotations] = string(data)
 	}
+	if e.Host != "" {
+		annotations[AnnotationHost] = e.Host
+	}
 	if len(annotations) > 0 {
 		si.Annotations = annotations
 	}
@@ -119,6 +124,7 @@ func FromServiceImport(si *mcsv1beta1.ServiceImport) (e mcs.Export, ok bool) {
 		IPFamilies:            si.Spec.IPFamilies,
 		InternalTrafficPolicy: si.Spec.InternalTrafficPolicy,
 		TrafficDistribution:   si.Spec.TrafficDistribution,
+		Host:                  si.Annotations[AnnotationHost],
 	}
 	if v := si.Annotations[AnnotationExportedLabels]; v != "" {
 		_ = json.Unmarshal([]byte(v), &e.Labels)

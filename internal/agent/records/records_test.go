@@ -13,7 +13,7 @@ import (
 func TestRecordRoundTrip(t *testing.T) {
 	e := mcs.Export{Cluster: "cluster02", Namespace: "demo", Name: "hello", Type: mcsv1beta1.ClusterSetIP,
 		Ports:  []mcsv1beta1.ServicePort{{Name: "http", Port: 80}},
-		Labels: map[string]string{"team": "a"}}
+		Labels: map[string]string{"team": "a"}, Host: "abc.com"}
 	si := ToServiceImport("strait-member-cluster02", e)
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	si.CreationTimestamp = metav1.NewTime(created)
@@ -21,7 +21,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	if !ok {
 		t.Fatal("record not recognised")
 	}
-	if got.Cluster != "cluster02" || got.Namespace != "demo" || got.Name != "hello" || !got.Created.Equal(created) || got.Labels["team"] != "a" || len(got.Ports) != 1 {
+	if got.Cluster != "cluster02" || got.Namespace != "demo" || got.Name != "hello" || !got.Created.Equal(created) || got.Labels["team"] != "a" || len(got.Ports) != 1 || got.Host != "abc.com" {
 		t.Errorf("round trip = %+v", got)
 	}
 	if k, ok := Key(si); !ok || k != "demo/hello" {
