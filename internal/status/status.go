@@ -97,7 +97,17 @@ func Build(members []clusterset.Member, leases []coordinationv1.Lease, recs []*m
 		services[key] = append(services[key], e)
 	}
 	var conflicts []ServiceStatus
+	var groups [][]mcs.Export
 	for _, exports := range services {
+		// Exports through addresses and through Ingress hosts are imported apart, and
+		// conflict only within their kind.
+		addresses, hosts := mcs.SplitByHost(exports)
+		groups = append(groups, addresses, hosts)
+	}
+	for _, exports := range groups {
+		if len(exports) == 0 {
+			continue
+		}
 		res, err := mcs.Aggregate(exports)
 		if err != nil || len(res.Conflicts) == 0 {
 			continue

@@ -30,13 +30,17 @@ func TestBuildReportsLeasesExportsAndConflicts(t *testing.T) {
 		si.CreationTimestamp = metav1.NewTime(created)
 		return si
 	}
+	// north exports through an Ingress host: imported apart, so its port 443 conflicts with
+	// nobody.
+	viaHost := records.ToServiceImport(clusterset.MemberNamespace("north"), mcs.Export{Cluster: "north", Namespace: "demo", Name: "hello",
+		Type: mcsv1beta1.ClusterSetIP, Ports: []mcsv1beta1.ServicePort{{Name: "https", Port: 443}}, Host: "hello.example.com"})
 	got, conflicts := Build(members,
 		[]coordinationv1.Lease{lease("east", 2*time.Second), lease("west", time.Minute)},
-		[]*mcsv1beta1.ServiceImport{record("east", now.Add(-time.Hour), 80), record("west", now, 8080)}, now)
+		[]*mcsv1beta1.ServiceImport{record("east", now.Add(-time.Hour), 80), record("west", now, 8080), viaHost}, now)
 	want := map[string]Member{
 		"east":  {ID: "east", Region: "eu", LeaseAge: "2s", Alive: true, Exports: 1, Conflicts: 1},
 		"west":  {ID: "west", LeaseAge: "1m0s", Alive: false, Exports: 1, Conflicts: 1},
-		"north": {ID: "north", LeaseAge: "never"},
+		"north": {ID: "north", LeaseAge: "never", Exports: 1},
 	}
 	for _, m := range got {
 		if m != want[m.ID] {
