@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
@@ -337,43 +338,32 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		}
 		return keys
 	}
-	// Node changes (addresses, readiness) matter to exports through node ports.
-	allExports := func(any) []string {
+	// exportsOf lists the exports of a namespace ("" for all) that want to be reached a
+	// given way (any way if via is nil).
+	exportsOf := func(ns string, via *string) []string {
 		var keys []string
-		list, _ := exports.Lister().List(labels.Everything())
+		list, _ := exports.Lister().ServiceExports(ns).List(labels.Everything())
 		for _, e := range list {
-			if e.Annotations[exporter.AnnotationExportVia] == exporter.ViaNodePort {
+			if via == nil || e.Annotations[exporter.AnnotationExportVia] == *via {
 				keys = append(keys, e.Namespace+"/"+e.Name)
 			}
 		}
 		return keys
 	}
+	// Node changes (addresses, readiness) matter to exports through node ports.
+	allExports := func(any) []string { return exportsOf(metav1.NamespaceAll, ptr.To(exporter.ViaNodePort)) }
 	// Ingress changes matter to the exports through an Ingress host in their namespace.
 	ingressExports := func(obj any) []string {
-		m, ok := obj.(metav1.Object)
-		if !ok {
-			return nil
+		if m, ok := obj.(metav1.Object); ok {
+			return exportsOf(m.GetNamespace(), ptr.To(exporter.ViaIngress))
 		}
-		var keys []string
-		list, _ := exports.Lister().ServiceExports(m.GetNamespace()).List(labels.Everything())
-		for _, e := range list {
-			if e.Annotations[exporter.AnnotationExportVia] == exporter.ViaIngress {
-				keys = append(keys, e.Namespace+"/"+e.Name)
-			}
-		}
-		return keys
+		return nil
 	}
 	exportNamespaceKeys := func(obj any) []string {
-		m, ok := obj.(metav1.Object)
-		if !ok {
-			return nil
+		if m, ok := obj.(metav1.Object); ok {
+			return exportsOf(m.GetName(), nil)
 		}
-		var keys []string
-		list, _ := exports.Lister().ServiceExports(m.GetName()).List(labels.Everything())
-		for _, e := range list {
-			keys = append(keys, e.Namespace+"/"+e.Name)
-		}
-		return keys
+		return nil
 	}
 
 	// Global Services (ClusterMesh style).
