@@ -237,6 +237,29 @@ func TestFederatedServices(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, "Source: three healthy shards", healthy(map[string]bool{"cluster01": true, "cluster02": true, "cluster03": true, "cluster04": false}))
 
+	// Inside the members, through each one's real CoreDNS forwarding to the lab's strait dns:
+	// the short name is the asking cluster's own shard (its ClusterIP) while that is healthy,
+	// else the CNAME chain from its zone (cluster04 has no backend: its zone, then its region,
+	// then cluster03's node address).
+	labStatusShowsStraitDNS(ctx, t, lab)
+	shortName := fmt.Sprintf("%s.%s.%s", name, ns, federation.DefaultName)
+	labName := func(level string) string {
+		return fmt.Sprintf("%s.%s.%s.svc.%s%s.", name, ns, federation.DefaultName, level, supervisor.LabDomain)
+	}
+	labZone, labRegion, labGlobal := labName("region1b.region1."), labName("region1."), labName("")
+	local02, err := cs["cluster02"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node01, node03 := lab.Cluster("cluster01").NodeIP, lab.Cluster("cluster03").NodeIP
+	waitUntil(t, 30*time.Second, "short name in cluster02: its own ClusterIP", shortNameIs(lab, "cluster02", shortName, local02.Spec.ClusterIP))
+	waitUntil(t, 30*time.Second, "short name in cluster04: CNAME chain to region2's healthy shard",
+		shortNameIs(lab, "cluster04", shortName, labName("region2b.region2."), labName("region2."), node03))
+	waitUntil(t, 30*time.Second, "curl http://"+shortName+"/ in cluster02 reaches its own backends", func(ctx context.Context) (bool, error) {
+		got, err := replies(ctx, t, lab, "cluster02", "http://"+shortName+"/", 1)
+		return err == nil && got["cluster02"] == 1, fmt.Errorf("replies by cluster %v (%v)", got, err)
+	})
+
 	// strait dns serves the federation from the broker and publishes it to a real BIND.
 	bind := bindtest.Start(t, bindtest.Options{Zone: "example.com"})
 	dnsAddr := startStraitDNS(t, lab, bind)
@@ -259,6 +282,9 @@ func TestFederatedServices(t *testing.T) {
 		return len(ours) == 1 && ours[0] == regionName+"." && len(theirs) == 1 && theirs[0] == regionName+".", fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
 	})
 	t.Logf("shard down to CNAME in strait dns and BIND: %s", time.Since(start).Round(time.Millisecond))
+	waitUntil(t, 30*time.Second, "short name in cluster02 without its shard: CNAME to its zone, then region1's healthy shard",
+		shortNameIs(lab, "cluster02", shortName, labZone, labRegion, node01))
+	t.Logf("shard down to CNAME for the short name inside cluster02: %s", time.Since(start).Round(time.Millisecond))
 
 	// The whole of region1 empty (cluster01 too): the region name is a CNAME to the global name.
 	globalName := fmt.Sprintf("%s.%s.federation.svc.example.com", name, ns)
@@ -269,6 +295,8 @@ func TestFederatedServices(t *testing.T) {
 		ours, theirs := digShort(t, dnsAddr, regionName, "CNAME"), digShort(t, bind.Addr, regionName, "CNAME")
 		return len(ours) == 1 && ours[0] == globalName+"." && len(theirs) == 1 && theirs[0] == globalName+".", fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
 	})
+	waitUntil(t, 30*time.Second, "short name in cluster02 with region1 empty: zone, region, global, cluster03",
+		shortNameIs(lab, "cluster02", shortName, labZone, labRegion, labGlobal, node03))
 	if _, err := cs["cluster01"].AppsV1().Deployments(ns).UpdateScale(ctx, name, scale(ns, name, 2), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -280,6 +308,15 @@ func TestFederatedServices(t *testing.T) {
 		ours, theirs := digShort(t, dnsAddr, zoneName, "A"), digShort(t, bind.Addr, zoneName, "A")
 		return len(ours) > 0 && isAddress(ours[0]) && len(theirs) > 0 && isAddress(theirs[0]), fmt.Errorf("strait dns %v, BIND %v", ours, theirs)
 	})
+	waitUntil(t, 30*time.Second, "short name in cluster02 scaled back: its own ClusterIP again", shortNameIs(lab, "cluster02", shortName, local02.Spec.ClusterIP))
+
+	// The lab's strait dns is a component of the broker cluster: stopped, the short name no
+	// longer resolves; started again (on the same address, so nothing was left listening),
+	// it does.
+	lab.StopComponent("cluster01", supervisor.StraitDNS)
+	waitUntil(t, 30*time.Second, "strait-dns stopped: no answer for the short name in cluster02", shortNameIs(lab, "cluster02", shortName))
+	lab.StartComponent("cluster01", supervisor.StraitDNS)
+	waitUntil(t, 30*time.Second, "strait-dns started again: cluster02's ClusterIP", shortNameIs(lab, "cluster02", shortName, local02.Spec.ClusterIP))
 
 	// A member's agent stopped: its shard is unhealthy once its lease expired plus the grace
 	// period, on the broker's status too; started again, healthy again.
@@ -427,3 +464,39 @@ func digShort(t *testing.T, addr, name, qtype string) []string {
 }
 
 func isAddress(s string) bool { return net.ParseIP(s) != nil }
+
+// shortNameIs returns a waitUntil condition: name, asked for type A by a pod of cluster
+// (dig through the kube-dns Service, so kube-proxy and the cluster's own CoreDNS), answers
+// exactly want, as dig +short prints it: the CNAME chain in order, then the addresses.
+func shortNameIs(lab *labtest.Lab, cluster, name string, want ...string) func(ctx context.Context) (bool, error) {
+	return func(ctx context.Context) (bool, error) {
+		out, err := lab.Exec(ctx, cluster, "dig", "+short", "+tries=1", "+time=2", name, "A")
+		if err != nil {
+			return false, err
+		}
+		got := strings.Fields(out)
+		return slices.Equal(got, want), fmt.Errorf("dig +short %s in %s: %q, want %q", name, cluster, got, want)
+	}
+}
+
+// labStatusShowsStraitDNS checks that the lab's strait dns is a running, healthy component
+// of the broker cluster, and of no other.
+func labStatusShowsStraitDNS(ctx context.Context, t *testing.T, lab *labtest.Lab) {
+	t.Helper()
+	for _, c := range lab.Sup.Status(ctx).Clusters {
+		var found *supervisor.ComponentStatus
+		for i := range c.Components {
+			if c.Components[i].Name == supervisor.StraitDNS {
+				found = &c.Components[i]
+			}
+		}
+		switch {
+		case c.Name != "cluster01" && found != nil:
+			t.Errorf("lab status: %s lists %s; only the broker cluster runs it", c.Name, supervisor.StraitDNS)
+		case c.Name == "cluster01" && (found == nil || found.State != supervisor.StateRunning || !found.Healthy):
+			t.Errorf("lab status: %s of the broker cluster: %+v, want Running and healthy", supervisor.StraitDNS, found)
+		case !c.Healthy:
+			t.Errorf("lab status: cluster %s is not healthy: %+v", c.Name, c.Components)
+		}
+	}
+}

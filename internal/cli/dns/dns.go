@@ -269,33 +269,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		return err
-	}
-	logger := klog.FromContext(ctx)
-	for i, a := range srv.Addrs() {
-		logger.Info("Serving DNS", "domain", cfg.Zone.Domain, "address", a.String(), "cluster", cfg.Listeners[i].Cluster)
-	}
-	r := &dnspkg.Runner{Source: source, Server: srv, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty}
-	runErr := make(chan error, 1)
-	go func() { runErr <- r.Run(ctx) }()
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- srv.Wait() }()
-	select {
-	case err = <-waitErr:
-		cancel()
-		<-runErr
-	case err = <-runErr:
-		cancel()
-		<-waitErr
-	}
-	return err
+	return dnspkg.Serve(ctx, dnspkg.ServeConfig{Server: cfg, Source: source, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty})
 }
 
 // publisher adapts one publisher to the runner: a name for logs, a time limit per publish,
@@ -357,8 +331,8 @@ func newZonefile() *cobra.Command {
 }
 
 // brokerSource reads the federated Services, members, leases and shard records from the
-// broker; it waits for its caches, and adds the members' locations and the federation's
-// short-name zone to the server configuration.
+// broker named by the flags; it waits for its caches, and adds the members' locations and
+// the federation's short-name zone to the server configuration.
 func (o *serveOptions) brokerSource(ctx context.Context, cfg *server.Config) (*federation.Source, error) {
 	if err := o.federation.Validate(); err != nil {
 		return nil, err
@@ -371,19 +345,5 @@ func (o *serveOptions) brokerSource(ctx context.Context, cfg *server.Config) (*f
 	if err != nil {
 		return nil, err
 	}
-	src, err := federation.NewSource(cs, o.federation)
-	if err != nil {
-		return nil, err
-	}
-	src.Validate = cfg.Zone.ValidateService
-	if err := src.Start(ctx); err != nil {
-		return nil, fmt.Errorf("reading the broker: %w", err)
-	}
-	locations, err := src.Locations()
-	if err != nil {
-		return nil, err
-	}
-	cfg.Clusters = append(cfg.Clusters, locations...)
-	cfg.Zone.Federations = append(cfg.Zone.Federations, o.federation.Name)
-	return src, nil
+	return dnspkg.BrokerSource(ctx, cs, o.federation, cfg)
 }

@@ -359,7 +359,7 @@ func newComponent(o *options, action string) *cobra.Command {
 	return &cobra.Command{
 		Use:     action + " CLUSTER COMPONENT",
 		Short:   strings.ToUpper(action[:1]) + action[1:] + " one component of a running lab cluster (" + strings.Join(supervisor.ComponentNames, ", ") + ")",
-		Example: "  strait lab " + action + " cluster02 strait-agent\n  strait lab " + action + " cluster01 kube-apiserver",
+		Example: fmt.Sprintf("  strait lab %[1]s cluster02 strait-agent\n  strait lab %[1]s cluster01 kube-apiserver\n  strait lab %[1]s cluster01 strait-dns   # the lab's strait dns, on the broker cluster only", action),
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !slices.Contains(supervisor.ComponentNames, args[1]) {

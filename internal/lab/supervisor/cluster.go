@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +28,9 @@ type cluster struct {
 	dir   state.ClusterDir
 	specs map[string]process.Spec
 	event func(cluster, format string, args ...any)
+	// components are the names of this cluster's components, in start order.
+	components []string
+	labDNSAddr string // where the lab's strait dns listens, for its health check
 
 	mu      sync.Mutex
 	procs   map[string]*process.Process
@@ -53,15 +58,17 @@ func (t *task) running() bool {
 	}
 }
 
-func newCluster(c plan.Cluster, cd state.ClusterDir, bins binaries.Set, event func(string, string, ...any)) *cluster {
+func newCluster(l *plan.Lab, c plan.Cluster, cd state.ClusterDir, bins binaries.Set, event func(string, string, ...any)) *cluster {
 	return &cluster{
-		plan:    c,
-		dir:     cd,
-		specs:   specs(bins, cd, c),
-		event:   event,
-		procs:   map[string]*process.Process{},
-		inproc:  map[string]*task{},
-		runners: map[string]func(context.Context) error{},
+		plan:       c,
+		dir:        cd,
+		specs:      specs(bins, cd, c),
+		event:      event,
+		components: clusterComponents(c.Name == Broker(l).Name),
+		labDNSAddr: labDNSAddr(l),
+		procs:      map[string]*process.Process{},
+		inproc:     map[string]*task{},
+		runners:    map[string]func(context.Context) error{},
 	}
 }
 
@@ -117,7 +124,7 @@ func (c *cluster) startTask(name string, run func(ctx context.Context) error) *t
 
 // start brings the cluster up, component by component.
 func (c *cluster) start(ctx context.Context, record func()) error {
-	chk, err := newChecker(c.dir, c.plan)
+	chk, err := newChecker(c.dir, c.plan, c.labDNSAddr)
 	if err != nil {
 		return err
 	}
@@ -257,13 +264,25 @@ func (c *cluster) checks() map[string]func(context.Context) error {
 	}
 	return map[string]func(context.Context) error{
 		Etcd: h.etcd, APIServer: h.apiServer, ControllerManager: h.controllerManager,
-		APIForwarder: h.forwarder, KubeProxy: h.kubeProxy, CoreDNS: h.clusterDNS, Agent: h.agent,
+		APIForwarder: h.forwarder, KubeProxy: h.kubeProxy, CoreDNS: h.clusterDNS, Agent: h.agent, StraitDNS: h.labDNS,
 	}
+}
+
+// hasComponent fails for a name that is not one of this cluster's components, such as
+// strait-dns asked of a cluster other than the broker.
+func (c *cluster) hasComponent(name string) error {
+	if !slices.Contains(c.components, name) {
+		return fmt.Errorf("cluster %s has no component %q; its components are %s", c.plan.Name, name, strings.Join(c.components, ", "))
+	}
+	return nil
 }
 
 // stopComponent stops one running component, for tests of failures (a stopped agent, a
 // broker that is down).
 func (c *cluster) stopComponent(name string) error {
+	if err := c.hasComponent(name); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	p, t := c.procs[name], c.inproc[name]
 	c.mu.Unlock()
@@ -284,6 +303,9 @@ func (c *cluster) stopComponent(name string) error {
 
 // startComponent starts a stopped component again and waits until it is healthy.
 func (c *cluster) startComponent(ctx context.Context, name string) error {
+	if err := c.hasComponent(name); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	p, t, run := c.procs[name], c.inproc[name], c.runners[name]
 	c.mu.Unlock()

@@ -21,7 +21,8 @@ import (
 func Broker(l *plan.Lab) plan.Cluster { return l.Clusters[0] }
 
 // joinClusterset joins every cluster to the clusterset whose broker is the first cluster,
-// exactly as `strait join` does, and starts each cluster's agent.
+// exactly as `strait join` does, starts each cluster's agent, then strait dns, which reads
+// the federation the agents keep on the broker.
 func (s *Supervisor) joinClusterset(ctx context.Context) error {
 	broker := Broker(s.lab)
 	brokerCfg := state.RESTConfig(s.dir.Cluster(broker.Name), broker, state.Admin)
@@ -54,7 +55,7 @@ func (s *Supervisor) joinClusterset(ctx context.Context) error {
 		}
 		s.event(c.Name, "%s is up", Agent)
 	}
-	return nil
+	return s.startLabDNS(ctx, brokerCfg)
 }
 
 // agentRunner runs a cluster's agent in the supervisor, restarting it after an error (the
@@ -68,21 +69,37 @@ func agentRunner(kubeconfig string, c plan.Cluster) func(context.Context) error 
 	// The cluster's addresses live in its network namespace, not in the supervisor's: the
 	// health checks of ExternalService targets dial from there, as an in-cluster agent would.
 	cfg.Prober = probe.Prober{Dialer: netns.Dialer{Namespace: c.Namespace}}
+	return restarting(Agent, c.Name, func(ctx context.Context) error {
+		a, err := agent.New(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		return a.Run(ctx)
+	})
+}
+
+// restartDelay is how long an in-process component that stopped waits before it starts
+// again.
+const restartDelay = 2 * time.Second
+
+// restarting runs an in-process component until ctx ends, starting it again restartDelay
+// after it returns early, as the kubelet restarts a pod. Each run gets a context of its own,
+// ended when it returns, so whatever it started (informers, listeners) stops with it.
+func restarting(component, cluster string, run func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
-		logger := klog.FromContext(ctx).WithValues("cluster", c.Name)
+		logger := klog.FromContext(ctx).WithValues("component", component, "cluster", cluster)
 		for {
-			a, err := agent.New(ctx, cfg)
-			if err == nil {
-				err = a.Run(ctx)
-			}
+			rctx, cancel := context.WithCancel(ctx)
+			err := run(rctx)
+			cancel()
 			if ctx.Err() != nil {
 				return nil
 			}
-			logger.Error(err, "Agent stopped; restarting")
+			logger.Error(err, "Component stopped; restarting", "delay", restartDelay)
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(2 * time.Second):
+			case <-time.After(restartDelay):
 			}
 		}
 	}

@@ -2,8 +2,11 @@ package supervisor
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/lab/binaries"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/process"
@@ -14,7 +17,8 @@ import (
 // kube-controller-manager run on the host and listen on 127.0.0.1; kube-proxy and CoreDNS run
 // inside the cluster's network namespace; the node simulator and the API forwarder run inside
 // the supervisor, and so does the Strait agent of each cluster once the lab has joined them
-// into a clusterset.
+// into a clusterset. strait dns serves the whole lab, but components belong to a cluster: it
+// is a component of the broker cluster, whose API it reads, and of no other.
 const (
 	Etcd              = "etcd"
 	APIServer         = "kube-apiserver"
@@ -24,10 +28,20 @@ const (
 	KubeProxy         = "kube-proxy"
 	CoreDNS           = "coredns"
 	Agent             = "strait-agent"
+	StraitDNS         = "strait-dns"
 )
 
 // ComponentNames lists every component in start order.
-var ComponentNames = []string{Etcd, APIServer, ControllerManager, NodeSim, APIForwarder, KubeProxy, CoreDNS, Agent}
+var ComponentNames = []string{Etcd, APIServer, ControllerManager, NodeSim, APIForwarder, KubeProxy, CoreDNS, Agent, StraitDNS}
+
+// clusterComponents lists the components of one cluster in start order: all but strait dns,
+// which only the broker cluster runs.
+func clusterComponents(broker bool) []string {
+	if broker {
+		return slices.Clone(ComponentNames)
+	}
+	return slices.DeleteFunc(slices.Clone(ComponentNames), func(n string) bool { return n == StraitDNS })
+}
 
 // Addresses that components inside a cluster namespace use for health and metrics. Each
 // namespace has its own loopback, so every cluster can use the same ones.
@@ -135,9 +149,11 @@ const ClusterSetDomain = "clusterset.local"
 
 // Corefile returns the configuration of the cluster's stock CoreDNS: the usual kubeadm
 // Corefile with the multicluster option for clusterset.local, bound to the node address,
-// reading the API through the lab forwarder.
+// reading the API through the lab forwarder, and a block forwarding the federation's short
+// names and the lab domain to the lab's strait dns at labDNS (host:port). Queries leave the
+// node from its address, which is how strait dns tells the clusters apart.
 // Health, readiness and metrics listen on the namespace's own loopback.
-func Corefile(cd state.ClusterDir, c plan.Cluster) string {
+func Corefile(cd state.ClusterDir, c plan.Cluster, labDNS string) string {
 	lines := []string{
 		".:53 {",
 		"    bind " + c.NodeIP,
@@ -156,6 +172,14 @@ func Corefile(cd state.ClusterDir, c plan.Cluster) string {
 		"    loop",
 		"    reload",
 		"    loadbalance",
+		"}",
+		federation.DefaultName + " " + LabDomain + " {",
+		"    bind " + c.NodeIP,
+		"    errors",
+		"    forward . " + labDNS,
+		// Caps what CoreDNS keeps, even of a service whose own TTL is longer, so a shard
+		// failing over shows within seconds.
+		"    cache " + fmt.Sprint(int(labDNSTTL/time.Second)),
 		"}",
 	}
 	return strings.Join(lines, "\n") + "\n"

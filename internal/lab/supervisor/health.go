@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,14 +21,15 @@ import (
 
 // checker holds the HTTP clients one cluster's health checks use.
 type checker struct {
-	plan    plan.Cluster
-	host    *http.Client // plain HTTP on the host's loopback
-	api     *http.Client // TLS with the admin certificate
-	anyTLS  *http.Client // TLS to self-signed component endpoints
-	inNetns *http.Client // plain HTTP from inside the cluster's namespace
+	plan       plan.Cluster
+	labDNSAddr string       // where the lab's strait dns listens (host:port)
+	host       *http.Client // plain HTTP on the host's loopback
+	api        *http.Client // TLS with the admin certificate
+	anyTLS     *http.Client // TLS to self-signed component endpoints
+	inNetns    *http.Client // plain HTTP from inside the cluster's namespace
 }
 
-func newChecker(cd state.ClusterDir, c plan.Cluster) (*checker, error) {
+func newChecker(cd state.ClusterDir, c plan.Cluster, labDNSAddr string) (*checker, error) {
 	tlsCfg, err := rest.TLSConfigFor(state.RESTConfig(cd, c, state.Admin))
 	if err != nil {
 		return nil, fmt.Errorf("TLS configuration of cluster %s: %w", c.Name, err)
@@ -37,11 +39,12 @@ func newChecker(cd state.ClusterDir, c plan.Cluster) (*checker, error) {
 		return &http.Client{Transport: t, Timeout: 5 * time.Second}
 	}
 	return &checker{
-		plan:    c,
-		host:    client(&http.Transport{}),
-		api:     client(&http.Transport{TLSClientConfig: tlsCfg}),
-		anyTLS:  client(&http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}), // #nosec G402 -- health endpoint of a local component, no data exchanged
-		inNetns: client(&http.Transport{DialContext: netns.Dialer{Namespace: c.Namespace}.DialContext}),
+		plan:       c,
+		labDNSAddr: labDNSAddr,
+		host:       client(&http.Transport{}),
+		api:        client(&http.Transport{TLSClientConfig: tlsCfg}),
+		anyTLS:     client(&http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}), // #nosec G402 -- health endpoint of a local component, no data exchanged
+		inNetns:    client(&http.Transport{DialContext: netns.Dialer{Namespace: c.Namespace}.DialContext}),
 	}, nil
 }
 
@@ -106,24 +109,38 @@ func (h *checker) forwarder(ctx context.Context) error {
 // clusterDNS resolves the kubernetes Service the way a pod does: through the kube-dns
 // ClusterIP, which only works when kube-proxy routes it to a ready CoreDNS.
 func (h *checker) clusterDNS(ctx context.Context) error {
+	return h.resolves(ctx, net.JoinHostPort(h.plan.DNSServiceIP, "53"), "kubernetes.default.svc.cluster.local.", h.plan.APIServiceIP)
+}
+
+// labDNS asks the lab's strait dns, from this cluster's node, for its own nameserver, whose
+// address it serves as glue: the answer proves it listens there and serves the lab domain.
+func (h *checker) labDNS(ctx context.Context) error {
+	host, _, err := net.SplitHostPort(h.labDNSAddr)
+	if err != nil {
+		return fmt.Errorf("lab DNS address %q: %w", h.labDNSAddr, err)
+	}
+	return h.resolves(ctx, h.labDNSAddr, "ns."+LabDomain+".", host)
+}
+
+// resolves checks that the DNS server at server, asked from inside the cluster's namespace,
+// resolves name to an answer that includes want.
+func (h *checker) resolves(ctx context.Context, server, name, want string) error {
 	r := &net.Resolver{
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return netns.Dialer{Namespace: h.plan.Namespace}.DialContext(ctx, network, net.JoinHostPort(h.plan.DNSServiceIP, "53"))
+			return netns.Dialer{Namespace: h.plan.Namespace}.DialContext(ctx, network, server)
 		},
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	addrs, err := r.LookupHost(ctx, "kubernetes.default.svc.cluster.local.")
+	addrs, err := r.LookupHost(ctx, name)
 	if err != nil {
-		return fmt.Errorf("resolving kubernetes.default.svc.cluster.local through %s: %w", h.plan.DNSServiceIP, err)
+		return fmt.Errorf("resolving %s through %s: %w", name, server, err)
 	}
-	for _, a := range addrs {
-		if a == h.plan.APIServiceIP {
-			return nil
-		}
+	if slices.Contains(addrs, want) {
+		return nil
 	}
-	return errors.New("kubernetes.default.svc.cluster.local resolved to " + strings.Join(addrs, ",") + ", want " + h.plan.APIServiceIP)
+	return errors.New(name + " resolved to " + strings.Join(addrs, ",") + " through " + server + ", want " + want)
 }
 
 func (h *checker) agent(ctx context.Context) error {

@@ -64,9 +64,9 @@ func (c *cluster) status(ctx context.Context) ClusterStatus {
 		PodCIDR: p.PodCIDR, ServiceCIDR: p.ServiceCIDR, DNSServiceIP: p.DNSServiceIP,
 	}
 	checks := c.checks()
-	cs.Components = make([]ComponentStatus, len(ComponentNames))
+	cs.Components = make([]ComponentStatus, len(c.components))
 	var wg sync.WaitGroup
-	for i, name := range ComponentNames {
+	for i, name := range c.components {
 		comp := ComponentStatus{Name: name, State: StateNotStarted}
 		c.mu.Lock()
 		proc, task := c.procs[name], c.inproc[name]

@@ -80,7 +80,7 @@ func New(dir state.Dir) (*Supervisor, error) {
 		shutdown: make(chan struct{}),
 	}
 	for _, c := range saved.Lab.Clusters {
-		s.clusters[c.Name] = newCluster(c, dir.Cluster(c.Name), s.bins, s.event)
+		s.clusters[c.Name] = newCluster(saved.Lab, c, dir.Cluster(c.Name), s.bins, s.event)
 	}
 	return s, nil
 }
@@ -220,7 +220,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 		if err := netns.WriteResolvConf(c.Namespace, ResolvConf(c)); err != nil {
 			return err
 		}
-		if err := state.WriteFileAtomic(s.dir.Cluster(c.Name).Corefile(), []byte(Corefile(s.dir.Cluster(c.Name), c)), 0o644); err != nil {
+		if err := state.WriteFileAtomic(s.dir.Cluster(c.Name).Corefile(), []byte(Corefile(s.dir.Cluster(c.Name), c, labDNSAddr(s.lab))), 0o644); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,96 @@
+package dns
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/strait-io/strait/internal/dns/server"
+	"github.com/strait-io/strait/internal/federation"
+)
+
+// ServeConfig is one strait dns: the authoritative server, the source it answers from and
+// the publishers that copy its records elsewhere. `strait dns serve` and the lab's
+// in-process DNS server both run one with Serve.
+type ServeConfig struct {
+	Server     server.Config
+	Source     Source
+	Publishers []Publisher
+	// Interval between reads of a source that does not notify changes; 0 means
+	// DefaultInterval.
+	Interval time.Duration
+	// AllowEmpty: an empty list from the source is real and empties the zone.
+	AllowEmpty bool
+	// Bind calls start, which opens every socket of the server before it returns, and
+	// returns its error; nil calls start directly. The lab passes a function that runs start
+	// inside its router's network namespace, so the sockets live there.
+	Bind func(start func() error) error
+}
+
+// Serve starts the server, keeps it in line with the source (and the publishers with it)
+// and returns when ctx ends, or earlier with the error that stopped the server. A failing
+// source never stops it: the runner logs the error and serves the last good records.
+func Serve(ctx context.Context, cfg ServeConfig) error {
+	srv, err := server.New(cfg.Server)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := func() error { return srv.Start(ctx) }
+	if cfg.Bind != nil {
+		err = cfg.Bind(start)
+	} else {
+		err = start()
+	}
+	if err != nil {
+		return err
+	}
+	logger := klog.FromContext(ctx)
+	for i, a := range srv.Addrs() {
+		logger.Info("Serving DNS", "domain", cfg.Server.Zone.Domain, "address", a.String(), "cluster", cfg.Server.Listeners[i].Cluster)
+	}
+	r := &Runner{Source: cfg.Source, Server: srv, Publishers: cfg.Publishers, Interval: cfg.Interval, AllowEmpty: cfg.AllowEmpty}
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx) }()
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- srv.Wait() }()
+	// Whichever ends first stops the other, so neither outlives Serve.
+	select {
+	case err = <-waitErr:
+		cancel()
+		<-runErr
+	case err = <-runErr:
+		cancel()
+		<-waitErr
+	}
+	return err
+}
+
+// BrokerSource returns the broker-backed source of federation fed, its caches synced (it
+// fails if ctx ends first), and completes cfg for it: the members' locations, so a member
+// without a shard still gets the CNAME to its own zone or region for a short name, and the
+// federation's short-name zone, so member clusters forwarding <fed>. get NXDOMAIN rather than
+// REFUSED before the federation has services. A service the zone would reject is left out of
+// what the source lists, so one bad name never blocks the others. The source's informers run
+// until ctx ends.
+func BrokerSource(ctx context.Context, broker kubernetes.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, error) {
+	src, err := federation.NewSource(broker, fed)
+	if err != nil {
+		return nil, err
+	}
+	src.Validate = cfg.Zone.ValidateService
+	if err := src.Start(ctx); err != nil {
+		return nil, fmt.Errorf("reading the broker: %w", err)
+	}
+	locations, err := src.Locations()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Clusters = append(cfg.Clusters, locations...)
+	cfg.Zone.Federations = append(cfg.Zone.Federations, fed.Name)
+	return src, nil
+}
