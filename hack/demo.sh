@@ -101,14 +101,65 @@ kubectl --context cluster02 -n demo rollout status deployment/rebel-base --timeo
 for c in cluster01 cluster02; do
 	kubectl --context "$c" -n demo annotate --overwrite service rebel-base service.strait.io/global=true
 done
-for _ in $(seq 50); do
-	kubectl --context cluster01 -n demo get endpointslices -l strait.io/global-service=rebel-base -o name | grep -q . && break
+# Wait until cluster02's endpoints are attached to cluster01's Service and kube-proxy has
+# programmed them (its sync runs at most once a second), i.e. until a reply comes from there.
+for _ in $(seq 100); do
+	$strait lab exec cluster01 -- curl -s --max-time 2 -H 'Connection: close' $(for _ in $(seq 5); do echo http://rebel-base.demo/; done) |
+		grep -q '"cluster":"cluster02"' && break
 	sleep 0.2
 done
 echo "x-wing in cluster01 sends 20 requests to the plain name rebel-base.demo; replies per cluster:"
 $strait lab exec cluster01 -- curl -s --max-time 5 -H 'Connection: close' $(for _ in $(seq 20); do echo http://rebel-base.demo/; done) |
 	grep -o '"cluster":"[a-z0-9]*"' | sort | uniq -c
 $strait status --context cluster01
+
+step "Federated Services: one Service on the broker appears in every cluster; DNS finds the nearest healthy shard"
+# The backends are deployed per cluster, in the federation namespace; the Service only once,
+# on the broker (cluster01).
+for c in cluster01 cluster02; do
+	kubectl --context "$c" create namespace strait-federation --dry-run=client -o yaml | kubectl --context "$c" apply -f -
+	kubectl --context "$c" -n strait-federation create deployment echo --image=strait.io/lab/echo --port=80 --dry-run=client -o yaml |
+		kubectl --context "$c" apply -f -
+	kubectl --context "$c" -n strait-federation rollout status deployment/echo --timeout=120s
+done
+kubectl --context cluster01 -n strait-federation apply -f - <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports: [{name: http, port: 80}]
+YAML
+for _ in $(seq 100); do
+	kubectl --context cluster02 -n strait-federation get service echo -o name 2>/dev/null | grep -q . && break
+	sleep 0.2
+done
+kubectl --context cluster02 -n strait-federation get service echo
+# Each cluster's CoreDNS forwards <svc>.<ns>.federation to the lab's strait dns, which answers
+# with the asking cluster's own shard while it is healthy.
+short=echo.strait-federation.federation
+for _ in $(seq 100); do
+	[ -n "$($strait lab exec cluster02 -- dig +short $short)" ] && break
+	sleep 0.2
+done
+echo "cluster02 asks for $short (its own shard, the ClusterIP):"
+$strait lab exec cluster02 -- dig +short $short
+echo "cluster02's backends scaled to 0; the answer becomes its zone's, then its region's name, then cluster01's node:"
+kubectl --context cluster02 -n strait-federation scale deployment echo --replicas=0
+for _ in $(seq 100); do
+	$strait lab exec cluster02 -- dig +short $short | grep -q '^echo\.' && break
+	sleep 0.2
+done
+$strait lab exec cluster02 -- dig +short $short
+# The lab has no load balancer, so a shard's addresses are its nodes, reached on the node port
+# (the same in every cluster: members create the Service with the broker's node ports).
+nodeport=$(kubectl --context cluster01 -n strait-federation get service echo -o jsonpath='{.spec.ports[0].nodePort}')
+echo "curl http://$short:$nodeport/ from cluster02:"
+$strait lab exec cluster02 -- curl -s --max-time 5 http://$short:$nodeport/
+echo
+kubectl --context cluster02 -n strait-federation scale deployment echo --replicas=1
+$strait federation status --context cluster01 --domain strait.test --ttl 5s
 
 step "Done. The lab keeps running:"
 echo "  eval \"\$($strait lab env)\"      # point kubectl at it"

@@ -66,6 +66,7 @@ type ServiceReport struct {
 
 func newStatus() *cobra.Command {
 	var path, context, format, domain string
+	ttl := zone.DefaultTTL
 	cfg := fedpkg.DefaultConfig()
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -80,10 +81,10 @@ func newStatus() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			zcfg := zone.Config{Domain: domain, Federations: []string{cfg.Name}}
+			zcfg := zone.Config{Domain: domain, DefaultTTL: ttl, Federations: []string{cfg.Name}}
 			if domain != "" {
 				if err := zcfg.Validate(); err != nil {
-					return fmt.Errorf("--domain: %w", err)
+					return fmt.Errorf("--domain %s --ttl %s: %w", domain, ttl, err)
 				}
 			}
 			rc, name, err := kubeconfig.RESTConfig(kubeconfig.Rules(path), context)
@@ -132,6 +133,7 @@ func newStatus() *cobra.Command {
 	cmd.Flags().StringVar(&path, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the broker (default: the current context)")
 	cmd.Flags().StringVar(&domain, "domain", "", "federation DNS domain: also show the records strait dns serves for each Service")
+	cmd.Flags().DurationVar(&ttl, "ttl", ttl, "default TTL of the records shown, as given to strait dns serve --ttl")
 	cfg.AddFlags(cmd.Flags())
 	cmd.Flags().DurationVar(&cfg.Grace, "member-grace-period", cfg.Grace, "how long after a member's lease expired its shards still count as healthy")
 	output.AddFlag(cmd, &format)

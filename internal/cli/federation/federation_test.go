@@ -88,4 +88,11 @@ func TestStatusRejectsBadInput(t *testing.T) {
 			t.Errorf("%v: no error", args)
 		}
 	}
+	cmd := New()
+	cmd.SetArgs([]string{"status", "--domain", "example.com", "--ttl", "-5s", "--kubeconfig", "/nonexistent"})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--ttl -5s") || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("--ttl -5s: err = %v, want it named and out of range", err)
+	}
 }
