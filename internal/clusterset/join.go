@@ -406,42 +406,39 @@ func reconcileConfigMap(have, want *corev1.ConfigMap) (bool, error) {
 	return true, nil
 }
 
-func reconcileRole(have, want *rbacv1.Role) (bool, error) {
-	if reflect.DeepEqual(have.Rules, want.Rules) {
-		return false, nil
-	}
-	have.Rules = want.Rules
-	return true, nil
-}
+func reconcileRole(have, want *rbacv1.Role) (bool, error) { return setRules(&have.Rules, want.Rules) }
 
 func reconcileClusterRole(have, want *rbacv1.ClusterRole) (bool, error) {
-	if reflect.DeepEqual(have.Rules, want.Rules) {
-		return false, nil
-	}
-	have.Rules = want.Rules
-	return true, nil
+	return setRules(&have.Rules, want.Rules)
 }
 
-// Role references are immutable, so a binding to another role is an error, not an update.
 func reconcileRoleBinding(have, want *rbacv1.RoleBinding) (bool, error) {
-	if have.RoleRef != want.RoleRef {
-		return false, fmt.Errorf("it refers to %s %s; delete it and run join again", have.RoleRef.Kind, have.RoleRef.Name)
-	}
-	if reflect.DeepEqual(have.Subjects, want.Subjects) {
-		return false, nil
-	}
-	have.Subjects = want.Subjects
-	return true, nil
+	return setSubjects(have.RoleRef, want.RoleRef, &have.Subjects, want.Subjects)
 }
 
 func reconcileClusterRoleBinding(have, want *rbacv1.ClusterRoleBinding) (bool, error) {
-	if have.RoleRef != want.RoleRef {
-		return false, fmt.Errorf("it refers to %s %s; delete it and run join again", have.RoleRef.Kind, have.RoleRef.Name)
-	}
-	if reflect.DeepEqual(have.Subjects, want.Subjects) {
+	return setSubjects(have.RoleRef, want.RoleRef, &have.Subjects, want.Subjects)
+}
+
+// setRules brings a role's rules in line and reports whether they changed.
+func setRules(have *[]rbacv1.PolicyRule, want []rbacv1.PolicyRule) (bool, error) {
+	if reflect.DeepEqual(*have, want) {
 		return false, nil
 	}
-	have.Subjects = want.Subjects
+	*have = want
+	return true, nil
+}
+
+// setSubjects brings a binding's subjects in line. Role references are immutable, so a
+// binding to another role is an error, not an update.
+func setSubjects(haveRef, wantRef rbacv1.RoleRef, have *[]rbacv1.Subject, want []rbacv1.Subject) (bool, error) {
+	if haveRef != wantRef {
+		return false, fmt.Errorf("it refers to %s %s; delete it and run join again", haveRef.Kind, haveRef.Name)
+	}
+	if reflect.DeepEqual(*have, want) {
+		return false, nil
+	}
+	*have = want
 	return true, nil
 }
 

@@ -179,7 +179,7 @@ func (s *Simulator) registerNode(ctx context.Context) (*corev1.Node, error) {
 		return nil, fmt.Errorf("node %s has pod CIDR %s, config says %s: %w", s.cfg.NodeName, node.Spec.PodCIDR, cidr, errPodCIDRConflict)
 	}
 
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	node, err = s.writeNode(ctx, node, func(node *corev1.Node) (*corev1.Node, error) {
 		want := node.DeepCopy()
 		if want.Labels == nil {
 			want.Labels = map[string]string{}
@@ -192,19 +192,9 @@ func (s *Simulator) registerNode(ctx context.Context) (*corev1.Node, error) {
 			want.Spec.PodCIDRs = []string{cidr}
 		}
 		if apiequality.Semantic.DeepEqual(want.ObjectMeta, node.ObjectMeta) && apiequality.Semantic.DeepEqual(want.Spec, node.Spec) {
-			return nil
+			return nil, nil
 		}
-		updated, err := nodes.Update(ctx, want, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) {
-			if fresh, getErr := nodes.Get(ctx, s.cfg.NodeName, metav1.GetOptions{}); getErr == nil {
-				node = fresh
-			}
-		}
-		if err != nil {
-			return err
-		}
-		node = updated
-		return nil
+		return nodes.Update(ctx, want, metav1.UpdateOptions{})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update node %s: %w", s.cfg.NodeName, err)
@@ -215,30 +205,41 @@ func (s *Simulator) registerNode(ctx context.Context) (*corev1.Node, error) {
 // updateNodeStatus writes the desired node status when it differs from node's or when force
 // is set; force refreshes the heartbeats.
 func (s *Simulator) updateNodeStatus(ctx context.Context, node *corev1.Node, force bool) (*corev1.Node, error) {
-	nodes := s.client.CoreV1().Nodes()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	node, err := s.writeNode(ctx, node, func(node *corev1.Node) (*corev1.Node, error) {
 		want := desiredNodeStatus(node.Status, s.cfg, s.kubeletVersion, metav1.Now())
 		if !force && nodeStatusEqual(want, node.Status) {
-			return nil
+			return nil, nil
 		}
 		upd := node.DeepCopy()
 		upd.Status = want
-		updated, err := nodes.UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+		return s.client.CoreV1().Nodes().UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update status of node %s: %w", s.cfg.NodeName, err)
+	}
+	return node, nil
+}
+
+// writeNode runs write on node, retrying on conflicts with the node read again; write
+// returns the node the API server returned, or nil when there was nothing to write. It
+// returns the latest node.
+func (s *Simulator) writeNode(ctx context.Context, node *corev1.Node, write func(*corev1.Node) (*corev1.Node, error)) (*corev1.Node, error) {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		updated, err := write(node)
 		if apierrors.IsConflict(err) {
-			if fresh, getErr := nodes.Get(ctx, s.cfg.NodeName, metav1.GetOptions{}); getErr == nil {
+			if fresh, getErr := s.client.CoreV1().Nodes().Get(ctx, s.cfg.NodeName, metav1.GetOptions{}); getErr == nil {
 				node = fresh
 			}
 		}
 		if err != nil {
 			return err
 		}
-		node = updated
+		if updated != nil {
+			node = updated
+		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("update status of node %s: %w", s.cfg.NodeName, err)
-	}
-	return node, nil
+	return node, err
 }
 
 // heartbeat renews the node Lease and refreshes the node status when it drifted or its
