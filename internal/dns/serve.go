@@ -76,16 +76,13 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 // federation's short-name zone, so member clusters forwarding <fed>. get NXDOMAIN rather than
 // REFUSED before the federation has services. A service the zone would reject is left out of
 // what the source lists, so one bad name never blocks the others. The source's informers run
-// until ctx ends.
+// on a controller manager of their own until ctx ends.
 func BrokerSource(ctx context.Context, broker kubernetes.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, error) {
-	src, err := federation.NewSource(broker, fed)
+	src, err := federation.StartSource(ctx, "strait-dns", broker, fed)
 	if err != nil {
-		return nil, err
-	}
-	src.Validate = cfg.Zone.ValidateService
-	if err := src.Start(ctx); err != nil {
 		return nil, fmt.Errorf("reading the broker: %w", err)
 	}
+	src.Validate = cfg.Zone.ValidateService
 	locations, err := src.Locations()
 	if err != nil {
 		return nil, err

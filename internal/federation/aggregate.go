@@ -7,13 +7,12 @@ import (
 	"strings"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/strait-io/strait/internal/agent/global"
+	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/clusterset"
 )
 
@@ -24,12 +23,11 @@ type Snapshot struct {
 	// Services are the broker's federated Services.
 	Services []*corev1.Service
 	Members  []clusterset.Member
-	// Leases are the members' heartbeat leases, by cluster ID.
-	Leases map[string]*coordinationv1.Lease
-	Shards map[ShardKey]Shard
-	Now    time.Time
-	// Grace is how long after its lease expired a member still counts as alive.
-	Grace time.Duration
+	Shards  map[ShardKey]Shard
+	// Liveness is the reader's verdict on each member (package liveness). A reader that
+	// cannot observe leases over time (a one-shot command) leaves it empty: every member is
+	// then Held.
+	Liveness liveness.View
 }
 
 // Health is a shard's health and why.
@@ -39,34 +37,44 @@ type Health struct {
 	Message string `json:"message"`
 }
 
-// ShardHealth decides a shard's health: healthy when the member's lease is fresh (its
-// renewal plus duration plus grace is not past; a member without a lease counts as alive,
-// as for global Services) and the shard exists with at least one ready endpoint. recheck is
-// how long until the lease alone changes the answer (0 when it cannot).
-func ShardHealth(shard *Shard, lease *coordinationv1.Lease, grace time.Duration, now time.Time) (h Health, recheck time.Duration) {
-	alive := true
-	if lease != nil && lease.Spec.RenewTime != nil && lease.Spec.LeaseDurationSeconds != nil {
-		alive, recheck = global.Expiry(lease.Spec.RenewTime.Time, time.Duration(*lease.Spec.LeaseDurationSeconds)*time.Second, grace, now)
-	}
+// memberDownMessage is constant (no age), so the status does not change on every look.
+const memberDownMessage = "the member's agent stopped renewing its lease on the broker"
+
+// ShardHealth decides a shard's health: unhealthy when the member is withdrawn (package
+// liveness); otherwise healthy when the shard exists with at least one ready endpoint. A
+// member whose verdict is Held keeps what it had: if the shard was down because the member
+// was (wasDown, from the broker Service's shard condition), it stays down.
+func ShardHealth(shard *Shard, member liveness.State, wasDown bool) Health {
 	switch {
-	case !alive:
-		// A constant message (no age) keeps the status from changing on every look.
-		return Health{Reason: ReasonMemberDown, Message: fmt.Sprintf("the member's agent has not renewed its lease since %s",
-			lease.Spec.RenewTime.UTC().Format(time.RFC3339))}, 0
+	case member == liveness.Withdrawn, member == liveness.Held && wasDown:
+		return Health{Reason: ReasonMemberDown, Message: memberDownMessage}
+	}
+	return shardHealth(shard)
+}
+
+func shardHealth(shard *Shard) Health {
+	switch {
 	case shard == nil:
-		return Health{Reason: ReasonShardMissing, Message: "the member has not reported the shard yet"}, recheck
+		return Health{Reason: ReasonShardMissing, Message: "the member has not reported the shard yet"}
 	case shard.State == ShardConflict:
-		return Health{Reason: ReasonShardConflict, Message: shard.Problem}, recheck
+		return Health{Reason: ReasonShardConflict, Message: shard.Problem}
 	case !shard.State.Exists():
 		msg := "the member has not created the Service yet"
 		if shard.Problem != "" {
 			msg = shard.Problem
 		}
-		return Health{Reason: ReasonShardMissing, Message: msg}, recheck
+		return Health{Reason: ReasonShardMissing, Message: msg}
 	case shard.ReadyEndpoints == 0:
-		return Health{Reason: ReasonNoReadyEndpoints, Message: "the Service has no ready endpoint in the member"}, recheck
+		return Health{Reason: ReasonNoReadyEndpoints, Message: "the Service has no ready endpoint in the member"}
 	}
-	return Health{Healthy: true, Reason: ReasonHealthy, Message: fmt.Sprintf("%d ready endpoints", shard.ReadyEndpoints)}, recheck
+	return Health{Healthy: true, Reason: ReasonHealthy, Message: fmt.Sprintf("%d ready endpoints", shard.ReadyEndpoints)}
+}
+
+// wasDown reports whether the broker Service's condition of cluster's shard says the
+// member was down: the decision a Held member keeps.
+func wasDown(svc *corev1.Service, cluster string) bool {
+	c := apimeta.FindStatusCondition(svc.Status.Conditions, ShardCondition(cluster))
+	return c != nil && c.Reason == ReasonMemberDown
 }
 
 // ShardStatus is one cluster's shard of a federated Service.
@@ -98,8 +106,6 @@ type ServiceStatus struct {
 	// neither place nor remove shards.
 	SelectionValid bool          `json:"selectionValid"`
 	Shards         []ShardStatus `json:"shards"`
-	// Recheck is how long until a member's lease alone changes the status (0: never).
-	Recheck time.Duration `json:"-"`
 	// Generation is the broker Service's metadata.generation.
 	Generation int64 `json:"-"`
 }
@@ -132,10 +138,7 @@ func Aggregate(snap *Snapshot, svc *corev1.Service) ServiceStatus {
 		if s, ok := snap.Shards[ShardKey{Cluster: m.ID, Namespace: svc.Namespace, Name: svc.Name}]; ok {
 			shard = &s
 		}
-		h, recheck := ShardHealth(shard, snap.Leases[m.ID], snap.Grace, snap.Now)
-		if recheck > 0 && (st.Recheck == 0 || recheck < st.Recheck) {
-			st.Recheck = recheck
-		}
+		h := ShardHealth(shard, snap.Liveness.State(m.ID), wasDown(svc, m.ID))
 		ss := ShardStatus{Cluster: m.ID, Region: m.Region, Zone: m.Zone, Health: h}
 		if shard != nil {
 			ss.State, ss.ReadyEndpoints, ss.Ingress, ss.ClusterIPs = shard.State, shard.ReadyEndpoints, shard.Ingress, shard.ClusterIPs

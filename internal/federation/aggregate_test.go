@@ -6,56 +6,61 @@ import (
 	"testing"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/utils/ptr"
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/dns/zone"
+	"github.com/strait-io/strait/internal/liveness"
 )
 
 var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 
-func lease(renewed time.Time) *coordinationv1.Lease {
-	return &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: renewed}, LeaseDurationSeconds: ptr.To(int32(15))}}
-}
-
 func TestShardHealth(t *testing.T) {
-	const grace = 10 * time.Second
 	ready := &Shard{State: ShardCreated, ReadyEndpoints: 2}
 	for _, tc := range []struct {
 		name    string
 		shard   *Shard
-		lease   *coordinationv1.Lease
+		member  liveness.State
+		wasDown bool
 		healthy bool
 		reason  string
-		recheck time.Duration
 	}{
-		{name: "fresh lease, ready endpoints", shard: ready, lease: lease(t0.Add(-5 * time.Second)), healthy: true, reason: ReasonHealthy, recheck: 20*time.Second + 100*time.Millisecond},
-		{name: "no lease yet counts as alive", shard: ready, healthy: true, reason: ReasonHealthy},
-		{name: "expired but within grace", shard: ready, lease: lease(t0.Add(-20 * time.Second)), healthy: true, reason: ReasonHealthy, recheck: 5*time.Second + 100*time.Millisecond},
-		{name: "expired past grace", shard: ready, lease: lease(t0.Add(-26 * time.Second)), reason: ReasonMemberDown},
-		{name: "member down wins over a missing shard", lease: lease(t0.Add(-time.Hour)), reason: ReasonMemberDown},
-		{name: "no record", reason: ReasonShardMissing},
-		{name: "pending", shard: &Shard{State: ShardPending}, reason: ReasonShardMissing},
-		{name: "conflict", shard: &Shard{State: ShardConflict, Problem: "taken"}, reason: ReasonShardConflict},
-		{name: "no ready endpoint", shard: &Shard{State: ShardAdopted}, reason: ReasonNoReadyEndpoints},
-		{name: "the broker's own shard", shard: &Shard{State: ShardBroker, ReadyEndpoints: 1}, healthy: true, reason: ReasonHealthy},
+		{name: "alive, ready endpoints", shard: ready, member: liveness.Alive, healthy: true, reason: ReasonHealthy},
+		{name: "withdrawn member", shard: ready, member: liveness.Withdrawn, reason: ReasonMemberDown},
+		{name: "member down wins over a missing shard", member: liveness.Withdrawn, reason: ReasonMemberDown},
+		// Held: no decision. What the status said before stays.
+		{name: "held, was healthy", shard: ready, member: liveness.Held, healthy: true, reason: ReasonHealthy},
+		{name: "held, was down", shard: ready, member: liveness.Held, wasDown: true, reason: ReasonMemberDown},
+		{name: "alive again after being down", shard: ready, member: liveness.Alive, wasDown: true, healthy: true, reason: ReasonHealthy},
+		{name: "no record", member: liveness.Alive, reason: ReasonShardMissing},
+		{name: "pending", shard: &Shard{State: ShardPending}, member: liveness.Alive, reason: ReasonShardMissing},
+		{name: "conflict", shard: &Shard{State: ShardConflict, Problem: "taken"}, member: liveness.Alive, reason: ReasonShardConflict},
+		{name: "no ready endpoint", shard: &Shard{State: ShardAdopted}, member: liveness.Alive, reason: ReasonNoReadyEndpoints},
+		{name: "the broker's own shard", shard: &Shard{State: ShardBroker, ReadyEndpoints: 1}, member: liveness.Alive, healthy: true, reason: ReasonHealthy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, recheck := ShardHealth(tc.shard, tc.lease, grace, t0)
-			if h.Healthy != tc.healthy || h.Reason != tc.reason || recheck != tc.recheck {
-				t.Errorf("health %+v recheck %v; want healthy=%v reason %s recheck %v", h, recheck, tc.healthy, tc.reason, tc.recheck)
+			h := ShardHealth(tc.shard, tc.member, tc.wasDown)
+			if h.Healthy != tc.healthy || h.Reason != tc.reason {
+				t.Errorf("health %+v; want healthy=%v reason %s", h, tc.healthy, tc.reason)
 			}
 			if h.Message == "" {
 				t.Error("no message")
 			}
 		})
 	}
+}
+
+// view gives each member a verdict.
+func view(states map[string]liveness.State) liveness.View {
+	var v liveness.View
+	for id, s := range states {
+		v.Members = append(v.Members, liveness.Member{ID: id, State: s})
+	}
+	return v
 }
 
 // snapshot is a federation of four members in two regions, as in the lab.
@@ -79,8 +84,8 @@ func snapshot() *Snapshot {
 		shards[s.Key()] = s
 	}
 	return &Snapshot{
-		Federation: fed, Services: []*corev1.Service{brokerService()}, Members: members, Shards: shards, Now: t0, Grace: 10 * time.Second,
-		Leases: map[string]*coordinationv1.Lease{"c1": lease(t0), "c2": lease(t0), "c3": lease(t0.Add(-time.Minute)), "c4": lease(t0)},
+		Federation: fed, Services: []*corev1.Service{brokerService()}, Members: members, Shards: shards,
+		Liveness: view(map[string]liveness.State{"c1": liveness.Alive, "c2": liveness.Alive, "c3": liveness.Withdrawn, "c4": liveness.Alive}),
 	}
 }
 
@@ -181,8 +186,7 @@ func TestApplyStatusIsIdempotentAndKeepsOthersConditions(t *testing.T) {
 	if apimeta.FindStatusCondition(svc.Status.Conditions, "example.com/Other") == nil {
 		t.Error("someone else's condition was removed")
 	}
-	snap.Now = t0.Add(time.Second)
-	if ApplyStatus(svc, Aggregate(snap, svc), snap.Now) {
+	if ApplyStatus(svc, Aggregate(snap, svc), t0.Add(time.Second)) {
 		t.Error("a second apply with nothing changed reports a change")
 	}
 	// A shard turning healthy changes its condition and its transition time only.
@@ -199,6 +203,24 @@ func TestApplyStatusIsIdempotentAndKeepsOthersConditions(t *testing.T) {
 	}
 	if after := apimeta.FindStatusCondition(svc.Status.Conditions, ShardCondition("c1")); !after.LastTransitionTime.Equal(&before.LastTransitionTime) {
 		t.Error("an unchanged condition got a new transition time")
+	}
+}
+
+// A member without a verdict (Held: the reader just started, or the broker is away) keeps
+// the health the status last had: down stays down, up stays up.
+func TestAggregateHeldKeepsTheStatus(t *testing.T) {
+	snap := snapshot()
+	svc := brokerService()
+	ApplyStatus(svc, Aggregate(snap, svc), t0)
+	snap.Liveness = liveness.View{} // every member Held
+	st := Aggregate(snap, svc)
+	for _, sh := range st.Shards {
+		if sh.Cluster == "c3" && sh.Reason != ReasonMemberDown {
+			t.Errorf("c3 was down and is Held: %+v, want MemberDown", sh)
+		}
+		if sh.Cluster == "c1" && !sh.Healthy {
+			t.Errorf("c1 was healthy and is Held: %+v, want healthy", sh)
+		}
 	}
 }
 

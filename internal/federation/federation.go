@@ -20,7 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/strait-io/strait/internal/agent/global"
+	"github.com/strait-io/strait/internal/liveness"
 )
 
 // Defaults of Config.
@@ -84,13 +84,14 @@ type Config struct {
 	Namespace string
 	// Name is the federation's name in DNS.
 	Name string
-	// Grace is how long after a member's lease expired its shards still count as healthy.
+	// Grace is how long after its lease duration a member without an observed renewal still
+	// counts as alive (see package liveness).
 	Grace time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Namespace: DefaultNamespace, Name: DefaultName, Grace: global.DefaultGracePeriod}
+	return Config{Namespace: DefaultNamespace, Name: DefaultName, Grace: liveness.DefaultGracePeriod}
 }
 
 // AddFlags registers --federation-namespace and --federation-name.

@@ -8,9 +8,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/strait-io/strait/internal/agent/global"
-	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/globalservice"
+	"github.com/strait-io/strait/internal/records"
 )
 
 func sampleShard() Shard {
@@ -35,7 +35,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 		if _, ok := records.Key(r); ok {
 			t.Errorf("record %s looks like an MCS export record", r.Name)
 		}
-		if _, ok := global.RecordKey(r); ok {
+		if _, ok := globalservice.RecordKey(r); ok {
 			t.Errorf("record %s looks like a global Service record", r.Name)
 		}
 		if k, ok := RecordKey(r, fed); !ok || k != DefaultNamespace+"/web" {

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,16 +16,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/dns/zone"
+	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/liveness/leasewatch"
 )
 
 // ZoneService is the DNS view of a federated Service: every placed shard, with its ingress
@@ -55,16 +56,17 @@ func ZoneServices(sts []ServiceStatus) []zone.Service {
 }
 
 // Cache watches what the broker holds about one federation: the federated Services,
-// the membership records, the members' leases and the shard records.
+// the membership records, the members' leases (fed to its liveness tracker) and the shard
+// records. Its informers run on a controller.Manager.
 type Cache struct {
-	cfg       Config
-	factories []informers.SharedInformerFactory
+	cfg Config
 	// Informers, for callers that add event handlers.
 	ServiceInformer, MembershipInformer, LeaseInformer, RecordInformer cache.SharedIndexInformer
+	// Liveness is this reader's verdict on the members, fed from the leases it watches.
+	Liveness *liveness.Tracker
 
 	services    corelisters.ServiceLister
 	memberships corelisters.ConfigMapLister
-	leases      coordinationlisters.LeaseLister
 	records     discoverylisters.EndpointSliceLister
 }
 
@@ -76,47 +78,39 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// NewCache prepares informers on the broker; Start runs them. The client needs to list and
-// watch Services in the federation namespace, and ConfigMaps, Leases and EndpointSlices in
-// the member namespaces: a member's broker credential, or an administrator's.
-func NewCache(broker kubernetes.Interface, cfg Config) *Cache {
+// NewCache prepares informers on the broker and has m run them, and sets up the liveness
+// tracker on the leases they watch. The client needs to list and watch Services in the
+// federation namespace, and ConfigMaps, Leases and EndpointSlices in the member
+// namespaces: a member's broker credential, or an administrator's. ping reaches the broker
+// for the tracker (nil: never probed, for fake clients).
+func NewCache(m *controller.Manager, broker kubernetes.Interface, cfg Config, ping leasewatch.Ping) *Cache {
 	strip := informers.WithTransform(stripManagedFields)
 	fed := informers.NewSharedInformerFactoryWithOptions(broker, 0, informers.WithNamespace(cfg.Namespace), strip)
 	memberships := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", clusterset.MembershipConfigMap).String()
 	}))
 	leases := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", heartbeat.LeaseName).String()
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", liveness.LeaseName).String()
 	}))
 	recs := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = FederationRecordSelector(cfg.Name).String()
 	}))
-	c := &Cache{cfg: cfg, factories: []informers.SharedInformerFactory{fed, memberships, leases, recs}}
+	c := &Cache{cfg: cfg, Liveness: liveness.NewTracker(liveness.Config{Grace: cfg.Grace}, nil)}
 	c.ServiceInformer = fed.Core().V1().Services().Informer()
 	c.services = fed.Core().V1().Services().Lister()
 	c.MembershipInformer = memberships.Core().V1().ConfigMaps().Informer()
 	c.memberships = memberships.Core().V1().ConfigMaps().Lister()
 	c.LeaseInformer = leases.Coordination().V1().Leases().Informer()
-	c.leases = leases.Coordination().V1().Leases().Lister()
 	c.RecordInformer = recs.Discovery().V1().EndpointSlices().Informer()
 	c.records = recs.Discovery().V1().EndpointSlices().Lister()
+	for _, f := range []informers.SharedInformerFactory{fed, memberships, leases, recs} {
+		m.AddInformers(f)
+	}
+	leasewatch.Setup(m, c.Liveness, leasewatch.Options{
+		Leases: c.LeaseInformer, Memberships: c.MembershipInformer, Ping: ping,
+		Broker: []cache.SharedIndexInformer{c.ServiceInformer, c.MembershipInformer, c.LeaseInformer, c.RecordInformer},
+	})
 	return c
-}
-
-// Start runs the informers until ctx ends and waits for their caches; it fails if ctx ends
-// first.
-func (c *Cache) Start(ctx context.Context) error {
-	for _, f := range c.factories {
-		f.Start(ctx.Done())
-	}
-	for _, f := range c.factories {
-		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-			if !ok {
-				return fmt.Errorf("the broker's %v cache did not sync: %w", typ, context.Cause(ctx))
-			}
-		}
-	}
-	return nil
 }
 
 // Synced reports whether every cache is complete.
@@ -151,9 +145,10 @@ func (c *Cache) ServiceNames() []string {
 	return out
 }
 
-// Snapshot returns what the caches hold. A malformed membership record is an error, as in
-// clusterset.ReadMembers: a partial view must never drop a member's shards.
-func (c *Cache) Snapshot(now time.Time) (*Snapshot, error) {
+// Snapshot returns what the caches hold, with the tracker's verdicts. A malformed
+// membership record is an error, as in clusterset.ReadMembers: a partial view must never
+// drop a member's shards.
+func (c *Cache) Snapshot() (*Snapshot, error) {
 	if !c.Synced() {
 		return nil, errors.New("the broker caches have not synced yet")
 	}
@@ -165,19 +160,15 @@ func (c *Cache) Snapshot(now time.Time) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	leases, err := c.leases.List(labels.Everything())
-	if err != nil {
-		return nil, err
-	}
 	recs, err := c.records.List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
-	return buildSnapshot(c.cfg, svcs, cms, leases, recs, now)
+	return buildSnapshot(c.cfg, svcs, cms, recs, c.Liveness.View())
 }
 
-func buildSnapshot(cfg Config, svcs []*corev1.Service, cms []*corev1.ConfigMap, leases []*coordinationv1.Lease, recs []*discoveryv1.EndpointSlice, now time.Time) (*Snapshot, error) {
-	snap := &Snapshot{Federation: cfg.Name, Now: now, Grace: cfg.Grace, Leases: map[string]*coordinationv1.Lease{}}
+func buildSnapshot(cfg Config, svcs []*corev1.Service, cms []*corev1.ConfigMap, recs []*discoveryv1.EndpointSlice, view liveness.View) (*Snapshot, error) {
+	snap := &Snapshot{Federation: cfg.Name, Liveness: view}
 	for _, s := range svcs {
 		if s.Namespace == cfg.Namespace {
 			snap.Services = append(snap.Services, s)
@@ -199,17 +190,14 @@ func buildSnapshot(cfg Config, svcs []*corev1.Service, cms []*corev1.ConfigMap, 
 		return nil, err
 	}
 	slices.SortFunc(snap.Members, func(a, b clusterset.Member) int { return strings.Compare(a.ID, b.ID) })
-	for _, l := range leases {
-		if id, ok := clusterset.ClusterIDFromNamespace(l.Namespace); ok && l.Name == heartbeat.LeaseName {
-			snap.Leases[id] = l
-		}
-	}
 	snap.Shards = FromRecords(recs, cfg.Name)
 	return snap, nil
 }
 
-// ReadSnapshot reads the broker once, without informers (for the CLI).
-func ReadSnapshot(ctx context.Context, broker kubernetes.Interface, cfg Config, now time.Time) (*Snapshot, error) {
+// ReadSnapshot reads the broker once, without informers (for the CLI). A single read cannot
+// observe leases being renewed, so every member is Held: shard health keeps what the
+// status writer last decided about each member.
+func ReadSnapshot(ctx context.Context, broker kubernetes.Interface, cfg Config) (*Snapshot, error) {
 	svcs, err := broker.CoreV1().Services(cfg.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing the federated Services in %s on the broker: %w", cfg.Namespace, err)
@@ -219,16 +207,11 @@ func ReadSnapshot(ctx context.Context, broker kubernetes.Interface, cfg Config, 
 	if err != nil {
 		return nil, fmt.Errorf("listing membership ConfigMaps on the broker: %w", err)
 	}
-	leases, err := broker.CoordinationV1().Leases(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("metadata.name", heartbeat.LeaseName).String()})
-	if err != nil {
-		return nil, fmt.Errorf("listing member leases on the broker: %w", err)
-	}
 	recs, err := broker.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: FederationRecordSelector(cfg.Name).String()})
 	if err != nil {
 		return nil, fmt.Errorf("listing shard records on the broker: %w", err)
 	}
-	return buildSnapshot(cfg, ptrs(svcs.Items), ptrs(cms.Items), ptrs(leases.Items), ptrs(recs.Items), now)
+	return buildSnapshot(cfg, ptrs(svcs.Items), ptrs(cms.Items), ptrs(recs.Items), liveness.View{})
 }
 
 func ptrs[T any](items []T) []*T {
@@ -251,38 +234,70 @@ type Source struct {
 	Validate func(zone.Service) error
 
 	cache    *Cache
-	now      func() time.Time
 	rejected []error
 
 	changes chan struct{}
 	mu      sync.Mutex
-	timer   *time.Timer
 }
 
-// NewSource returns a Source for the federation cfg names; Start runs it.
-func NewSource(broker kubernetes.Interface, cfg Config) (*Source, error) {
+// NewSource returns a Source for the federation cfg names, whose informers m runs; ping
+// reaches the broker for the liveness tracker.
+func NewSource(m *controller.Manager, broker kubernetes.Interface, cfg Config, ping leasewatch.Ping) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Source{cache: NewCache(broker, cfg), now: time.Now, changes: make(chan struct{}, 1)}
+	s := &Source{cache: NewCache(m, broker, cfg, ping), changes: make(chan struct{}, 1)}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.signal() },
 		UpdateFunc: func(any, any) { s.signal() },
 		DeleteFunc: func(any) { s.signal() },
 	}
-	for _, i := range []cache.SharedIndexInformer{s.cache.ServiceInformer, s.cache.MembershipInformer, s.cache.LeaseInformer, s.cache.RecordInformer} {
-		if _, err := i.AddEventHandler(notify); err != nil {
-			return nil, err
-		}
+	// Lease renewals change nothing by themselves; the tracker says when a verdict did.
+	for _, i := range []cache.SharedIndexInformer{s.cache.ServiceInformer, s.cache.MembershipInformer, s.cache.RecordInformer} {
+		m.Watch(i, notify)
 	}
+	s.cache.Liveness.OnChange(func(liveness.View, []liveness.Change) { s.signal() })
 	return s, nil
 }
 
-// Start runs the informers until ctx ends and waits for the caches.
-func (s *Source) Start(ctx context.Context) error { return s.cache.Start(ctx) }
+// StartSource runs a Source on a controller manager of its own, named component, until ctx
+// ends, and returns once its caches are complete (or with the error that stopped it).
+func StartSource(ctx context.Context, component string, broker kubernetes.Interface, cfg Config) (*Source, error) {
+	m, err := controller.NewManager(controller.Options{Name: component})
+	if err != nil {
+		return nil, err
+	}
+	src, err := NewSource(m, broker, cfg, leasewatch.Readyz(broker.Discovery().RESTClient()))
+	if err != nil {
+		return nil, err
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- m.Start(ctx) }()
+	err = wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
+		select {
+		case err := <-stopped:
+			if err == nil {
+				err = context.Cause(ctx)
+			}
+			return false, err
+		default:
+			return src.Synced(), nil
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// Synced reports whether the source's caches are complete.
+func (s *Source) Synced() bool { return s.cache.Synced() }
+
+// Liveness is the source's view of the members.
+func (s *Source) Liveness() liveness.View { return s.cache.Liveness.View() }
 
 // Changed receives a value when what Services returns may have changed: a broker object
-// changed, or a member's lease is about to expire (the strait dns runner's Notifier).
+// changed, or a member's liveness verdict (the strait dns runner's Notifier).
 func (s *Source) Changed() <-chan struct{} { return s.changes }
 
 func (s *Source) signal() {
@@ -294,26 +309,11 @@ func (s *Source) signal() {
 
 // Statuses returns every federated Service's status.
 func (s *Source) Statuses(context.Context) ([]ServiceStatus, error) {
-	snap, err := s.cache.Snapshot(s.now())
+	snap, err := s.cache.Snapshot()
 	if err != nil {
 		return nil, err
 	}
-	sts := AggregateAll(snap)
-	var recheck time.Duration
-	for _, st := range sts {
-		if st.Recheck > 0 && (recheck == 0 || st.Recheck < recheck) {
-			recheck = st.Recheck
-		}
-	}
-	if recheck > 0 {
-		s.mu.Lock()
-		if s.timer != nil {
-			s.timer.Stop()
-		}
-		s.timer = time.AfterFunc(recheck, s.signal)
-		s.mu.Unlock()
-	}
-	return sts, nil
+	return AggregateAll(snap), nil
 }
 
 // Services implements the strait dns Source.
@@ -344,7 +344,7 @@ func (s *Source) Services(ctx context.Context) ([]zone.Service, error) {
 // Locations returns where the members are (membership region and zone), for the clusters
 // strait dns answers short names to (server.Config.Clusters).
 func (s *Source) Locations() ([]zone.Location, error) {
-	snap, err := s.cache.Snapshot(s.now())
+	snap, err := s.cache.Snapshot()
 	if err != nil {
 		return nil, err
 	}

@@ -14,9 +14,10 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
-	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/dns/zone"
+	"github.com/strait-io/strait/internal/liveness"
 )
 
 func brokerObjects(now time.Time) []runtime.Object {
@@ -25,7 +26,7 @@ func brokerObjects(now time.Time) []runtime.Object {
 		ns := clusterset.MemberNamespace(m.ID)
 		objs = append(objs,
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap, Namespace: ns}, Data: clusterset.MembershipData(m)},
-			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: heartbeat.LeaseName, Namespace: ns},
+			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: liveness.LeaseName, Namespace: ns},
 				Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: now}, LeaseDurationSeconds: ptr.To(int32(15))}},
 		)
 		s := Shard{Cluster: m.ID, Namespace: DefaultNamespace, Name: "web", State: ShardCreated, ReadyEndpoints: 1,
@@ -36,7 +37,7 @@ func brokerObjects(now time.Time) []runtime.Object {
 	}
 	// The agent's leader lease on the broker cluster has the heartbeat's name too; it is no
 	// member's lease.
-	objs = append(objs, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: heartbeat.LeaseName, Namespace: clusterset.SystemNamespace}})
+	objs = append(objs, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: liveness.LeaseName, Namespace: clusterset.SystemNamespace}})
 	return objs
 }
 
@@ -57,16 +58,19 @@ func TestSourceFollowsTheBroker(t *testing.T) {
 	cs := fake.NewClientset(brokerObjects(now)...)
 	cfg := DefaultConfig()
 	cfg.Name = fed
-	src, err := NewSource(cs, cfg)
+	m, err := controller.NewManager(controller.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewSource(m, cs, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := src.Services(ctx); err == nil {
 		t.Fatal("Services before the caches synced must fail, not return an empty list")
 	}
-	if err := src.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	go func() { _ = m.Start(ctx) }()
+	waitFor(t, src.Synced)
 	svcs, err := src.Services(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -131,12 +135,18 @@ func TestReadSnapshot(t *testing.T) {
 	cs := fake.NewClientset(brokerObjects(now)...)
 	cfg := DefaultConfig()
 	cfg.Name = fed
-	snap, err := ReadSnapshot(context.Background(), cs, cfg, now)
+	snap, err := ReadSnapshot(context.Background(), cs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.Services) != 1 || len(snap.Members) != 2 || len(snap.Leases) != 2 || len(snap.Shards) != 2 {
-		t.Errorf("snapshot: %d services, %d members, %d leases, %d shards", len(snap.Services), len(snap.Members), len(snap.Leases), len(snap.Shards))
+	if len(snap.Services) != 1 || len(snap.Members) != 2 || len(snap.Shards) != 2 {
+		t.Errorf("snapshot: %d services, %d members, %d shards", len(snap.Services), len(snap.Members), len(snap.Shards))
+	}
+	// One read observes no renewal: every member is Held, never judged dead.
+	for _, m := range snap.Members {
+		if s := snap.Liveness.State(m.ID); s != liveness.Held {
+			t.Errorf("member %s is %s from a single read, want Held", m.ID, s)
+		}
 	}
 }
 

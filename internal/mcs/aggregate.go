@@ -54,13 +54,22 @@ type Result struct {
 	// Per KEP-1645 a conflicting property is reported on every export of the service,
 	// the winner included, not only on the exports that lost.
 	Conflicts map[string][]Conflict
+	// Dropped lists the exports left out because they are invalid or duplicated, sorted
+	// by cluster. The others are aggregated as if they did not exist.
+	Dropped []Dropped
 }
 
-// ErrNoExports is returned by Aggregate for an empty input: a ServiceImport exists only
-// while at least one export does, so there is nothing to compute.
+// Dropped is an export left out of the aggregation, and why.
+type Dropped struct {
+	Cluster string
+	Reason  string
+}
+
+// ErrNoExports is returned by Aggregate when no valid export is left: a ServiceImport
+// exists only while at least one export does, so there is nothing to compute.
 var ErrNoExports = errors.New("no exports to aggregate")
 
-// Aggregate merges the exports of one namespace/name from all member clusters, following
+// Aggregate merges the exports of namespace/name from all member clusters, following
 // KEP-1645 "Constraints and Conflict Resolution":
 //
 //   - Precedence goes by the broker-assigned creation time, oldest first; equal times
@@ -75,29 +84,39 @@ var ErrNoExports = errors.New("no exports to aggregate")
 //     take the oldest export's value; if any export differs, every export gets a
 //     Conflict with the standard reason.
 //
-// The result does not depend on the order of exports. Every export must be valid
-// (Validate), share one namespace/name and come from a distinct cluster; otherwise
-// Aggregate returns an error and callers keep whatever they had.
-func Aggregate(exports []Export) (Result, error) {
+// The result does not depend on the order of exports. One member's bad export never
+// blocks the others: an export that is invalid (Validate) or for another namespace/name,
+// and every export of a cluster that exports the service more than once, are left out and
+// listed in Result.Dropped. Only when nothing valid is left does Aggregate fail, with
+// ErrNoExports (and the Dropped list).
+func Aggregate(ns, name string, exports []Export) (Result, error) {
 	if len(exports) == 0 {
 		return Result{}, ErrNoExports
 	}
-	ns, name := exports[0].Namespace, exports[0].Name
+	count := map[string]int{}
+	for _, e := range exports {
+		count[e.Cluster]++
+	}
+	var dropped []Dropped
 	sorted := make([]Export, 0, len(exports))
-	seen := make(map[string]bool, len(exports))
 	for i := range exports {
 		e := &exports[i]
-		if err := e.Validate(); err != nil {
-			return Result{}, err
+		switch err := e.Validate(); {
+		case count[e.Cluster] > 1:
+			if !slices.ContainsFunc(dropped, func(d Dropped) bool { return d.Cluster == e.Cluster }) {
+				dropped = append(dropped, Dropped{e.Cluster, fmt.Sprintf("cluster %q has %d records of %s/%s; all are ignored until it has one", e.Cluster, count[e.Cluster], ns, name)})
+			}
+		case err != nil:
+			dropped = append(dropped, Dropped{e.Cluster, err.Error()})
+		case e.Namespace != ns || e.Name != name:
+			dropped = append(dropped, Dropped{e.Cluster, fmt.Sprintf("export from cluster %q is for %s/%s, not %s/%s", e.Cluster, e.Namespace, e.Name, ns, name)})
+		default:
+			sorted = append(sorted, normalize(*e))
 		}
-		if e.Namespace != ns || e.Name != name {
-			return Result{}, fmt.Errorf("export from cluster %q is for %s/%s, not %s/%s", e.Cluster, e.Namespace, e.Name, ns, name)
-		}
-		if seen[e.Cluster] {
-			return Result{}, fmt.Errorf("cluster %q exports %s/%s more than once", e.Cluster, ns, name)
-		}
-		seen[e.Cluster] = true
-		sorted = append(sorted, normalize(*e))
+	}
+	slices.SortStableFunc(dropped, func(a, b Dropped) int { return strings.Compare(a.Cluster, b.Cluster) })
+	if len(sorted) == 0 {
+		return Result{Dropped: dropped}, ErrNoExports
 	}
 	slices.SortFunc(sorted, func(a, b Export) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
@@ -110,6 +129,7 @@ func Aggregate(exports []Export) (Result, error) {
 	res := Result{
 		Winner:    w.Cluster,
 		Conflicts: map[string][]Conflict{},
+		Dropped:   dropped,
 		Import: Import{
 			Namespace:             ns,
 			Name:                  name,

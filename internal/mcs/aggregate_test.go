@@ -398,7 +398,7 @@ func TestAggregate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Aggregate(tt.exports)
+			got, err := Aggregate("demo", "hello", tt.exports)
 			if err != nil {
 				t.Fatalf("Aggregate: %v", err)
 			}
@@ -453,7 +453,7 @@ func TestAggregateOrderIndependent(t *testing.T) {
 		}),
 		exp("cluster05", 1, withPorts(port("metrics", 9090))),
 	}
-	want, err := Aggregate(exports)
+	want, err := Aggregate("demo", "hello", exports)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,7 @@ func TestAggregateOrderIndependent(t *testing.T) {
 	for i := range 200 {
 		shuffled := slices.Clone(exports)
 		rng.Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
-		got, err := Aggregate(shuffled)
+		got, err := Aggregate("demo", "hello", shuffled)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -478,40 +478,60 @@ func TestAggregateOrderIndependent(t *testing.T) {
 	}
 }
 
-func TestAggregateErrors(t *testing.T) {
+// One member's bad export is dropped with its reason; a good export from another member
+// still makes the import, exactly as if the bad one did not exist.
+func TestAggregateDropsBadExports(t *testing.T) {
 	tests := []struct {
-		name    string
-		exports []Export
-		want    string
+		name string
+		bad  []Export
+		want string
 	}{
-		{"empty", nil, "no exports"},
-		{"other name", []Export{exp("cluster01", 0), exp("cluster02", 0, func(e *Export) { e.Name = "other" })}, "is for demo/other, not demo/hello"},
-		{"other namespace", []Export{exp("cluster01", 0), exp("cluster02", 0, func(e *Export) { e.Namespace = "x" })}, "is for x/hello"},
-		{"duplicate cluster", []Export{exp("cluster01", 0), exp("cluster01", 1)}, "more than once"},
+		{"other name", []Export{exp("cluster02", 0, func(e *Export) { e.Name = "other" })}, "is for demo/other, not demo/hello"},
+		{"other namespace", []Export{exp("cluster02", 0, func(e *Export) { e.Namespace = "x" })}, "is for x/hello"},
+		{"duplicate cluster", []Export{exp("cluster02", 0), exp("cluster02", 1)}, `cluster "cluster02" has 2 records of demo/hello`},
 		{"invalid cluster", []Export{exp("Cluster_1", 0)}, "cluster:"},
-		{"unknown type", []Export{exp("cluster01", 0, withType("LoadBalancer"))}, "type:"},
-		{"no type", []Export{exp("cluster01", 0, withType(""))}, "type:"},
-		{"port out of range", []Export{exp("cluster01", 0, withPorts(port("http", 0)))}, "out of range"},
-		{"bad protocol", []Export{exp("cluster01", 0, withPorts(mcsv1beta1.ServicePort{Name: "x", Protocol: "ICMP", Port: 1}))}, "unsupported protocol"},
-		{"duplicate port name", []Export{exp("cluster01", 0, withPorts(port("http", 80), port("http", 81)))}, "duplicate name"},
-		{"duplicate port number", []Export{exp("cluster01", 0, withPorts(port("a", 80), port("b", 80)))}, "duplicate protocol and number"},
-		{"invalid label", []Export{exp("cluster01", 0, func(e *Export) { e.Labels = map[string]string{"bad key!": "v"} })}, "exportedLabels"},
-		{"invalid label value", []Export{exp("cluster01", 0, func(e *Export) { e.Labels = map[string]string{"k": strings.Repeat("v", 64)} })}, "exportedLabels"},
-		{"invalid annotation", []Export{exp("cluster01", 0, func(e *Export) { e.Annotations = map[string]string{"/x": "v"} })}, "exportedAnnotations"},
-		{"invalid affinity", []Export{exp("cluster01", 0, func(e *Export) { e.SessionAffinity = "Sticky" })}, "sessionAffinity"},
-		{"IP as host", []Export{exp("cluster01", 0, withHost("192.168.0.199"))}, `host: "192.168.0.199" is an IP address`},
-		{"wildcard host", []Export{exp("cluster01", 0, withHost("*.abc.com"))}, "is not a valid DNS name"},
-		{"host too long", []Export{exp("cluster01", 0, withHost(strings.Repeat("a.", 127)+"com"))}, "must be no more than 253 characters"},
+		{"unknown type", []Export{exp("cluster02", 0, withType("LoadBalancer"))}, "type:"},
+		{"no type", []Export{exp("cluster02", 0, withType(""))}, "type:"},
+		{"port out of range", []Export{exp("cluster02", 0, withPorts(port("http", 0)))}, "out of range"},
+		{"bad protocol", []Export{exp("cluster02", 0, withPorts(mcsv1beta1.ServicePort{Name: "x", Protocol: "ICMP", Port: 1}))}, "unsupported protocol"},
+		{"duplicate port name", []Export{exp("cluster02", 0, withPorts(port("http", 80), port("http", 81)))}, "duplicate name"},
+		{"duplicate port number", []Export{exp("cluster02", 0, withPorts(port("a", 80), port("b", 80)))}, "duplicate protocol and number"},
+		{"invalid label", []Export{exp("cluster02", 0, func(e *Export) { e.Labels = map[string]string{"bad key!": "v"} })}, "exportedLabels"},
+		{"invalid label value", []Export{exp("cluster02", 0, func(e *Export) { e.Labels = map[string]string{"k": strings.Repeat("v", 64)} })}, "exportedLabels"},
+		{"invalid annotation", []Export{exp("cluster02", 0, func(e *Export) { e.Annotations = map[string]string{"/x": "v"} })}, "exportedAnnotations"},
+		{"invalid affinity", []Export{exp("cluster02", 0, func(e *Export) { e.SessionAffinity = "Sticky" })}, "sessionAffinity"},
+		{"IP as host", []Export{exp("cluster02", 0, withHost("192.168.0.199"))}, `host: "192.168.0.199" is an IP address`},
+		{"wildcard host", []Export{exp("cluster02", 0, withHost("*.abc.com"))}, "is not a valid DNS name"},
+		{"host too long", []Export{exp("cluster02", 0, withHost(strings.Repeat("a.", 127)+"com"))}, "must be no more than 253 characters"},
+	}
+	good := exp("cluster01", 0)
+	want, err := Aggregate("demo", "hello", []Export{good})
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Aggregate(tt.exports)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			got, err := Aggregate("demo", "hello", append(slices.Clone(tt.bad), good))
+			if err != nil {
+				t.Fatalf("a bad export blocked the good one: %v", err)
+			}
+			if len(got.Dropped) != 1 || !strings.Contains(got.Dropped[0].Reason, tt.want) {
+				t.Fatalf("dropped = %+v, want one entry containing %q", got.Dropped, tt.want)
+			}
+			if got.Dropped[0].Cluster != tt.bad[0].Cluster {
+				t.Errorf("dropped cluster = %q, want %q", got.Dropped[0].Cluster, tt.bad[0].Cluster)
+			}
+			got.Dropped = nil
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("the good export's import changed:\n got %+v\nwant %+v", got, want)
+			}
+			// Alone, the bad export makes no import.
+			if res, err := Aggregate("demo", "hello", tt.bad); !errors.Is(err, ErrNoExports) || len(res.Dropped) == 0 {
+				t.Errorf("Aggregate(bad only) = %+v, %v; want ErrNoExports with the drop", res, err)
 			}
 		})
 	}
-	if _, err := Aggregate(nil); !errors.Is(err, ErrNoExports) {
+	if _, err := Aggregate("demo", "hello", nil); !errors.Is(err, ErrNoExports) {
 		t.Errorf("Aggregate(nil) = %v, want ErrNoExports", err)
 	}
 }
@@ -523,7 +543,7 @@ func TestAggregateDoesNotAlias(t *testing.T) {
 		e.Labels = map[string]string{"a": "b"}
 		e.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](5)}}
 	})}
-	res, err := Aggregate(in)
+	res, err := Aggregate("demo", "hello", in)
 	if err != nil {
 		t.Fatal(err)
 	}

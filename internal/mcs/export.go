@@ -53,6 +53,10 @@ type Export struct {
 	// ExternalName Service. Exports with and without a host are aggregated apart
 	// (SplitByHost).
 	Host string
+
+	// Unreadable, set by whoever read the record, says what of it could not be read (a
+	// malformed annotation); Validate then refuses the export.
+	Unreadable string
 }
 
 // SplitByHost separates the exports reached through addresses from those reached through an
@@ -75,6 +79,9 @@ func SplitByHost(exports []Export) (addresses, hosts []Export) {
 // and break the ServiceImport for the whole clusterset.
 func (e *Export) Validate() error {
 	var errs []string
+	if e.Unreadable != "" {
+		errs = append(errs, e.Unreadable)
+	}
 	for _, msg := range validation.IsDNS1123Label(e.Cluster) {
 		errs = append(errs, "cluster: "+msg)
 	}

@@ -121,7 +121,7 @@ func TestConflictCondition(t *testing.T) {
 		t.Errorf("no conflicts: %+v", none)
 	}
 
-	res, err := Aggregate([]Export{
+	res, err := Aggregate("demo", "hello", []Export{
 		exp("cluster01", 0),
 		exp("cluster02", 1, withType(headless), withPorts(port("http", 81))),
 	})

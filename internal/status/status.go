@@ -12,8 +12,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/strait-io/strait/internal/agent/global"
-	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/globalservice"
+	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/mcs"
 )
@@ -108,7 +108,7 @@ func Build(members []clusterset.Member, leases []coordinationv1.Lease, recs []*m
 		if len(exports) == 0 {
 			continue
 		}
-		res, err := mcs.Aggregate(exports)
+		res, err := mcs.Aggregate(exports[0].Namespace, exports[0].Name, exports)
 		if err != nil || len(res.Conflicts) == 0 {
 			continue
 		}
@@ -136,7 +136,7 @@ func GlobalServices(cluster string, services []corev1.Service, recs []discoveryv
 	var out []GlobalService
 	for i := range services {
 		svc := &services[i]
-		opts := global.OptionsOf(svc)
+		opts := globalservice.OptionsOf(svc)
 		if !opts.Global {
 			continue
 		}
@@ -147,21 +147,21 @@ func GlobalServices(cluster string, services []corev1.Service, recs []discoveryv
 		byCluster := map[string][]*discoveryv1.EndpointSlice{}
 		for j := range recs {
 			r := &recs[j]
-			key, ok := global.RecordKey(r)
+			key, ok := globalservice.RecordKey(r)
 			member, isMember := clusterset.ClusterIDFromNamespace(r.Namespace)
 			if ok && isMember && member != cluster && key == svc.Namespace+"/"+svc.Name {
 				byCluster[member] = append(byCluster[member], r)
 			}
 		}
-		var remotes []global.Remote
+		var remotes []globalservice.Remote
 		for c, slices := range byCluster {
-			remotes = append(remotes, global.Remote{Cluster: c, Slices: slices})
+			remotes = append(remotes, globalservice.Remote{Cluster: c, Slices: slices})
 			gs.Clusters = append(gs.Clusters, c)
 		}
 		sort.Strings(gs.Clusters)
 		all := opts
-		all.Affinity = global.AffinityNone
-		_, conflicts := global.Desired(svc, all, 0, remotes)
+		all.Affinity = globalservice.AffinityNone
+		_, conflicts := globalservice.Desired(svc, all, 0, remotes)
 		sort.Strings(conflicts)
 		gs.Problems = append(gs.Problems, conflicts...)
 		out = append(out, gs)

@@ -11,8 +11,8 @@ import (
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/strait-io/strait/internal/agent/global"
-	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/globalservice"
+	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/mcs"
 )
@@ -54,11 +54,11 @@ func TestBuildReportsLeasesExportsAndConflicts(t *testing.T) {
 
 func TestGlobalServicesShowRemoteClustersAndPortConflicts(t *testing.T) {
 	svc := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "rebel-base",
-		Annotations: map[string]string{global.CiliumGlobal: "true"}},
+		Annotations: map[string]string{globalservice.CiliumGlobal: "true"}},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolUDP}}}}
 	plain := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "other"}}
 	rec := discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: clusterset.MemberNamespace("west"), Labels: global.RecordLabels("west", "demo", "rebel-base")},
+		ObjectMeta: metav1.ObjectMeta{Namespace: clusterset.MemberNamespace("west"), Labels: globalservice.RecordLabels("west", "demo", "rebel-base")},
 		Ports:      []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(80)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 		Endpoints:  []discoveryv1.Endpoint{{Addresses: []string{"10.2.0.2"}}},
 	}

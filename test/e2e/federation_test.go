@@ -214,11 +214,8 @@ func TestFederatedServices(t *testing.T) {
 	// What strait dns serves from: the broker-backed Source.
 	srcCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	src, err := federation.NewSource(broker, federation.DefaultConfig())
+	src, err := federation.StartSource(srcCtx, "e2e", broker, federation.DefaultConfig())
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Start(srcCtx); err != nil {
 		t.Fatal(err)
 	}
 	healthy := func(want map[string]bool) func(ctx context.Context) (bool, error) {

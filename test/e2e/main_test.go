@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,12 @@ import (
 var straitBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every scenario here runs lab clusters (root, network namespaces): none is fast.
+		fmt.Println("e2e scenarios run lab clusters; skipped under -short (make test-unit)")
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "strait-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

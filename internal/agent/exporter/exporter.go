@@ -7,6 +7,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,10 +26,12 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
+	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/agent/policy"
-	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/agent/slicesync"
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/mcs"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Exporter reconciles one ServiceExport ("namespace/name") at a time.
@@ -272,7 +275,12 @@ func (e *Exporter) conflicts(ns, name string, own *mcsv1beta1.ServiceImport) ([]
 	} else {
 		exports = hosts
 	}
-	res, err := mcs.Aggregate(exports)
+	// Other members' bad records are left out (the importers report them); they never
+	// keep this member's conditions from updating.
+	res, err := mcs.Aggregate(x.Namespace, x.Name, exports)
+	if errors.Is(err, mcs.ErrNoExports) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -299,4 +307,62 @@ func (e *Exporter) setConditions(ctx context.Context, exp *mcsv1beta1.ServiceExp
 	}
 	_, err := e.LocalMCS.MulticlusterV1beta1().ServiceExports(exp.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{})
 	return err
+}
+
+// Setup declares the export loop and what it watches.
+func Setup(e *env.Env) error {
+	m := e.Member.Informers
+	exports := e.Member.MCSInformers.Multicluster().V1beta1().ServiceExports()
+	services, slices, namespaces := m.Core().V1().Services(), m.Discovery().V1().EndpointSlices(), m.Core().V1().Namespaces()
+	nodes, ingresses := m.Core().V1().Nodes(), m.Networking().V1().Ingresses()
+	recordSIs := e.Broker.MCSInformers.Multicluster().V1beta1().ServiceImports()
+	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	loop := e.Manager.NewLoop("export", &Exporter{
+		ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace,
+		Local: e.Member.Kube, LocalMCS: e.Member.MCS, Broker: e.Broker.Kube, BrokerMCS: e.Broker.MCS,
+		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
+		Nodes: nodes.Lister(), Ingresses: ingresses.Lister(),
+		Records: recordSIs.Lister(), RecordSlices: recordSlices.Lister(),
+	})
+	// exportsOf lists the exports of a namespace ("" for all) that want to be reached a
+	// given way (any way if via is "").
+	exportsOf := func(ns, via string) []string {
+		var keys []string
+		list, _ := exports.Lister().ServiceExports(ns).List(labels.Everything())
+		for _, x := range list {
+			if via == "" || x.Annotations[AnnotationExportVia] == via {
+				keys = append(keys, x.Namespace+"/"+x.Name)
+			}
+		}
+		return keys
+	}
+	inNamespace := func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok {
+			return exportsOf(o.GetName(), "")
+		}
+		return nil
+	}
+	recordKey := func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok {
+			if k, ok := records.Key(o); ok {
+				return []string{k}
+			}
+		}
+		return nil
+	}
+	loop.Watch(exports.Informer(), controller.ObjectKey)
+	loop.Watch(services.Informer(), controller.ObjectKey)
+	loop.Watch(slices.Informer(), controller.LabelKey(discoveryv1.LabelServiceName))
+	loop.Watch(recordSIs.Informer(), recordKey)
+	loop.Watch(namespaces.Informer(), inNamespace)
+	// Node changes (addresses, readiness) matter to exports through node ports.
+	loop.Watch(nodes.Informer(), func(any) []string { return exportsOf(metav1.NamespaceAll, ViaNodePort) })
+	// Ingress changes matter to the exports through an Ingress host in their namespace.
+	loop.Watch(ingresses.Informer(), func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok {
+			return exportsOf(o.GetNamespace(), ViaIngress)
+		}
+		return nil
+	})
+	return nil
 }

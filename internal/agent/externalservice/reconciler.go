@@ -19,12 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
@@ -32,7 +29,9 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/api/v1alpha1"
+	agentenv "github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/agent/slicesync"
+	"github.com/strait-io/strait/internal/controller"
 	es "github.com/strait-io/strait/internal/externalservice"
 	"github.com/strait-io/strait/internal/externalservice/esclient"
 )
@@ -385,21 +384,40 @@ func (r *Reconciler) events(obj *v1alpha1.ExternalService, st *v1alpha1.External
 	}
 }
 
-// NewRecorder returns an event recorder that knows ExternalServices and writes to the
-// cluster until ctx ends.
-func NewRecorder(ctx context.Context, client kubernetes.Interface) (record.EventRecorder, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
+// Setup declares the ExternalService loop. It starts once the API server serves
+// ExternalServices and their cache is complete, so a cluster without the CRD runs the
+// other reconcilers meanwhile, and a missing cache never looks like deleted objects.
+func Setup(e *agentenv.Env) error {
+	client, err := esclient.New(e.Member.Config)
+	if err != nil {
+		return err
 	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
+	services, slices := e.Member.Informers.Core().V1().Services(), e.Member.Informers.Discovery().V1().EndpointSlices()
+	informer := esclient.NewInformer(client, metav1.NamespaceAll, 0)
+	// Not a manager loop: it must not run before its own informer, started late, synced.
+	loop := controller.New("externalservice", e.Manager.Metrics())
+	r := &Reconciler{
+		Local: e.Member.Kube, Status: StatusWriterFor(client),
+		ExternalServices: esclient.NewLister(informer.GetIndexer()),
+		Services:         services.Lister(), Slices: slices.Lister(),
+		Recorder: e.Recorder,
 	}
-	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	go func() {
-		<-ctx.Done()
-		b.Shutdown()
-	}()
-	return b.NewRecorder(s, corev1.EventSource{Component: "strait-agent"}), nil
+	for _, w := range []struct {
+		informer cache.SharedIndexInformer
+		keys     func(any) []string
+	}{{informer, controller.ObjectKey}, {services.Informer(), controller.ObjectKey}, {slices.Informer(), SliceKeys}} {
+		e.Manager.Watch(w.informer, loop.Handler(w.keys))
+	}
+	e.Manager.Go("externalservice", func(ctx context.Context) error {
+		if !WaitServed(ctx, e.Member.Kube.Discovery(), 30*time.Second) {
+			return nil
+		}
+		r.Health = NewChecker(ctx, e.Settings.Prober, loop.Enqueue)
+		go informer.RunWithContext(ctx)
+		if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+			loop.Run(ctx, e.Manager.Workers(), r)
+		}
+		return nil
+	})
+	return nil
 }

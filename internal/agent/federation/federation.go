@@ -8,27 +8,27 @@ package federation
 
 import (
 	"context"
-	"fmt"
+
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/strait-io/strait/internal/agent/controller"
-	"github.com/strait-io/strait/internal/agent/records"
-	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/agent/env"
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/federation/brokerstatus"
+	"github.com/strait-io/strait/internal/liveness/leasewatch"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Config configures the member side.
@@ -51,82 +51,52 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 		"when this cluster hosts the broker, write the federated Services' status (ingress union, per-cluster shard conditions) there")
 }
 
-// Options wire the member side into the agent.
-type Options struct {
-	Config    Config
-	ClusterID string
-	// Local and Broker are clients of the member cluster and (with the member's broker
-	// credential) of the broker.
-	Local, Broker kubernetes.Interface
-	// LocalFactory is the agent's informer factory of the member cluster; its Services,
-	// EndpointSlices and Namespaces informers are shared, a Nodes informer is added.
-	LocalFactory informers.SharedInformerFactory
-	// RecordSlices is the agent's broker informer of Strait's EndpointSlices (every member
-	// namespace, labelled managed-by=strait): the shard records are among them.
-	RecordSlices discoveryinformers.EndpointSliceInformer
-	Metrics      *controller.Metrics
-	Workers      int
-	Recorder     record.EventRecorder
-	// Identity names this agent in the status writer's leader lease.
-	Identity string
-}
-
-// Run wires and runs the member side until ctx ends. The agent calls it once its own caches
-// have synced; Run starts the informers it adds and waits for them before reconciling.
-func Run(ctx context.Context, o Options) error {
-	cfg := o.Config
+// Setup declares the Propagator's and the Reporter's loops and what they watch, and, when
+// the member cluster hosts the broker, the broker-side status writer.
+func Setup(e *env.Env) error {
+	cfg := e.Settings.Federation
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	logger := klog.FromContext(ctx).WithValues("federationNamespace", cfg.Namespace, "federation", cfg.Name)
-	ctx = klog.NewContext(ctx, logger)
 	// The broker's federated Services: an informer of its own, since the agent's broker
 	// informers see only objects labelled as Strait's.
-	fedFactory := informers.NewSharedInformerFactoryWithOptions(o.Broker, 0, informers.WithNamespace(cfg.Namespace))
+	fedFactory := informers.NewSharedInformerFactoryWithOptions(e.Broker.Kube, 0, informers.WithNamespace(cfg.Namespace))
+	e.Manager.AddInformers(fedFactory)
 	brokerServices := fedFactory.Core().V1().Services()
-	services := o.LocalFactory.Core().V1().Services()
-	slices := o.LocalFactory.Discovery().V1().EndpointSlices()
-	namespaces := o.LocalFactory.Core().V1().Namespaces()
-	nodes := o.LocalFactory.Core().V1().Nodes()
+	m := e.Member.Informers
+	services, slices, namespaces, nodes := m.Core().V1().Services(), m.Discovery().V1().EndpointSlices(), m.Core().V1().Namespaces(), m.Core().V1().Nodes()
+	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	host := &BrokerHost{Local: e.Member.Kube, Broker: e.Broker.Kube}
 
-	isBroker, err := hostsBroker(ctx, o.Local, o.Broker)
-	if err != nil {
-		return err
-	}
-	memberNS := clusterset.MemberNamespace(o.ClusterID)
-	prop := &Propagator{
-		Federation: cfg.Name, Namespace: cfg.Namespace, ClusterID: o.ClusterID, LocalIsBroker: isBroker,
-		Local: o.Local, BrokerServices: brokerServices.Lister(), Services: services.Lister(), Namespaces: namespaces.Lister(),
-		Recorder: o.Recorder,
-	}
-	rep := &Reporter{
-		Federation: cfg.Name, Namespace: cfg.Namespace, ClusterID: o.ClusterID, MemberNamespace: memberNS, LocalIsBroker: isBroker,
-		Broker: o.Broker, BrokerServices: brokerServices.Lister(), Services: services.Lister(), Slices: slices.Lister(), Nodes: nodes.Lister(),
-		Records: o.RecordSlices.Lister(),
-	}
-	propLoop := controller.New("federation-propagate", o.Metrics)
-	repLoop := controller.New("federation-report", o.Metrics)
-
+	prop := e.Manager.NewLoop("federation-propagate", &Propagator{
+		Federation: cfg.Name, Namespace: cfg.Namespace, ClusterID: e.ClusterID, Host: host,
+		Local: e.Member.Kube, BrokerServices: brokerServices.Lister(), Services: services.Lister(), Namespaces: namespaces.Lister(),
+		Recorder: e.Recorder,
+	})
+	rep := e.Manager.NewLoop("federation-report", &Reporter{
+		Federation: cfg.Name, Namespace: cfg.Namespace, ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace, Host: host,
+		Broker: e.Broker.Kube, BrokerServices: brokerServices.Lister(), Services: services.Lister(), Slices: slices.Lister(), Nodes: nodes.Lister(),
+		Records: recordSlices.Lister(),
+	})
 	inNamespace := func(obj any) []string {
-		m, ok := obj.(metav1.Object)
-		if !ok || m.GetNamespace() != cfg.Namespace {
+		o, ok := obj.(metav1.Object)
+		if !ok || o.GetNamespace() != cfg.Namespace {
 			return nil
 		}
-		return []string{m.GetNamespace() + "/" + m.GetName()}
+		return []string{o.GetNamespace() + "/" + o.GetName()}
 	}
 	sliceKey := func(obj any) []string {
-		m, ok := obj.(metav1.Object)
-		if !ok || m.GetNamespace() != cfg.Namespace || m.GetLabels()[discoveryv1.LabelServiceName] == "" {
-			return nil
+		if o, ok := obj.(metav1.Object); ok && o.GetNamespace() == cfg.Namespace {
+			return controller.LabelKey(discoveryv1.LabelServiceName)(obj)
 		}
-		return []string{m.GetNamespace() + "/" + m.GetLabels()[discoveryv1.LabelServiceName]}
+		return nil
 	}
 	recordKey := func(obj any) []string {
-		m, ok := obj.(metav1.Object)
-		if !ok || m.GetNamespace() != memberNS {
+		o, ok := obj.(metav1.Object)
+		if !ok || o.GetNamespace() != e.MemberNamespace {
 			return nil
 		}
-		if k, ok := federation.RecordKey(m, cfg.Name); ok {
+		if k, ok := federation.RecordKey(o, cfg.Name); ok {
 			return []string{k}
 		}
 		return nil
@@ -139,97 +109,84 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return keys
 	}
-	namespaceKeys := func(obj any) []string {
-		if m, ok := obj.(metav1.Object); ok && m.GetName() == cfg.Namespace {
+	prop.Watch(brokerServices.Informer(), inNamespace)
+	prop.Watch(services.Informer(), inNamespace)
+	prop.Watch(namespaces.Informer(), func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok && o.GetName() == cfg.Namespace {
 			return allFederated(obj)
 		}
 		return nil
-	}
-	for _, reg := range []struct {
-		informer cache.SharedIndexInformer
-		handler  cache.ResourceEventHandler
-	}{
-		{brokerServices.Informer(), propLoop.Handler(inNamespace)},
-		{services.Informer(), propLoop.Handler(inNamespace)},
-		{namespaces.Informer(), propLoop.Handler(namespaceKeys)},
-		{brokerServices.Informer(), repLoop.Handler(inNamespace)},
-		{services.Informer(), repLoop.Handler(inNamespace)},
-		{slices.Informer(), repLoop.Handler(sliceKey)},
-		{nodes.Informer(), repLoop.Handler(allFederated)},
-		{o.RecordSlices.Informer(), repLoop.Handler(recordKey)},
-	} {
-		if _, err := reg.informer.AddEventHandler(reg.handler); err != nil {
-			return err
-		}
-	}
-	fedFactory.Start(ctx.Done())
-	o.LocalFactory.Start(ctx.Done()) // starts the Nodes informer; the others already run
-	for name, synced := range map[string]map[string]bool{
-		"broker federation namespace": typeNames(fedFactory.WaitForCacheSync(ctx.Done())),
-		"member cluster":              typeNames(o.LocalFactory.WaitForCacheSync(ctx.Done())),
-	} {
-		for typ, ok := range synced {
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
+	})
+	rep.Watch(brokerServices.Informer(), inNamespace)
+	rep.Watch(services.Informer(), inNamespace)
+	rep.Watch(slices.Informer(), sliceKey)
+	rep.Watch(nodes.Informer(), allFederated)
+	rep.Watch(recordSlices.Informer(), recordKey)
+
+	if e.Settings.FederationBrokerStatus {
+		e.Manager.Go("federation status writer", func(ctx context.Context) error {
+			isBroker, err := host.Is(ctx)
+			if err != nil || !isBroker {
+				return nil
+			}
+			// With the agent's own credentials: in this cluster they are the broker's. A
+			// failure (no rights yet, the lease lost) is retried; the member side keeps
+			// running.
+			wait.UntilWithContext(ctx, func(ctx context.Context) {
+				err := brokerstatus.Run(ctx, brokerstatus.Options{
+					Config: cfg, Broker: e.Member.Kube, Ping: leasewatch.Readyz(e.Member.Kube.Discovery().RESTClient()),
+					Registry: e.Manager.Registry(), Workers: e.Manager.Workers(),
+					Identity: e.Settings.Identity, Component: "strait-agent",
+				})
+				if err != nil {
+					klog.FromContext(ctx).Error(err, "Federation status writer stopped; restarting")
 				}
-				return fmt.Errorf("the %s cache of %s did not sync", typ, name)
-			}
-		}
+			}, 10*time.Second)
+			return nil
+		})
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), o.RecordSlices.Informer().HasSynced) {
-		return nil
-	}
-	logger.Info("Federated Services running", "hostsBroker", isBroker)
-	if isBroker && cfg.BrokerStatus {
-		// With the agent's own credentials: in this cluster they are the broker's. A failure
-		// (no rights yet, the lease lost) is retried, the member side keeps running.
-		go wait.UntilWithContext(ctx, func(ctx context.Context) {
-			err := brokerstatus.Run(ctx, brokerstatus.Options{
-				Config: cfg.Config, Broker: o.Local, Metrics: o.Metrics, Workers: o.Workers,
-				Identity: o.Identity, Component: "strait-agent",
-			})
-			if err != nil {
-				logger.Error(err, "Federation status writer stopped; restarting")
-			}
-		}, 10*time.Second)
-	}
-	go propLoop.Run(ctx, o.Workers, prop)
-	repLoop.Run(ctx, o.Workers, rep)
 	return nil
 }
 
-func typeNames[K comparable](m map[K]bool) map[string]bool {
-	out := map[string]bool{}
-	for k, v := range m {
-		out[fmt.Sprint(k)] = v
-	}
-	return out
+// BrokerHost tells whether the member cluster is the broker cluster: the two API servers
+// share their kube-system namespace (its uid is a cluster's identity, as in join). It asks
+// once, when first needed, and retries until both answer.
+type BrokerHost struct {
+	Local, Broker kubernetes.Interface
+
+	mu    sync.Mutex
+	known bool
+	is    bool
 }
 
-// hostsBroker reports whether the member cluster is the broker cluster: the two API servers
-// share their kube-system namespace (its uid is a cluster's identity, as in join). Members
-// may read namespaces on the broker. It retries until the broker answers or ctx ends.
-func hostsBroker(ctx context.Context, local, broker kubernetes.Interface) (bool, error) {
-	var same bool
+// FixedHost is a BrokerHost whose answer is known.
+func FixedHost(is bool) *BrokerHost { return &BrokerHost{known: true, is: is} }
+
+// Is reports whether the member cluster hosts the broker. A nil BrokerHost says no.
+func (h *BrokerHost) Is(ctx context.Context) (bool, error) {
+	if h == nil {
+		return false, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.known {
+		return h.is, nil
+	}
 	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		l, err := local.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+		l, err := h.Local.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
 		if err != nil {
 			klog.FromContext(ctx).V(2).Info("Reading kube-system of the member cluster", "err", err)
 			return false, nil
 		}
-		b, err := broker.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+		b, err := h.Broker.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
 		if err != nil {
 			klog.FromContext(ctx).V(2).Info("Reading kube-system of the broker", "err", err)
 			return false, nil
 		}
-		same = l.UID == b.UID
+		h.is, h.known = l.UID == b.UID, true
 		return true, nil
 	})
-	if err != nil && ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	return same, err
+	return h.is, err
 }
 
 // ownSlices are a Service's EndpointSlices in the member, without those the agent writes for

@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
-	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	fedpkg "github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/records"
 )
 
 const (
@@ -213,7 +213,7 @@ func TestPropagatorLeavesOthersAlone(t *testing.T) {
 	}
 	// The broker cluster's own Service is the federated Service itself.
 	p, cs := propagator(world{broker: []runtime.Object{brokerService()}, local: []runtime.Object{brokerService()}, objects: []runtime.Object{brokerService()}})
-	p.LocalIsBroker = true
+	p.Host = FixedHost(true)
 	if err := p.Reconcile(ctx, key); err != nil {
 		t.Fatal(err)
 	}

@@ -34,10 +34,10 @@ const (
 // federation's label) and the namespaces it created; it never writes anything else.
 type Propagator struct {
 	Federation, Namespace, ClusterID string
-	// LocalIsBroker: the member cluster hosts the broker, so its Service of a federated
-	// name is the broker Service itself and is left alone.
-	LocalIsBroker bool
-	Local         kubernetes.Interface
+	// Host says whether the member cluster hosts the broker: its Service of a federated
+	// name is then the broker Service itself and is left alone.
+	Host  *BrokerHost
+	Local kubernetes.Interface
 	// BrokerServices lists the broker's federation namespace.
 	BrokerServices corelisters.ServiceLister
 	Services       corelisters.ServiceLister
@@ -59,8 +59,12 @@ func (p *Propagator) Reconcile(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	isBroker, err := p.Host.Is(ctx)
+	if err != nil {
+		return err
+	}
 	d := federation.Plan(federation.PlanInput{
-		Federation: p.Federation, Cluster: p.ClusterID, Broker: broker, Local: local, LocalIsBroker: p.LocalIsBroker,
+		Federation: p.Federation, Cluster: p.ClusterID, Broker: broker, Local: local, LocalIsBroker: isBroker,
 	})
 	logger := klog.FromContext(ctx).WithValues("service", key)
 	services := p.Local.CoreV1().Services(ns)
@@ -134,8 +138,8 @@ func (p *Propagator) ensureNamespace(ctx context.Context, ns string) error {
 // federated to this cluster and it holds no Service and no Pod: what users put there
 // is never deleted with it.
 func (p *Propagator) releaseNamespace(ctx context.Context, ns string) error {
-	if p.LocalIsBroker {
-		return nil
+	if isBroker, err := p.Host.Is(ctx); err != nil || isBroker {
+		return err
 	}
 	have, err := get(p.Namespaces.Get(ns))
 	if err != nil || have == nil || have.DeletionTimestamp != nil ||
@@ -174,7 +178,7 @@ func (p *Propagator) releaseNamespace(ctx context.Context, ns string) error {
 // namespace, and removes them when the broker no longer asks for the shard.
 type Reporter struct {
 	Federation, Namespace, ClusterID, MemberNamespace string
-	LocalIsBroker                                     bool
+	Host                                              *BrokerHost
 	Broker                                            kubernetes.Interface
 	BrokerServices                                    corelisters.ServiceLister
 	Services                                          corelisters.ServiceLister
@@ -204,7 +208,11 @@ func (r *Reporter) Reconcile(ctx context.Context, key string) error {
 	}
 	var want []*discoveryv1.EndpointSlice
 	if wanted {
-		shard, err := r.shard(ns, name, broker)
+		isBroker, err := r.Host.Is(ctx)
+		if err != nil {
+			return err
+		}
+		shard, err := r.shard(ns, name, broker, isBroker)
 		if err != nil {
 			return err
 		}
@@ -214,7 +222,7 @@ func (r *Reporter) Reconcile(ctx context.Context, key string) error {
 }
 
 // shard describes the member's shard of one federated Service.
-func (r *Reporter) shard(ns, name string, broker *corev1.Service) (federation.Shard, error) {
+func (r *Reporter) shard(ns, name string, broker *corev1.Service, isBroker bool) (federation.Shard, error) {
 	s := federation.Shard{Cluster: r.ClusterID, Namespace: ns, Name: name, State: federation.ShardPending}
 	local, err := get(r.Services.Services(ns).Get(name))
 	if err != nil {
@@ -228,7 +236,7 @@ func (r *Reporter) shard(ns, name string, broker *corev1.Service) (federation.Sh
 	switch {
 	case local == nil || local.DeletionTimestamp != nil:
 		return s, nil
-	case r.LocalIsBroker:
+	case isBroker:
 		s.State = federation.ShardBroker
 	default:
 		switch federation.OwnershipOf(local, r.Federation) {
@@ -249,7 +257,7 @@ func (r *Reporter) shard(ns, name string, broker *corev1.Service) (federation.Sh
 		return s, err
 	}
 	s.ReadyEndpoints = readyEndpoints(ownSlices(slices))
-	s.Ingress = federation.ShardIngress(local, nodes, r.LocalIsBroker)
+	s.Ingress = federation.ShardIngress(local, nodes, isBroker)
 	s.ClusterIPs = federation.ClusterIPs(local)
 	return s, nil
 }

@@ -1,9 +1,13 @@
+// Package global runs global Services in the agent (the rules are in
+// internal/globalservice): the Publisher writes the member's endpoints of its shared global
+// Services to its broker namespace; the Importer adds the other members' endpoints to the
+// local Service as extra EndpointSlices, following the Service's affinity and the members'
+// liveness.
 package global
 
 import (
 	"context"
 	"sort"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -15,10 +19,15 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
+	gs "github.com/strait-io/strait/internal/globalservice"
+	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Publisher writes the member's endpoints of its shared global Services to its broker
@@ -42,7 +51,7 @@ func (p *Publisher) Reconcile(ctx context.Context, key string) error {
 	if _, isMember := clusterset.ClusterIDFromNamespace(ns); isMember {
 		return nil
 	}
-	have, err := p.RecordSlices.EndpointSlices(p.MemberNamespace).List(RecordSelector(ns, name))
+	have, err := p.RecordSlices.EndpointSlices(p.MemberNamespace).List(gs.RecordSelector(ns, name))
 	if err != nil {
 		return err
 	}
@@ -52,7 +61,7 @@ func (p *Publisher) Reconcile(ctx context.Context, key string) error {
 		return err
 	}
 	if svc != nil {
-		if o := OptionsOf(svc); o.Global && o.Shared {
+		if o := gs.OptionsOf(svc); o.Global && o.Shared {
 			local, err := p.Slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
 			if err != nil {
 				return err
@@ -60,17 +69,16 @@ func (p *Publisher) Reconcile(ctx context.Context, key string) error {
 			want = slicesync.Mirror(local, func(s *discoveryv1.EndpointSlice) bool {
 				return s.Labels[discoveryv1.LabelManagedBy] == records.EndpointSliceManagedBy
 			}, func(t discoveryv1.AddressType) metav1.ObjectMeta {
-				return metav1.ObjectMeta{Name: ImportedSliceName(name, ns, t), Namespace: p.MemberNamespace, Labels: RecordLabels(p.ClusterID, ns, name)}
+				return metav1.ObjectMeta{Name: gs.ImportedSliceName(name, ns, t), Namespace: p.MemberNamespace, Labels: gs.RecordLabels(p.ClusterID, ns, name)}
 			})
 		}
 	}
 	return slicesync.Sync(ctx, p.Broker.DiscoveryV1().EndpointSlices(p.MemberNamespace), have, want)
 }
 
-// Liveness tells whether a member's agent is alive, from its lease on the broker.
+// Liveness gives the reader's verdict on a member (package liveness).
 type Liveness interface {
-	// Alive reports whether the member counts as alive now, and when that may change.
-	Alive(cluster string) (alive bool, recheck time.Duration)
+	State(cluster string) liveness.State
 }
 
 // Importer adds the other members' endpoints of a global Service to the local Service.
@@ -82,8 +90,6 @@ type Importer struct {
 	RecordSlices discoverylisters.EndpointSliceLister
 	Liveness     Liveness
 	Recorder     record.EventRecorder
-	// Requeue asks for the key to be reconciled again after a delay (a lease may expire).
-	Requeue func(key string, after time.Duration)
 }
 
 // Reconcile writes the remote slices of one Service.
@@ -96,7 +102,7 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 	have, err := im.Slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{
-		clusterset.ManagedByLabel: clusterset.ManagedByValue, LabelGlobalService: name}))
+		clusterset.ManagedByLabel: clusterset.ManagedByValue, gs.LabelGlobalService: name}))
 	if err != nil {
 		return err
 	}
@@ -106,14 +112,11 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 	}
 	var want []*discoveryv1.EndpointSlice
 	if svc != nil {
-		opts := OptionsOf(svc)
+		opts := gs.OptionsOf(svc)
 		if opts.Global {
-			remotes, recheck, err := im.remotes(ns, name)
+			remotes, err := im.remotes(ns, name, have)
 			if err != nil {
 				return err
-			}
-			if recheck > 0 && im.Requeue != nil {
-				im.Requeue(key, recheck)
 			}
 			local, err := im.Slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
 			if err != nil {
@@ -126,7 +129,7 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 				}
 			}
 			var conflicts []string
-			want, conflicts = Desired(svc, opts, ReadyCount(own), remotes)
+			want, conflicts = gs.Desired(svc, opts, gs.ReadyCount(own), remotes)
 			if im.Recorder != nil {
 				if opts.Problem != "" {
 					im.Recorder.Event(svc, corev1.EventTypeWarning, "GlobalServiceAnnotation", opts.Problem)
@@ -140,33 +143,32 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 	return slicesync.Sync(ctx, im.Local.DiscoveryV1().EndpointSlices(ns), have, want)
 }
 
-// remotes gathers the live members' records, and the soonest time a member's liveness may
-// change.
-func (im *Importer) remotes(ns, name string) ([]Remote, time.Duration, error) {
-	recs, err := im.RecordSlices.List(RecordSelector(ns, name))
+// remotes gathers the records of the members whose endpoints are served: alive ones, and
+// those without a verdict (Held) whose endpoints are served now.
+func (im *Importer) remotes(ns, name string, have []*discoveryv1.EndpointSlice) ([]gs.Remote, error) {
+	recs, err := im.RecordSlices.List(gs.RecordSelector(ns, name))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
+	}
+	served := map[string]bool{}
+	for _, s := range have {
+		served[s.Labels[mcsv1beta1.LabelSourceCluster]] = true
 	}
 	byCluster := map[string][]*discoveryv1.EndpointSlice{}
-	var recheck time.Duration
 	for _, r := range recs {
 		cluster, ok := clusterset.ClusterIDFromNamespace(r.Namespace)
 		if !ok || cluster == im.ClusterID {
 			continue
 		}
-		alive, after := im.Liveness.Alive(cluster)
-		if after > 0 && (recheck == 0 || after < recheck) {
-			recheck = after
-		}
-		if alive {
+		if im.Liveness.State(cluster).Serve(served[cluster]) {
 			byCluster[cluster] = append(byCluster[cluster], r)
 		}
 	}
-	var out []Remote
+	var out []gs.Remote
 	for _, c := range sortedKeys(byCluster) {
-		out = append(out, Remote{Cluster: c, Slices: byCluster[c]})
+		out = append(out, gs.Remote{Cluster: c, Slices: byCluster[c]})
 	}
-	return out, recheck, nil
+	return out, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -176,4 +178,43 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Setup declares the publisher's and the importer's loops and what they watch.
+func Setup(e *env.Env) error {
+	services := e.Member.Informers.Core().V1().Services()
+	slices := e.Member.Informers.Discovery().V1().EndpointSlices()
+	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	pub := e.Manager.NewLoop("global-publish", &Publisher{
+		ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace, Broker: e.Broker.Kube,
+		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSlices.Lister(),
+	})
+	imp := e.Manager.NewLoop("global-import", &Importer{
+		ClusterID: e.ClusterID, Local: e.Member.Kube,
+		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSlices.Lister(),
+		Liveness: e.Liveness, Recorder: e.Recorder,
+	})
+	recordKey := func(obj any) []string {
+		if m, ok := obj.(metav1.Object); ok {
+			if k, ok := gs.RecordKey(m); ok {
+				return []string{k}
+			}
+		}
+		return nil
+	}
+	for _, l := range []*controller.Loop{pub, imp} {
+		l.Watch(services.Informer(), controller.ObjectKey)
+		l.Watch(slices.Informer(), controller.LabelKey(discoveryv1.LabelServiceName))
+		l.Watch(recordSlices.Informer(), recordKey)
+	}
+	// A member's verdict changing changes what every global Service serves.
+	e.OnLiveness(func(liveness.View, []liveness.Change) {
+		list, _ := services.Lister().List(labels.Everything())
+		for _, svc := range list {
+			if gs.OptionsOf(svc).Global {
+				imp.Enqueue(svc.Namespace + "/" + svc.Name)
+			}
+		}
+	})
+	return nil
 }

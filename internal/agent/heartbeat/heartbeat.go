@@ -1,5 +1,7 @@
-// Package heartbeat keeps a member's Lease on the broker fresh. Its age tells every other
-// member, and `strait status`, whether the member's agent is alive.
+// Package heartbeat keeps a member's Lease on the broker fresh. Other members, strait dns
+// and the federation status writer judge from its renewals, on their own clocks, whether the
+// member's agent is alive (package liveness). The agent renews it before anything else
+// when it starts leading, so a restart or a leader change is not taken for a death.
 package heartbeat
 
 import (
@@ -9,40 +11,76 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/liveness"
 )
 
-// LeaseName is the name of the member's Lease in its broker namespace.
-const LeaseName = "strait-agent"
-
-// Run renews the Lease every interval until ctx ends. Failures are logged and retried: the
-// broker being down must not stop the agent.
-func Run(ctx context.Context, broker kubernetes.Interface, clusterID string, interval time.Duration) {
-	ns := clusterset.MemberNamespace(clusterID)
-	wait.UntilWithContext(ctx, func(ctx context.Context) {
-		if err := Renew(ctx, broker, ns, clusterID, interval); err != nil {
-			klog.FromContext(ctx).Error(err, "Renewing the member lease on the broker", "namespace", ns)
-		}
-	}, interval)
+// Reporter is told how each renewal went: a renewal is a request to the broker, so it
+// tells whether the broker is reachable.
+type Reporter interface {
+	BrokerReachable()
+	BrokerUnreachable(err error)
 }
 
-// Renew creates or renews the Lease once.
+// Run renews the Lease every interval until ctx ends, the first time at once. Failures are
+// logged and retried: the broker being down must not stop the agent.
+func Run(ctx context.Context, broker kubernetes.Interface, clusterID string, interval time.Duration, r Reporter) {
+	ns := clusterset.MemberNamespace(clusterID)
+	logger := klog.FromContext(ctx)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	failing := false
+	for {
+		rctx, cancel := context.WithTimeout(ctx, interval)
+		err := Renew(rctx, broker, ns, clusterID, interval)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !failing {
+				logger.Error(err, "Renewing the member lease on the broker", "namespace", ns)
+			}
+			failing = true
+			if r != nil {
+				r.BrokerUnreachable(err)
+			}
+		default:
+			if failing {
+				logger.Info("Member lease renewed again", "namespace", ns)
+			}
+			failing = false
+			if r != nil {
+				r.BrokerReachable()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Renew creates or renews the Lease once. The renewTime it writes is this member's clock;
+// readers never compare it with theirs, only notice that it changed.
 func Renew(ctx context.Context, broker kubernetes.Interface, ns, clusterID string, interval time.Duration) error {
 	now := metav1.NewMicroTime(time.Now())
+	duration := ptr.To(int32((3 * interval).Seconds()))
 	client := broker.CoordinationV1().Leases(ns)
-	lease, err := client.Get(ctx, LeaseName, metav1.GetOptions{})
+	lease, err := client.Get(ctx, liveness.LeaseName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = client.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: ns,
+			ObjectMeta: metav1.ObjectMeta{Name: liveness.LeaseName, Namespace: ns,
 				Labels: map[string]string{clusterset.ManagedByLabel: clusterset.ManagedByValue, clusterset.ClusterIDLabel: clusterID}},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity:       ptr.To(clusterID),
-				LeaseDurationSeconds: ptr.To(int32((3 * interval).Seconds())),
+				LeaseDurationSeconds: duration,
 				AcquireTime:          &now,
 				RenewTime:            &now,
 			},
@@ -54,7 +92,16 @@ func Renew(ctx context.Context, broker kubernetes.Interface, ns, clusterID strin
 	}
 	lease.Spec.RenewTime = &now
 	lease.Spec.HolderIdentity = ptr.To(clusterID)
-	lease.Spec.LeaseDurationSeconds = ptr.To(int32((3 * interval).Seconds()))
+	lease.Spec.LeaseDurationSeconds = duration
 	_, err = client.Update(ctx, lease, metav1.UpdateOptions{})
 	return err
+}
+
+// Setup renews the member's lease from the moment the agent leads, before its caches sync.
+func Setup(e *env.Env) error {
+	e.Manager.GoFirst("heartbeat", func(ctx context.Context) error {
+		Run(ctx, e.Broker.Kube, e.ClusterID, e.Settings.HeartbeatInterval, e.Liveness)
+		return nil
+	})
+	return nil
 }

@@ -5,10 +5,17 @@
 // labels. Exports through an Ingress host are imported as an ExternalName Service of the
 // Service's own name instead, where the namespace has no Service of that name. It deletes
 // only objects it labelled as its own, and what no record backs any more.
+//
+// Faults are contained: a member whose agent stopped renewing its lease has its endpoints
+// withdrawn (and served again when it renews); while the reader cannot judge (package
+// liveness: Held) it keeps what it served. A member's malformed or duplicated record is
+// dropped with an Event and a condition naming the member; the other members' exports
+// keep flowing.
 package importer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -17,6 +24,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -24,17 +32,21 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
+	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/agent/policy"
-	"github.com/strait-io/strait/internal/agent/records"
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
+	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/names"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Importer reconciles the import of one Service ("namespace/name").
@@ -50,7 +62,30 @@ type Importer struct {
 	Imports    mcslisters.ServiceImportLister
 	Services   corelisters.ServiceLister
 	Slices     discoverylisters.EndpointSliceLister
+
+	// Liveness gives the verdict on each member (package liveness).
+	Liveness Liveness
+	// Recorder records events on ServiceImports; nil records none.
+	Recorder record.EventRecorder
 }
+
+// Liveness gives the reader's verdict on a member.
+type Liveness interface {
+	State(cluster string) liveness.State
+}
+
+// Conditions Strait sets on the ServiceImports it writes, besides the standard Ready.
+const (
+	// ConditionRecordsValid is False when a member's record of the Service was dropped.
+	ConditionRecordsValid = "strait.io/RecordsValid"
+	ReasonAllValid        = "AllValid"
+	ReasonRecordsDropped  = "RecordsDropped"
+	// Events on ServiceImports.
+	EventRecordDropped    = "RecordDropped"
+	EventMemberWithdrawn  = "MemberWithdrawn"
+	EventMemberServed     = "MemberServed"
+	EventRecordsValidated = "RecordsValid"
+)
 
 // owned reports whether the import side created an object. Broker records carry the same
 // managed-by label (a cluster can be member and broker at once) but also name their
@@ -104,7 +139,12 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 	if len(exports) == 0 {
 		return im.remove(ctx, ns, name)
 	}
-	res, err := mcs.Aggregate(exports)
+	res, err := mcs.Aggregate(ns, name, exports)
+	if errors.Is(err, mcs.ErrNoExports) {
+		// Every record is malformed: a bad record is no reason to withdraw what was
+		// imported. Say so on the ServiceImport, if there is one, and keep the rest.
+		return im.reportDropped(ctx, ns, name, res.Dropped)
+	}
 	if err != nil {
 		return err
 	}
@@ -115,10 +155,11 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 	if svc == nil {
 		return nil // a Service of that name exists and is not ours
 	}
-	if err := im.ensureSlices(ctx, res.Import, svc.Name); err != nil {
+	served, err := im.ensureSlices(ctx, res.Import, svc.Name)
+	if err != nil {
 		return err
 	}
-	return im.ensureServiceImport(ctx, res.Import, svc)
+	return im.ensureServiceImport(ctx, res, svc, served)
 }
 
 // DerivedService is the Service that backs an import.
@@ -211,7 +252,13 @@ func (im *Importer) ensureHostService(ctx context.Context, ns, name string, host
 		}
 		return err
 	}
-	res, err := mcs.Aggregate(hosts)
+	res, err := mcs.Aggregate(ns, name, hosts)
+	for _, d := range res.Dropped {
+		klog.FromContext(ctx).Info("Ignoring a member's record of an export through an Ingress host", "service", ns+"/"+name, "cluster", d.Cluster, "reason", d.Reason)
+	}
+	if errors.Is(err, mcs.ErrNoExports) {
+		return nil // keep what was imported; a bad record withdraws nothing
+	}
 	if err != nil {
 		return err
 	}
@@ -267,9 +314,10 @@ func (im *Importer) ensureDerivedService(ctx context.Context, imp mcs.Import) (*
 	return client.Update(ctx, update, metav1.UpdateOptions{})
 }
 
-// ImportedSlices are the local EndpointSlices of an import: one per source cluster and
-// address type, copied from the broker records.
-func ImportedSlices(imp mcs.Import, derived string, recordSlices []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
+// ImportedSlices are the local EndpointSlices of an import: one per served source cluster
+// and address type, copied from the broker records. serve says whether a cluster's
+// endpoints are served.
+func ImportedSlices(imp mcs.Import, derived string, recordSlices []*discoveryv1.EndpointSlice, serve func(cluster string) bool) []*discoveryv1.EndpointSlice {
 	clusters := map[string]bool{}
 	for _, c := range imp.Clusters {
 		clusters[c] = true
@@ -277,7 +325,7 @@ func ImportedSlices(imp mcs.Import, derived string, recordSlices []*discoveryv1.
 	var out []*discoveryv1.EndpointSlice
 	for _, rs := range recordSlices {
 		cluster, ok := clusterset.ClusterIDFromNamespace(rs.Namespace)
-		if !ok || !clusters[cluster] {
+		if !ok || !clusters[cluster] || !serve(cluster) {
 			continue
 		}
 		s := &discoveryv1.EndpointSlice{
@@ -302,16 +350,32 @@ func ImportedSlices(imp mcs.Import, derived string, recordSlices []*discoveryv1.
 	return out
 }
 
-func (im *Importer) ensureSlices(ctx context.Context, imp mcs.Import, derived string) error {
+// ensureSlices writes the slices of the served clusters and returns those clusters,
+// sorted. A cluster is served while alive, and while Held if it is served now.
+func (im *Importer) ensureSlices(ctx context.Context, imp mcs.Import, derived string) ([]string, error) {
 	recordSlices, err := im.RecordSlices.List(records.Selector(imp.Namespace, imp.Name))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	have, err := im.Slices.EndpointSlices(imp.Namespace).List(ownSlices(imp.Name))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return slicesync.Sync(ctx, im.Local.DiscoveryV1().EndpointSlices(imp.Namespace), have, ImportedSlices(imp, derived, recordSlices))
+	servedNow := map[string]bool{}
+	for _, s := range have {
+		servedNow[s.Labels[mcsv1beta1.LabelSourceCluster]] = true
+	}
+	var served []string
+	serve := func(cluster string) bool {
+		return im.Liveness.State(cluster).Serve(servedNow[cluster])
+	}
+	for _, c := range imp.Clusters {
+		if serve(c) {
+			served = append(served, c)
+		}
+	}
+	err = slicesync.Sync(ctx, im.Local.DiscoveryV1().EndpointSlices(imp.Namespace), have, ImportedSlices(imp, derived, recordSlices, serve))
+	return served, err
 }
 
 func ownSlices(name string) labels.Selector {
@@ -322,7 +386,8 @@ func ownSlices(name string) labels.Selector {
 	})
 }
 
-func (im *Importer) ensureServiceImport(ctx context.Context, imp mcs.Import, derived *corev1.Service) error {
+func (im *Importer) ensureServiceImport(ctx context.Context, res mcs.Result, derived *corev1.Service, served []string) error {
+	imp := res.Import
 	want := &mcsv1beta1.ServiceImport{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: imp.Name, Namespace: imp.Namespace,
@@ -341,10 +406,6 @@ func (im *Importer) ensureServiceImport(ctx context.Context, imp mcs.Import, der
 	if imp.Type == mcsv1beta1.ClusterSetIP && derived.Spec.ClusterIP != "" && derived.Spec.ClusterIP != corev1.ClusterIPNone {
 		want.Spec.IPs = derived.Spec.ClusterIPs
 	}
-	var status []mcsv1beta1.ClusterStatus
-	for _, c := range imp.Clusters {
-		status = append(status, mcsv1beta1.ClusterStatus{Cluster: c})
-	}
 	client := im.LocalMCS.MulticlusterV1beta1().ServiceImports(imp.Namespace)
 	have, err := im.Imports.ServiceImports(imp.Namespace).Get(imp.Name)
 	if apierrors.IsNotFound(err) {
@@ -355,11 +416,8 @@ func (im *Importer) ensureServiceImport(ctx context.Context, imp mcs.Import, der
 		if err != nil {
 			return err
 		}
-		created.Status.Clusters = status
-		_, err = client.UpdateStatus(ctx, created, metav1.UpdateOptions{})
-		return err
-	}
-	if err != nil {
+		have = created
+	} else if err != nil {
 		return err
 	}
 	if !owned(have) {
@@ -373,13 +431,88 @@ func (im *Importer) ensureServiceImport(ctx context.Context, imp mcs.Import, der
 			return err
 		}
 	}
-	if equality.Semantic.DeepEqual(have.Status.Clusters, status) {
+	return im.updateStatus(ctx, have, served, res.Dropped)
+}
+
+// updateStatus writes status.clusters (the clusters whose endpoints are served) and the
+// RecordsValid condition, and records an event for each change a user should hear of.
+func (im *Importer) updateStatus(ctx context.Context, have *mcsv1beta1.ServiceImport, served []string, dropped []mcs.Dropped) error {
+	update := have.DeepCopy()
+	update.Status.Clusters = nil
+	for _, c := range served {
+		update.Status.Clusters = append(update.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: c})
+	}
+	cond := metav1.Condition{Type: ConditionRecordsValid, Status: metav1.ConditionTrue, Reason: ReasonAllValid,
+		Message: "every member's record of the Service is valid", ObservedGeneration: have.Generation}
+	if len(dropped) > 0 {
+		var msgs []string
+		for _, d := range dropped {
+			msgs = append(msgs, fmt.Sprintf("cluster %s: %s", d.Cluster, d.Reason))
+		}
+		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonRecordsDropped
+		cond.Message = "records ignored: " + strings.Join(msgs, "; ")
+	}
+	before := apimeta.FindStatusCondition(have.Status.Conditions, ConditionRecordsValid)
+	apimeta.SetStatusCondition(&update.Status.Conditions, cond)
+	if equality.Semantic.DeepEqual(have.Status, update.Status) {
 		return nil
 	}
-	update := have.DeepCopy()
-	update.Status.Clusters = status
-	_, err = client.UpdateStatus(ctx, update, metav1.UpdateOptions{})
-	return err
+	if _, err := im.LocalMCS.MulticlusterV1beta1().ServiceImports(have.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	if im.Recorder == nil {
+		return nil
+	}
+	if before == nil || before.Message != cond.Message {
+		if len(dropped) > 0 {
+			for _, d := range dropped {
+				im.Recorder.Eventf(have, corev1.EventTypeWarning, EventRecordDropped, "Ignoring the record of cluster %s: %s", d.Cluster, d.Reason)
+			}
+		} else if before != nil && before.Status == metav1.ConditionFalse {
+			im.Recorder.Event(have, corev1.EventTypeNormal, EventRecordsValidated, cond.Message)
+		}
+	}
+	was := map[string]bool{}
+	for _, c := range have.Status.Clusters {
+		was[c.Cluster] = true
+	}
+	for _, c := range served {
+		if !was[c] && len(have.Status.Clusters) > 0 {
+			im.Recorder.Eventf(have, corev1.EventTypeNormal, EventMemberServed, "Serving the endpoints of cluster %s", c)
+		}
+		delete(was, c)
+	}
+	for c := range was {
+		im.Recorder.Eventf(have, corev1.EventTypeWarning, EventMemberWithdrawn, "Withdrew the endpoints of cluster %s: %s", c, withdrawReason(im.Liveness.State(c)))
+	}
+	return nil
+}
+
+func withdrawReason(s liveness.State) string {
+	if s == liveness.Withdrawn {
+		return "its agent stopped renewing its lease on the broker"
+	}
+	return "it no longer exports the Service"
+}
+
+// reportDropped puts the RecordsValid condition on an existing ServiceImport when every
+// record was dropped; its endpoints and clusters stay as they were.
+func (im *Importer) reportDropped(ctx context.Context, ns, name string, dropped []mcs.Dropped) error {
+	have, err := im.Imports.ServiceImports(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		for _, d := range dropped {
+			klog.FromContext(ctx).Info("Ignoring a member's record", "service", ns+"/"+name, "cluster", d.Cluster, "reason", d.Reason)
+		}
+		return nil
+	}
+	if err != nil || !owned(have) {
+		return err
+	}
+	var served []string
+	for _, c := range have.Status.Clusters {
+		served = append(served, c.Cluster)
+	}
+	return im.updateStatus(ctx, have, served, dropped)
 }
 
 // remove deletes everything the agent imported for a Service.
@@ -405,5 +538,62 @@ func (im *Importer) remove(ctx context.Context, ns, name string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// Setup declares the import loop and what it watches.
+func Setup(e *env.Env) error {
+	m := e.Member.Informers
+	services, slices, namespaces := m.Core().V1().Services(), m.Discovery().V1().EndpointSlices(), m.Core().V1().Namespaces()
+	imports := e.Member.MCSInformers.Multicluster().V1beta1().ServiceImports()
+	recordSIs := e.Broker.MCSInformers.Multicluster().V1beta1().ServiceImports()
+	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	loop := e.Manager.NewLoop("import", &Importer{
+		Local: e.Member.Kube, LocalMCS: e.Member.MCS,
+		Records: recordSIs.Lister(), RecordSlices: recordSlices.Lister(),
+		Namespaces: namespaces.Lister(), Imports: imports.Lister(), Services: services.Lister(), Slices: slices.Lister(),
+		Liveness: e.Liveness, Recorder: e.Recorder,
+	})
+	recordKey := func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok {
+			if k, ok := records.Key(o); ok {
+				return []string{k}
+			}
+		}
+		return nil
+	}
+	// recordKeys lists the Services with records, in one namespace or ("") all.
+	recordKeys := func(ns string) []string {
+		sel := labels.Everything()
+		if ns != "" {
+			sel = labels.SelectorFromSet(labels.Set{records.LabelServiceNamespace: ns})
+		}
+		recs, _ := recordSIs.Lister().List(sel)
+		var keys []string
+		for _, r := range recs {
+			keys = append(keys, recordKey(r)...)
+		}
+		return keys
+	}
+	loop.Watch(recordSIs.Informer(), recordKey)
+	loop.Watch(recordSlices.Informer(), recordKey)
+	loop.Watch(namespaces.Informer(), func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok {
+			return recordKeys(o.GetName())
+		}
+		return nil
+	})
+	loop.Watch(imports.Informer(), controller.ObjectKey)
+	loop.Watch(services.Informer(), controller.LabelKey(mcsv1beta1.LabelServiceName))
+	// A Service of the same name appearing or going decides where an import through an
+	// Ingress host may write its ExternalName Service.
+	loop.Watch(services.Informer(), controller.ObjectKey)
+	loop.Watch(slices.Informer(), controller.LabelKey(mcsv1beta1.LabelServiceName))
+	// A member withdrawn or back changes the slices of every import.
+	e.OnLiveness(func(liveness.View, []liveness.Change) {
+		for _, k := range recordKeys("") {
+			loop.Enqueue(k)
+		}
+	})
 	return nil
 }

@@ -101,7 +101,7 @@ func newStatus() *cobra.Command {
 			}
 			ctx, cancel := contextWithTimeout(cmd.Context())
 			defer cancel()
-			snap, err := fedpkg.ReadSnapshot(ctx, broker, cfg, time.Now())
+			snap, err := fedpkg.ReadSnapshot(ctx, broker, cfg)
 			if err != nil {
 				return fmt.Errorf("context %s: %w", name, err)
 			}

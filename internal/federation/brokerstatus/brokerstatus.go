@@ -12,7 +12,6 @@ package brokerstatus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -22,17 +21,15 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
-	"github.com/strait-io/strait/internal/agent/controller"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/liveness/leasewatch"
 )
 
 // LeaseName is the leader lease of status writers, in the federation namespace.
@@ -44,13 +41,19 @@ type Options struct {
 	// Broker is a client of the broker allowed to read what federation.Cache reads, to
 	// update services/status in the federation namespace, to create events there, to
 	// create the federation namespace and, with Identity, to hold LeaseName.
-	Broker  kubernetes.Interface
-	Metrics *controller.Metrics
-	Workers int
+	Broker kubernetes.Interface
+	// Ping reaches the broker for the liveness tracker; nil never probes.
+	Ping leasewatch.Ping
 	// Identity, when set, makes the writer run only while it holds LeaseName.
 	Identity string
-	// Component names the writer in events.
+	// Component names the writer in events and logs.
 	Component string
+	// Registry takes the writer's metrics (the agent passes its own); nil makes one.
+	Registry *prometheus.Registry
+	// MetricsAddress and HealthAddress serve the writer's metrics and health; "" or "0"
+	// serves nothing.
+	MetricsAddress, HealthAddress string
+	Workers                       int
 }
 
 // Reconciler writes the status of one federated Service.
@@ -58,13 +61,11 @@ type Reconciler struct {
 	Namespace string
 	Cache     interface {
 		Service(name string) (*corev1.Service, error)
-		Snapshot(now time.Time) (*federation.Snapshot, error)
+		Snapshot() (*federation.Snapshot, error)
 	}
 	Client   kubernetes.Interface
 	Recorder record.EventRecorder
 	Now      func() time.Time
-	// Requeue asks for the key again after a delay (a lease about to expire).
-	Requeue func(key string, after time.Duration)
 }
 
 // Reconcile aggregates the shards of one federated Service into its status.
@@ -81,14 +82,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	if r.Now != nil {
 		now = r.Now
 	}
-	snap, err := r.Cache.Snapshot(now())
+	snap, err := r.Cache.Snapshot()
 	if err != nil {
 		return err
 	}
 	st := federation.Aggregate(snap, svc)
-	if st.Recheck > 0 && r.Requeue != nil {
-		r.Requeue(key, st.Recheck)
-	}
 	update := svc.DeepCopy()
 	before := apimeta.FindStatusCondition(svc.Status.Conditions, federation.ConditionFederated)
 	if !federation.ApplyStatus(update, st, now()) {
@@ -115,108 +113,60 @@ func Run(ctx context.Context, o Options) error {
 	if err := o.Config.Validate(); err != nil {
 		return err
 	}
-	if o.Workers < 1 {
-		o.Workers = 1
-	}
 	if o.Component == "" {
 		o.Component = "strait-federation-status"
 	}
-	if o.Metrics == nil {
-		m, err := controller.NewMetrics(prometheus.NewRegistry())
-		if err != nil {
-			return err
-		}
-		o.Metrics = m
+	mo := controller.Options{
+		Name: o.Component, Registry: o.Registry, Workers: o.Workers,
+		MetricsAddress: o.MetricsAddress, HealthAddress: o.HealthAddress,
 	}
+	if o.Identity != "" {
+		mo.LeaderElection = &controller.LeaderElection{
+			Client: o.Broker.CoordinationV1(), Namespace: o.Config.Namespace, Name: LeaseName, Identity: o.Identity,
+		}
+	}
+	m, err := controller.NewManager(mo)
+	if err != nil {
+		return err
+	}
+	Setup(m, o.Broker, o.Config, o.Ping)
 	logger := klog.FromContext(ctx).WithValues("federationNamespace", o.Config.Namespace)
 	ctx = klog.NewContext(ctx, logger)
 	if err := ensureNamespace(ctx, o.Broker, o.Config.Namespace); err != nil {
 		return err
 	}
-	if o.Identity == "" {
-		return run(ctx, o)
-	}
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: o.Config.Namespace},
-		Client:     o.Broker.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
-	}
-	var runErr error
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	leaderelection.RunOrDie(lctx, leaderelection.LeaderElectionConfig{
-		Lock: lock, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
-		ReleaseOnCancel: true, Name: LeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				logger.Info("Writing federated Service status", "identity", o.Identity)
-				runErr = run(ctx, o)
-				cancel()
-			},
-			OnStoppedLeading: func() {
-				if ctx.Err() == nil && runErr == nil {
-					runErr = errors.New("lost the federation status lease")
-				}
-			},
-		},
-	})
-	if ctx.Err() != nil {
-		return nil
-	}
-	return runErr
+	return m.Start(ctx)
 }
 
-func run(ctx context.Context, o Options) error {
-	c := federation.NewCache(o.Broker, o.Config)
-	loop := controller.New("federation-status", o.Metrics)
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: o.Broker.CoreV1().Events(o.Config.Namespace)})
-	defer broadcaster.Shutdown()
-	r := &Reconciler{
-		Namespace: o.Config.Namespace, Cache: c, Client: o.Broker,
-		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: o.Component}),
-		Requeue:  loop.EnqueueAfter,
-	}
-	key := func(obj any) []string {
-		if m, ok := obj.(metav1.Object); ok {
-			return []string{m.GetNamespace() + "/" + m.GetName()}
-		}
-		return nil
-	}
+// Setup declares the status writer's informers and loop on m.
+func Setup(m *controller.Manager, broker kubernetes.Interface, cfg federation.Config, ping leasewatch.Ping) {
+	c := federation.NewCache(m, broker, cfg, ping)
+	r := &Reconciler{Namespace: cfg.Namespace, Cache: c, Client: broker, Recorder: m.EventRecorder(broker)}
+	loop := m.NewLoop("federation-status", r)
 	recordKey := func(obj any) []string {
-		if m, ok := obj.(metav1.Object); ok {
-			if k, ok := federation.RecordKey(m, o.Config.Name); ok {
+		if o, ok := obj.(metav1.Object); ok {
+			if k, ok := federation.RecordKey(o, cfg.Name); ok {
 				return []string{k}
 			}
 		}
 		return nil
 	}
-	// A member joining, leaving or renewing its lease can change every Service.
+	// A member joining or leaving, or a liveness verdict changing, can change every Service.
 	all := func(any) []string {
 		var keys []string
 		for _, n := range c.ServiceNames() {
-			keys = append(keys, o.Config.Namespace+"/"+n)
+			keys = append(keys, cfg.Namespace+"/"+n)
 		}
 		return keys
 	}
-	for _, reg := range []struct {
-		informer cache.SharedIndexInformer
-		keys     func(any) []string
-	}{
-		{c.ServiceInformer, key}, {c.RecordInformer, recordKey}, {c.MembershipInformer, all}, {c.LeaseInformer, all},
-	} {
-		if _, err := reg.informer.AddEventHandler(loop.Handler(reg.keys)); err != nil {
-			return err
+	loop.Watch(c.ServiceInformer, controller.ObjectKey)
+	loop.Watch(c.RecordInformer, recordKey)
+	loop.Watch(c.MembershipInformer, all)
+	c.Liveness.OnChange(func(liveness.View, []liveness.Change) {
+		for _, k := range all(nil) {
+			loop.Enqueue(k)
 		}
-	}
-	if err := c.Start(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	loop.Run(ctx, o.Workers, r)
-	return nil
+	})
 }
 
 // ensureNamespace creates the federation namespace on the broker, so users can apply

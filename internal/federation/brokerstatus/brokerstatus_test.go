@@ -18,9 +18,10 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
-	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/liveness"
 )
 
 func objects(now time.Time, selector string) []runtime.Object {
@@ -37,7 +38,7 @@ func objects(now time.Time, selector string) []runtime.Object {
 		objs = append(objs,
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap, Namespace: ns},
 				Data: clusterset.MembershipData(clusterset.Member{ID: id, Region: "r1", Zone: "r1" + string(rune('a'+i))})},
-			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: heartbeat.LeaseName, Namespace: ns},
+			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: liveness.LeaseName, Namespace: ns},
 				Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: now}, LeaseDurationSeconds: ptr.To(int32(15))}})
 		shard := federation.Shard{Cluster: id, Namespace: federation.DefaultNamespace, Name: "web", State: federation.ShardCreated, ReadyEndpoints: i,
 			Ingress: federation.Ingress{Source: federation.IngressNodes, IPs: []netip.Addr{netip.MustParseAddr("192.168.0." + string(rune('1'+i)))}}}
@@ -64,9 +65,16 @@ func setup(t *testing.T, selector string) (*Reconciler, *fake.Clientset, *record
 	t.Cleanup(cancel)
 	now := time.Now()
 	cs := fake.NewClientset(objects(now, selector)...)
-	c := federation.NewCache(cs, federation.DefaultConfig())
-	if err := c.Start(ctx); err != nil {
+	m, err := controller.NewManager(controller.Options{Name: "test"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	c := federation.NewCache(m, cs, federation.DefaultConfig(), nil)
+	go func() { _ = m.Start(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); !c.Synced(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("caches did not sync")
+		}
 	}
 	rec := record.NewFakeRecorder(10)
 	return &Reconciler{Namespace: federation.DefaultNamespace, Cache: c, Client: cs, Recorder: rec, Now: func() time.Time { return now }}, cs, rec

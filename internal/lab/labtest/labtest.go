@@ -58,6 +58,9 @@ func Start(t testing.TB, n int) *Lab {
 // StartNamed starts a lab with the named clusters.
 func StartNamed(t testing.TB, names ...string) *Lab {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts lab clusters; skipped under -short (make test-unit)")
+	}
 	if err := lab.CheckHost(); err != nil {
 		t.Fatalf("integration tests run real lab clusters: %v", err)
 	}

@@ -8,6 +8,9 @@ package records
 
 import (
 	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -105,7 +108,9 @@ func ToServiceImport(memberNamespace string, e mcs.Export) *mcsv1beta1.ServiceIm
 }
 
 // FromServiceImport reads an export back from a broker record. ok is false when the record
-// is not in a member namespace or lacks its labels.
+// is not in a member namespace or lacks its labels. What cannot be read (a malformed
+// annotation) is named in the export's Unreadable, so aggregation drops that member's
+// export, and only it.
 func FromServiceImport(si *mcsv1beta1.ServiceImport) (e mcs.Export, ok bool) {
 	cluster, isMember := clusterset.ClusterIDFromNamespace(si.Namespace)
 	_, isRecord := Key(si)
@@ -126,12 +131,16 @@ func FromServiceImport(si *mcsv1beta1.ServiceImport) (e mcs.Export, ok bool) {
 		TrafficDistribution:   si.Spec.TrafficDistribution,
 		Host:                  si.Annotations[AnnotationHost],
 	}
-	if v := si.Annotations[AnnotationExportedLabels]; v != "" {
-		_ = json.Unmarshal([]byte(v), &e.Labels)
+	var problems []string
+	for key, into := range map[string]*map[string]string{AnnotationExportedLabels: &e.Labels, AnnotationExportedAnnotations: &e.Annotations} {
+		if v := si.Annotations[key]; v != "" {
+			if err := json.Unmarshal([]byte(v), into); err != nil {
+				problems = append(problems, fmt.Sprintf("annotation %s of record %s/%s is not a JSON object of strings: %v", key, si.Namespace, si.Name, err))
+			}
+		}
 	}
-	if v := si.Annotations[AnnotationExportedAnnotations]; v != "" {
-		_ = json.Unmarshal([]byte(v), &e.Annotations)
-	}
+	sort.Strings(problems)
+	e.Unreadable = strings.Join(problems, "; ")
 	return e, true
 }
 

@@ -1,10 +1,11 @@
-// Package global implements global Services, ClusterMesh style: the same Service (name,
-// namespace) in several members, annotated global, is load-balanced by each member's
-// kube-proxy across the ready endpoints of every member. The Publisher writes a member's
-// endpoints of its global Services to its broker namespace; the Importer adds the other
-// members' endpoints to the local Service as extra EndpointSlices, following the Service's
-// affinity. Users keep the plain <svc>.<ns>.svc.cluster.local name.
-package global
+// Package globalservice holds the rules of global Services, ClusterMesh style: the same
+// Service (name, namespace) in several members, annotated global, is load-balanced by each
+// member's kube-proxy across the ready endpoints of every member. It says how a Service
+// asks for it (annotations, Cilium's included), what a member's broker records of it look
+// like, and which remote slices a member adds to its Service; the agent's reconcilers
+// (internal/agent/global) and `strait status` share it. Users keep the plain
+// <svc>.<ns>.svc.cluster.local name.
+package globalservice
 
 import (
 	"fmt"
@@ -14,8 +15,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/strait-io/strait/internal/agent/records"
+	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/names"
 )
@@ -117,7 +119,7 @@ func RecordKey(obj metav1.Object) (string, bool) {
 	return l[records.LabelServiceNamespace] + "/" + l[LabelGlobalService], true
 }
 
-const labelSourceCluster = "multicluster.kubernetes.io/source-cluster"
+const labelSourceCluster = mcsv1beta1.LabelSourceCluster
 
 // ReadyCount counts the ready endpoints of slices.
 func ReadyCount(slices []*discoveryv1.EndpointSlice) int {

@@ -1,9 +1,8 @@
-package global
+package globalservice
 
 import (
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -97,29 +96,5 @@ func TestDesired(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// A single missed renewal never withdraws a member: the lease lasts three heartbeats and
-// the grace period comes on top.
-func TestExpiry(t *testing.T) {
-	renew := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		after time.Duration
-		alive bool
-	}{
-		{0, true},
-		{10 * time.Second, true}, // two renewals missed
-		{24 * time.Second, true}, // lease (15 s) expired, within grace (10 s)
-		{26 * time.Second, false},
-	}
-	for _, tt := range tests {
-		alive, remaining := Expiry(renew, 15*time.Second, 10*time.Second, renew.Add(tt.after))
-		if alive != tt.alive {
-			t.Errorf("after %s: alive = %v, want %v", tt.after, alive, tt.alive)
-		}
-		if alive && remaining <= 0 {
-			t.Errorf("after %s: alive without a recheck time", tt.after)
-		}
 	}
 }

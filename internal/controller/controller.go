@@ -1,14 +1,20 @@
-// Package controller is the small work loop every reconciler of the agent runs on: a
+// Package controller is what every Strait controller runs on: the Manager (shared informers,
+// cache sync, leader election, events, metrics and health endpoints) and the work Loop (a
 // rate-limited queue of "namespace/name" keys, workers that call the reconciler, retries
-// with backoff on error, and Prometheus metrics per reconciler.
+// with backoff, Prometheus metrics per reconciler). Strait keeps this small layer on
+// client-go rather than controller-runtime; docs/architecture.md says why.
 package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -26,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_reconcile_total",
-			Help: "Reconciliations by reconciler and result (success, error).",
+			Help: "Reconciliations by reconciler and result (success, conflict, error).",
 		}, []string{"reconciler", "result"}),
 		reconcileSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "strait_reconcile_duration_seconds",
@@ -38,12 +44,30 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Keys waiting in a reconciler's queue.",
 		}, []string{"reconciler"}),
 	}
-	for _, c := range []prometheus.Collector{m.reconciles, m.reconcileSeconds, m.queueDepth} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	// Managers that share a registry (the federation status writer inside the agent) share
+	// the collectors too.
+	var err error
+	if m.reconciles, err = register(reg, m.reconciles); err != nil {
+		return nil, err
+	}
+	if m.reconcileSeconds, err = register(reg, m.reconcileSeconds); err != nil {
+		return nil, err
+	}
+	if m.queueDepth, err = register(reg, m.queueDepth); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
 }
 
 // Reconciler brings the world in line for one key.
@@ -61,6 +85,7 @@ type Loop struct {
 	name    string
 	metrics *Metrics
 	queue   workqueue.TypedRateLimitingInterface[string]
+	manager *Manager
 }
 
 // New returns a loop named for its reconciler.
@@ -98,6 +123,17 @@ func (l *Loop) Handler(keysOf func(obj any) []string) cache.ResourceEventHandler
 	}
 }
 
+// Watch enqueues, for every event of informer, the keys keysOf returns for the object. The
+// informer must come from a factory the manager starts (Manager.AddInformers).
+func (l *Loop) Watch(informer cache.SharedIndexInformer, keysOf func(obj any) []string) {
+	if _, err := informer.AddEventHandler(l.Handler(keysOf)); err != nil && l.manager != nil {
+		l.manager.fail(fmt.Errorf("loop %s: watching: %w", l.name, err))
+	}
+}
+
+// Name is the loop's name.
+func (l *Loop) Name() string { return l.name }
+
 // Run works the queue with n workers until ctx ends.
 func (l *Loop) Run(ctx context.Context, n int, r Reconciler) {
 	logger := klog.FromContext(ctx).WithValues("reconciler", l.name)
@@ -127,6 +163,14 @@ func (l *Loop) next(ctx context.Context, r Reconciler) bool {
 	err := r.Reconcile(ctx, key)
 	l.metrics.reconcileSeconds.WithLabelValues(l.name).Observe(time.Since(start).Seconds())
 	if err != nil {
+		if apierrors.IsConflict(err) {
+			// Another writer (or our own earlier write, not yet in the cache) changed the
+			// object: not a failure, the retry reads the newer version.
+			l.metrics.reconciles.WithLabelValues(l.name, "conflict").Inc()
+			klog.FromContext(ctx).V(2).Info("Reconcile hit a write conflict; retrying", "key", key, "err", err)
+			l.queue.AddRateLimited(key)
+			return true
+		}
 		l.metrics.reconciles.WithLabelValues(l.name, "error").Inc()
 		klog.FromContext(ctx).Error(err, "Reconcile failed; will retry", "key", key)
 		l.queue.AddRateLimited(key)
@@ -135,4 +179,28 @@ func (l *Loop) next(ctx context.Context, r Reconciler) bool {
 	l.metrics.reconciles.WithLabelValues(l.name, "success").Inc()
 	l.queue.Forget(key)
 	return true
+}
+
+// ObjectKey is the keysOf of a loop whose keys are its objects' own "namespace/name".
+func ObjectKey(obj any) []string {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return []string{d.Key}
+	}
+	k, err := cache.MetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return nil
+	}
+	return []string{k}
+}
+
+// LabelKey is the keysOf of a loop keyed by a Service that objects name in a label (as
+// kubernetes.io/service-name on EndpointSlices): "namespace/<label value>".
+func LabelKey(label string) func(obj any) []string {
+	return func(obj any) []string {
+		m, ok := obj.(metav1.Object)
+		if !ok || m.GetLabels()[label] == "" {
+			return nil
+		}
+		return []string{m.GetNamespace() + "/" + m.GetLabels()[label]}
+	}
 }

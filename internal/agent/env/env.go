@@ -1,0 +1,70 @@
+// Package env is what every reconciler of the agent is set up with: the manager that runs
+// it, the member cluster and the broker (clients and shared informer factories), the
+// member's liveness tracker and the agent's settings. A reconciler package exposes
+// Setup(*env.Env) error, which declares its informers, loops and tasks; the agent lists the
+// Setup functions and nothing else (internal/agent).
+package env
+
+import (
+	"time"
+
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
+
+	"github.com/strait-io/strait/internal/controller"
+	"github.com/strait-io/strait/internal/externalservice/probe"
+	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/liveness"
+)
+
+// Cluster is one API server of the agent: its clients and shared informer factories. The
+// manager starts the factories; informers requested from them in Setup are synced before
+// any loop runs.
+type Cluster struct {
+	Config       *rest.Config
+	Kube         kubernetes.Interface
+	MCS          mcsclient.Interface
+	Informers    informers.SharedInformerFactory
+	MCSInformers mcsinformers.SharedInformerFactory
+}
+
+// Settings are the agent's settings that reconcilers read.
+type Settings struct {
+	// HeartbeatInterval is how often the member's lease on the broker is renewed.
+	HeartbeatInterval time.Duration
+	// Federation names the federation and its namespace on the broker.
+	Federation federation.Config
+	// FederationBrokerStatus makes the agent of the cluster hosting the broker write the
+	// federated Services' status there.
+	FederationBrokerStatus bool
+	// Prober runs ExternalService health checks; the zero value dials directly.
+	Prober probe.Prober
+	// Identity names this replica (leader leases).
+	Identity string
+}
+
+// Env is the agent's environment for reconciler setup.
+type Env struct {
+	Manager *controller.Manager
+	// ClusterID is the member's cluster ID; MemberNamespace its namespace on the broker.
+	ClusterID       string
+	MemberNamespace string
+	// Member is the member cluster, with informers on everything.
+	Member *Cluster
+	// Broker is the broker, with the member's credential; its informers see only objects
+	// labelled as Strait's.
+	Broker *Cluster
+	// Liveness is the member's view of the other members (see package liveness). Its
+	// verdicts change on a timer: Watch it to reconcile again when they do.
+	Liveness *liveness.Tracker
+	// Recorder records events in the member cluster.
+	Recorder record.EventRecorder
+	Settings Settings
+}
+
+// OnLiveness registers fn to run when a member's verdict or the freeze changes.
+func (e *Env) OnLiveness(fn func(liveness.View, []liveness.Change)) { e.Liveness.OnChange(fn) }

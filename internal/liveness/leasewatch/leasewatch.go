@@ -1,0 +1,194 @@
+// Package leasewatch feeds a liveness.Tracker from the broker: the members' heartbeat
+// Leases and membership records seen by informers, and the broker's reachability seen by a
+// prober and by the informers' watch errors. It is the client-go side of package liveness.
+package leasewatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
+	"github.com/strait-io/strait/internal/liveness"
+)
+
+// Leases returns informer handlers that record every member heartbeat Lease in t.
+func Leases(t *liveness.Tracker) cache.ResourceEventHandler {
+	observe := func(obj any, fresh bool) {
+		l, ok := obj.(*coordinationv1.Lease)
+		if !ok || l.Name != liveness.LeaseName {
+			return
+		}
+		id, ok := clusterset.ClusterIDFromNamespace(l.Namespace)
+		if !ok {
+			return
+		}
+		var d time.Duration
+		if l.Spec.LeaseDurationSeconds != nil {
+			d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+		}
+		t.ObserveLease(id, Token(l), d, fresh)
+	}
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    func(obj any, initial bool) { observe(obj, !initial) },
+		UpdateFunc: func(_, obj any) { observe(obj, true) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == liveness.LeaseName {
+				if id, ok := clusterset.ClusterIDFromNamespace(l.Namespace); ok {
+					t.ForgetLease(id)
+				}
+			}
+		},
+	}
+}
+
+// Token is what identifies one renewal of a lease. Every write of a member's lease is the
+// member's (only it may write its namespace), so the resourceVersion serves; the member's
+// renewTime is only a fallback and is never read as a time.
+func Token(l *coordinationv1.Lease) string {
+	if l.ResourceVersion != "" {
+		return l.ResourceVersion
+	}
+	if l.Spec.RenewTime != nil {
+		return l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
+	}
+	return ""
+}
+
+// Memberships returns informer handlers that keep t's membership registry in line with the
+// membership records (ConfigMaps) the informer holds. Records that do not parse are left
+// out of the registry.
+func Memberships(t *liveness.Tracker, informer cache.SharedIndexInformer) cache.ResourceEventHandler {
+	sync := func(any) {
+		var ids []string
+		for _, obj := range informer.GetStore().List() {
+			cm, ok := obj.(*corev1.ConfigMap)
+			if !ok || cm.Name != clusterset.MembershipConfigMap {
+				continue
+			}
+			if m, err := clusterset.MemberFromConfigMap(cm); err == nil {
+				ids = append(ids, m.ID)
+			}
+		}
+		t.SetMembers(ids)
+	}
+	return cache.ResourceEventHandlerFuncs{AddFunc: sync, UpdateFunc: func(_, o any) { sync(o) }, DeleteFunc: sync}
+}
+
+// WatchErrors returns a watch error handler that records the broker as unreachable.
+func WatchErrors(t *liveness.Tracker) cache.WatchErrorHandlerWithContext {
+	return func(ctx context.Context, r *cache.Reflector, err error) {
+		// An expired resource version or a closed stream is the normal end of a watch, not
+		// the broker going away.
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) &&
+			!apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+			t.BrokerUnreachable(fmt.Errorf("watch: %w", err))
+		}
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}
+}
+
+// Ping is one request to the broker that succeeds only when it answers.
+type Ping func(ctx context.Context) error
+
+// Readyz asks the API server's /readyz, which every authenticated client may read. It is
+// nil (no probing) for a client without a REST transport, as fake clientsets have.
+func Readyz(c rest.Interface) Ping {
+	if c == nil || reflect.ValueOf(c).IsNil() {
+		return nil
+	}
+	return func(ctx context.Context) error { return c.Get().AbsPath("/readyz").Do(ctx).Error() }
+}
+
+// Probe pings the broker every interval until ctx ends, and records the answer in t. A
+// watch that fails with "connection refused" is retried by client-go without a word, so
+// only a request of our own tells that the broker went away and came back.
+func Probe(ctx context.Context, t *liveness.Tracker, ping Ping, interval time.Duration) {
+	logger := klog.FromContext(ctx)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	wasUp := true
+	for {
+		pctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
+		err := ping(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if wasUp {
+				logger.Info("Broker unreachable; withdrawals are frozen", "err", err)
+			}
+			t.BrokerUnreachable(err)
+			wasUp = false
+		default:
+			if !wasUp {
+				logger.Info("Broker reachable again; withdrawals resume after a full lease period")
+			}
+			t.BrokerReachable()
+			wasUp = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Options of Setup.
+type Options struct {
+	// Leases and Memberships are broker informers of the members' heartbeat Leases and
+	// membership ConfigMaps (other objects are ignored); Memberships may be nil.
+	Leases, Memberships cache.SharedIndexInformer
+	// Broker lists every broker informer of the component, whose watch errors mark the
+	// broker unreachable.
+	Broker []cache.SharedIndexInformer
+	// Ping reaches the broker; nil never probes (tests with fake clients).
+	Ping Ping
+	// Interval of the probe and of the tracker's evaluation; 0 means 2 s and 1 s.
+	ProbeInterval, EvaluateInterval time.Duration
+}
+
+// Setup feeds t from the broker within m: lease and membership handlers, watch errors,
+// the prober (started before the caches are waited for, so a broker that is down at start
+// is seen as such) and the tracker's evaluation loop.
+func Setup(m *controller.Manager, t *liveness.Tracker, o Options) {
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = 2 * time.Second
+	}
+	if o.EvaluateInterval <= 0 {
+		o.EvaluateInterval = time.Second
+	}
+	m.Watch(o.Leases, Leases(t))
+	if o.Memberships != nil {
+		m.Watch(o.Memberships, Memberships(t, o.Memberships))
+	}
+	for _, i := range o.Broker {
+		m.SetWatchErrorHandler(i, WatchErrors(t))
+	}
+	if o.Ping != nil {
+		m.GoFirst("broker probe", func(ctx context.Context) error {
+			Probe(ctx, t, o.Ping, o.ProbeInterval)
+			return nil
+		})
+	}
+	m.Go("liveness", func(ctx context.Context) error {
+		t.Run(ctx.Done(), o.EvaluateInterval)
+		return nil
+	})
+}
