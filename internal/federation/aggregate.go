@@ -12,8 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/liveness"
 )
 
 // Snapshot is everything the broker holds about a federation at one moment.
@@ -23,7 +23,7 @@ type Snapshot struct {
 	// Services are the broker's federated Services.
 	Services []*corev1.Service
 	Members  []clusterset.Member
-	Shards  map[ShardKey]Shard
+	Shards   map[ShardKey]Shard
 	// Liveness is the reader's verdict on each member (package liveness). A reader that
 	// cannot observe leases over time (a one-shot command) leaves it empty: every member is
 	// then Held.

@@ -12,9 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 
-	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/names"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // A member reports its shard of a federated Service as EndpointSlices in its own broker

@@ -17,9 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/names"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Service annotations. Cilium's are honoured too, so ClusterMesh manifests work unchanged.

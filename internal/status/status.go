@@ -12,10 +12,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/strait-io/strait/internal/globalservice"
-	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/globalservice"
 	"github.com/strait-io/strait/internal/mcs"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Status of the clusterset as seen from one member.

@@ -11,10 +11,10 @@ import (
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/strait-io/strait/internal/globalservice"
-	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/globalservice"
 	"github.com/strait-io/strait/internal/mcs"
+	"github.com/strait-io/strait/internal/records"
 )
 
 func TestBuildReportsLeasesExportsAndConflicts(t *testing.T) {

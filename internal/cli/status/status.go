@@ -19,10 +19,10 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
-	"github.com/strait-io/strait/internal/records"
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/kubeconfig"
+	"github.com/strait-io/strait/internal/records"
 	statuspkg "github.com/strait-io/strait/internal/status"
 )
 
