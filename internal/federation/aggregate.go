@@ -70,6 +70,39 @@ func shardHealth(shard *Shard) Health {
 	return Health{Healthy: true, Reason: ReasonHealthy, Message: fmt.Sprintf("%d ready endpoints", shard.ReadyEndpoints)}
 }
 
+// nodePortMismatch says how a shard reached on its nodes' ports fails to serve the broker
+// Service's node ports, "" when it serves them all. DNS hands out every shard's nodes for
+// one name, so a client uses the broker's port everywhere: a shard on another port is left
+// out rather than published with a port that does not reach it.
+func nodePortMismatch(svc *corev1.Service, shard *Shard) string {
+	if shard == nil || shard.Ingress.Source != IngressNodes || shard.State == ShardBroker {
+		return ""
+	}
+	var bad []string
+	for _, p := range svc.Spec.Ports {
+		if p.NodePort == 0 {
+			continue
+		}
+		proto := p.Protocol
+		if proto == "" {
+			proto = corev1.ProtocolTCP
+		}
+		var got int32
+		for _, sp := range shard.Ingress.Ports {
+			if sp.Name == p.Name && (sp.Protocol == proto || sp.Protocol == "") {
+				got = sp.Port
+			}
+		}
+		if got != p.NodePort {
+			bad = append(bad, fmt.Sprintf("port %d/%s is on node port %d there, not the broker's %d", p.Port, proto, got, p.NodePort))
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return strings.Join(bad, "; ") + " (the broker's port is taken in that cluster); left out of DNS"
+}
+
 // wasDown reports whether the broker Service's condition of cluster's shard says the
 // member was down: the decision a Held member keeps.
 func wasDown(svc *corev1.Service, cluster string) bool {
@@ -139,6 +172,9 @@ func Aggregate(snap *Snapshot, svc *corev1.Service) ServiceStatus {
 			shard = &s
 		}
 		h := ShardHealth(shard, snap.Liveness.State(m.ID), wasDown(svc, m.ID))
+		if problem := nodePortMismatch(svc, shard); h.Healthy && problem != "" {
+			h = Health{Reason: ReasonNodePortMismatch, Message: problem}
+		}
 		ss := ShardStatus{Cluster: m.ID, Region: m.Region, Zone: m.Zone, Health: h}
 		if shard != nil {
 			ss.State, ss.ReadyEndpoints, ss.Ingress, ss.ClusterIPs = shard.State, shard.ReadyEndpoints, shard.Ingress, shard.ClusterIPs

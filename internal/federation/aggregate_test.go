@@ -63,6 +63,32 @@ func view(states map[string]liveness.State) liveness.View {
 	return v
 }
 
+// brokerNodePorts are brokerService's node ports, as a shard on them reports them.
+var brokerNodePorts = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 30001}, {Name: "dns", Protocol: corev1.ProtocolUDP, Port: 30002}}
+
+// A shard whose member refused the broker's node port is not published: DNS hands out one
+// port for every shard's nodes.
+func TestAggregateNodePortMismatch(t *testing.T) {
+	snap := snapshot()
+	k := ShardKey{Cluster: "c2", Namespace: DefaultNamespace, Name: "web"}
+	sh := snap.Shards[k]
+	sh.ReadyEndpoints = 1
+	snap.Shards[k] = sh
+	if st := Aggregate(snap, brokerService()); !st.Shards[1].Healthy {
+		t.Fatalf("c2 on the broker's ports: %+v, want healthy", st.Shards[1])
+	}
+	sh.Ingress.Ports = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 31050}, brokerNodePorts[1]}
+	snap.Shards[k] = sh
+	st := Aggregate(snap, brokerService())
+	c2 := st.Shards[1]
+	if c2.Healthy || c2.Reason != ReasonNodePortMismatch || !strings.Contains(c2.Message, "node port 31050") || !strings.Contains(c2.Message, "30001") {
+		t.Errorf("c2 %+v; want NodePortMismatch naming 31050 and 30001", c2)
+	}
+	if z := ZoneService(st); z.Shards[1].Healthy {
+		t.Error("the mismatched shard is published in DNS")
+	}
+}
+
 // snapshot is a federation of four members in two regions, as in the lab.
 func snapshot() *Snapshot {
 	members := []clusterset.Member{
@@ -71,7 +97,7 @@ func snapshot() *Snapshot {
 	}
 	shard := func(c string, state ShardState, ready int, addrs ...string) Shard {
 		return Shard{Cluster: c, Namespace: DefaultNamespace, Name: "web", State: state, ReadyEndpoints: ready,
-			Ingress: Ingress{Source: IngressNodes, IPs: ips(addrs...)}, ClusterIPs: ips("10.96.0." + c[1:]), Region: "node-r", Zone: "node-z"}
+			Ingress: Ingress{Source: IngressNodes, IPs: ips(addrs...), Ports: brokerNodePorts}, ClusterIPs: ips("10.96.0." + c[1:]), Region: "node-r", Zone: "node-z"}
 	}
 	shards := map[ShardKey]Shard{}
 	for _, s := range []Shard{

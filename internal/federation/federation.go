@@ -74,6 +74,7 @@ const (
 	ReasonNoReadyEndpoints = "NoReadyEndpoints"
 	ReasonMemberDown       = "MemberDown"
 	ReasonShardConflict    = "ShardConflict"
+	ReasonNodePortMismatch = "NodePortMismatch"
 )
 
 // Config names the federation. Every component (agents, the status writer, strait dns and

@@ -3,6 +3,8 @@ package federation
 import (
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -58,9 +60,12 @@ const (
 	ActionAdopt Action = "Adopt"
 	// ActionUpdate: bring a Service Strait created or adopted in line.
 	ActionUpdate Action = "Update"
-	// ActionDelete: the Service is no longer federated here; remove what Strait created or
-	// adopted.
+	// ActionDelete: the Service Strait created is no longer federated here; delete it.
 	ActionDelete Action = "Delete"
+	// ActionRelease: the Service Strait adopted is no longer federated here; remove
+	// Strait's labels and annotations and leave it to its owner. An adopted Service is the
+	// user's and is never deleted.
+	ActionRelease Action = "Release"
 	// ActionConflict: a Service of that name belongs to something else; nothing is written
 	// and the shard reports the problem.
 	ActionConflict Action = "Conflict"
@@ -69,7 +74,7 @@ const (
 // Decision is the outcome of Plan.
 type Decision struct {
 	Action Action
-	// Desired is the Service to create or update (Create, Adopt, Update).
+	// Desired is the Service to create or update (Create, Adopt, Update, Release).
 	Desired *corev1.Service
 	// Reason explains None and Conflict.
 	Reason string
@@ -119,8 +124,12 @@ func Plan(in PlanInput) Decision {
 		own = OwnershipOf(in.Local, in.Federation)
 	}
 	if !wanted {
-		if in.Local != nil && (own == OwnedCreated || own == OwnedAdopted) && in.Local.DeletionTimestamp == nil {
+		switch {
+		case in.Local == nil || in.Local.DeletionTimestamp != nil:
+		case own == OwnedCreated:
 			return Decision{Action: ActionDelete}
+		case own == OwnedAdopted:
+			return Decision{Action: ActionRelease, Desired: Released(in.Local)}
 		}
 		return Decision{Action: ActionNone, Reason: "not selected"}
 	}
@@ -147,6 +156,70 @@ func conflictReason(svc *corev1.Service, fed string) string {
 	}
 	return fmt.Sprintf("Service %s/%s is managed by another Strait component (labelled %s=%s without %s=%s); it is not adopted",
 		svc.Namespace, svc.Name, clusterset.ManagedByLabel, clusterset.ManagedByValue, LabelFederation, fed)
+}
+
+// Released is an adopted Service given back to its owner: without Strait's labels and
+// annotations, its spec (cluster IP, ports, selector) as it is, so it keeps serving.
+func Released(svc *corev1.Service) *corev1.Service {
+	out := svc.DeepCopy()
+	for _, k := range []string{clusterset.ManagedByLabel, LabelFederation, LabelAdopted} {
+		delete(out.Labels, k)
+	}
+	for k := range out.Annotations {
+		if strings.HasPrefix(k, "federation.strait.io/") {
+			delete(out.Annotations, k)
+		}
+	}
+	return out
+}
+
+// AnnotationRefusedNodePorts, on a member Service, lists the broker's node ports the member
+// cluster refused (already allocated there): the member keeps its own node port for them,
+// and its shard is reported as not reachable on the broker's port (ReasonNodePortMismatch).
+// Removing the annotation makes the member try the broker's ports again.
+const AnnotationRefusedNodePorts = "federation.strait.io/refused-node-ports"
+
+// RefusedNodePorts reads AnnotationRefusedNodePorts.
+func RefusedNodePorts(svc *corev1.Service) map[int32]bool {
+	out := map[int32]bool{}
+	if svc == nil {
+		return out
+	}
+	for _, f := range strings.Split(svc.Annotations[AnnotationRefusedNodePorts], ",") {
+		if n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32); err == nil && n > 0 {
+			out[int32(n)] = true
+		}
+	}
+	return out
+}
+
+// WithRefusedNodePorts returns want with the given broker node ports refused: recorded in
+// AnnotationRefusedNodePorts (with those refused before) and left to the member to allocate
+// (or kept as have has them).
+func WithRefusedNodePorts(want, have *corev1.Service, refused []int32) *corev1.Service {
+	out := want.DeepCopy()
+	all := RefusedNodePorts(want)
+	for _, n := range refused {
+		all[n] = true
+	}
+	var list []string
+	for n := range all {
+		list = append(list, strconv.Itoa(int(n)))
+	}
+	slices.Sort(list)
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[AnnotationRefusedNodePorts] = strings.Join(list, ",")
+	for i, p := range out.Spec.Ports {
+		if all[p.NodePort] {
+			out.Spec.Ports[i].NodePort = 0
+			if have != nil {
+				out.Spec.Ports[i].NodePort = nodePortOf(have.Spec.Ports, p)
+			}
+		}
+	}
+	return out
 }
 
 // skippedAnnotations are broker annotations that are not copied to members: Strait's own,
@@ -193,13 +266,15 @@ func MemberService(broker, existing *corev1.Service, fed string) *corev1.Service
 	if existing != nil {
 		have = &existing.Spec
 	}
-	out.Spec = memberSpec(&broker.Spec, have)
+	// The existing annotations, AnnotationRefusedNodePorts among them, were kept above.
+	out.Spec = memberSpec(&broker.Spec, have, RefusedNodePorts(existing))
 	return out
 }
 
 // memberSpec is the broker's spec with the member's allocations (from have, nil when
-// creating).
-func memberSpec(b *corev1.ServiceSpec, have *corev1.ServiceSpec) corev1.ServiceSpec {
+// creating). Node ports are the broker's, so a client reaches every shard on the port it was
+// given; a broker node port the member refused (taken there) stays the member's own.
+func memberSpec(b *corev1.ServiceSpec, have *corev1.ServiceSpec, refused map[int32]bool) corev1.ServiceSpec {
 	typ := b.Type
 	if typ == "" {
 		typ = corev1.ServiceTypeClusterIP
@@ -254,7 +329,11 @@ func memberSpec(b *corev1.ServiceSpec, have *corev1.ServiceSpec) corev1.ServiceS
 	}
 	for _, p := range b.Ports {
 		port := corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort, AppProtocol: copyPtr(p.AppProtocol)}
-		if external && have != nil {
+		switch {
+		case !external:
+		case p.NodePort != 0 && !refused[p.NodePort]:
+			port.NodePort = p.NodePort
+		case have != nil:
 			port.NodePort = nodePortOf(have.Ports, p)
 		}
 		s.Ports = append(s.Ports, port)

@@ -101,6 +101,8 @@ func TestPlan(t *testing.T) {
 	changed.Spec.Selector = map[string]string{"app": "web2"}
 	mcsDerived := withLabels(userService(), clusterset.ManagedByLabel, clusterset.ManagedByValue)
 	otherFed := withLabels(userService(), clusterset.ManagedByLabel, clusterset.ManagedByValue, LabelFederation, "other")
+	emptySel := brokerService()
+	emptySel.Annotations[AnnotationClusters] = " , "
 	localDeleting := created.DeepCopy()
 	localDeleting.DeletionTimestamp = ptr.To(metav1.Now())
 
@@ -116,7 +118,10 @@ func TestPlan(t *testing.T) {
 		{name: "adopted and in line: nothing", in: PlanInput{Broker: brokerService(), Local: adopted}, want: ActionNone},
 		{name: "broker spec changed: update", in: PlanInput{Broker: changed, Local: created}, want: ActionUpdate},
 		{name: "broker Service gone: delete what was created", in: PlanInput{Local: created}, want: ActionDelete},
-		{name: "broker Service gone: delete what was adopted", in: PlanInput{Local: adopted}, want: ActionDelete},
+		{name: "broker Service gone: release what was adopted, never delete it", in: PlanInput{Local: adopted}, want: ActionRelease},
+		{name: "deselected: release what was adopted", in: PlanInput{Broker: onlyOther, Local: adopted}, want: ActionRelease},
+		{name: "empty selection: an error, nothing deleted", in: PlanInput{Broker: emptySel, Local: created}, want: ActionNone},
+		{name: "empty selection: nothing released", in: PlanInput{Broker: emptySel, Local: adopted}, want: ActionNone},
 		{name: "broker Service being deleted: delete", in: PlanInput{Broker: deleting, Local: created}, want: ActionDelete},
 		{name: "deselected: delete", in: PlanInput{Broker: onlyOther, Local: created}, want: ActionDelete},
 		{name: "deselected: a user's Service stays", in: PlanInput{Broker: onlyOther, Local: userService()}, want: ActionNone},
@@ -144,6 +149,13 @@ func TestPlan(t *testing.T) {
 				if d.Reason == "" {
 					t.Error("a conflict needs a reason")
 				}
+			case ActionRelease:
+				if d.Desired == nil || d.Desired.Labels[clusterset.ManagedByLabel] != "" || d.Desired.Labels[LabelFederation] != "" || d.Desired.Labels[LabelAdopted] != "" {
+					t.Errorf("released Service keeps Strait's labels: %+v", d.Desired)
+				}
+				if d.Desired.Spec.ClusterIP != tc.in.Local.Spec.ClusterIP || d.Desired.Name != tc.in.Local.Name {
+					t.Errorf("released Service changed: %+v", d.Desired)
+				}
 			}
 		})
 	}
@@ -158,11 +170,9 @@ func TestAdoptionKeepsAllocationsAndAlignsSpec(t *testing.T) {
 	if got.Spec.Type != corev1.ServiceTypeLoadBalancer || got.Spec.Selector["app"] != "web" || len(got.Spec.Ports) != 2 {
 		t.Errorf("spec not in line with the broker: %+v", got.Spec)
 	}
-	if got.Spec.Ports[0].NodePort != 31080 {
-		t.Errorf("node port of 80/TCP %d, want the member's 31080", got.Spec.Ports[0].NodePort)
-	}
-	if got.Spec.Ports[1].NodePort != 0 {
-		t.Errorf("node port of the new 53/UDP %d: the member allocates it, never the broker's", got.Spec.Ports[1].NodePort)
+	// Node ports are the broker's, so the port DNS clients were given reaches every shard.
+	if got.Spec.Ports[0].NodePort != 30001 || got.Spec.Ports[1].NodePort != 30002 {
+		t.Errorf("node ports %d, %d; want the broker's 30001, 30002", got.Spec.Ports[0].NodePort, got.Spec.Ports[1].NodePort)
 	}
 	if got.Labels[LabelAdopted] != "true" || got.Labels["owner"] != "me" || got.Labels["app"] != "web" {
 		t.Errorf("labels %v: adopted, the member's and the broker's", got.Labels)
@@ -179,14 +189,37 @@ func TestAdoptionKeepsAllocationsAndAlignsSpec(t *testing.T) {
 	}
 }
 
+// A member refuses a broker node port that is taken there: it keeps its own for that port
+// only, records the refusal, and plans no further write for it.
+func TestRefusedNodePortKeepsTheMembersOwn(t *testing.T) {
+	b, u := brokerService(), userService()
+	want := WithRefusedNodePorts(MemberService(b, u, fed), u, []int32{30001})
+	if want.Spec.Ports[0].NodePort != 31080 || want.Spec.Ports[1].NodePort != 30002 {
+		t.Errorf("node ports %d, %d; want the member's 31080 for the refused 30001, the broker's 30002", want.Spec.Ports[0].NodePort, want.Spec.Ports[1].NodePort)
+	}
+	if want.Annotations[AnnotationRefusedNodePorts] != "30001" {
+		t.Errorf("annotation %q", want.Annotations[AnnotationRefusedNodePorts])
+	}
+	again := MemberService(b, applyDefaults(want), fed)
+	if again.Spec.Ports[0].NodePort != 31080 {
+		t.Errorf("a refused port is tried again: %d", again.Spec.Ports[0].NodePort)
+	}
+	if d := Plan(PlanInput{Federation: fed, Cluster: "c1", Broker: b, Local: applyDefaults(want)}); d.Action != ActionNone {
+		t.Errorf("after a refusal the plan is %s, want None", d.Action)
+	}
+	if r := Released(want); r.Annotations[AnnotationRefusedNodePorts] != "" {
+		t.Error("a released Service keeps Strait's annotation")
+	}
+}
+
 func TestCreatedServiceLeavesAllocationToTheMember(t *testing.T) {
 	got := MemberService(brokerService(), nil, fed)
 	if got.Spec.ClusterIP != "" || got.Spec.ClusterIPs != nil || got.Spec.IPFamilies != nil || got.Spec.IPFamilyPolicy != nil {
 		t.Errorf("allocations copied from the broker: %+v", got.Spec)
 	}
-	for _, p := range got.Spec.Ports {
-		if p.NodePort != 0 {
-			t.Errorf("node port %d copied from the broker", p.NodePort)
+	for i, p := range got.Spec.Ports {
+		if p.NodePort != brokerService().Spec.Ports[i].NodePort {
+			t.Errorf("node port %d, want the broker's %d", p.NodePort, brokerService().Spec.Ports[i].NodePort)
 		}
 	}
 	if got.Labels[LabelAdopted] != "" {

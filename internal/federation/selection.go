@@ -17,14 +17,14 @@ type Selection struct {
 	// All is true when the Service has no AnnotationClusters: every member, including
 	// those that join later.
 	All bool
-	// Clusters are the named clusters, sorted and unique, when All is false. An annotation
-	// naming no cluster selects none.
+	// Clusters are the named clusters, sorted and unique, when All is false; never empty.
 	Clusters []string
 }
 
 // ParseSelection reads AnnotationClusters. A malformed value (an entry that is not a valid
 // cluster ID) is an error, and callers then do nothing for the Service: guessing what a
-// typo meant could place or remove shards nobody asked for.
+// typo meant could place or remove shards nobody asked for. So is a value that names no
+// cluster: an emptied annotation must not remove the Service from every member at once.
 func ParseSelection(svc *corev1.Service) (Selection, error) {
 	v, ok := svc.Annotations[AnnotationClusters]
 	if !ok {
@@ -40,6 +40,9 @@ func ParseSelection(svc *corev1.Service) (Selection, error) {
 			return Selection{}, fmt.Errorf("annotation %s: %w", AnnotationClusters, err)
 		}
 		out = append(out, id)
+	}
+	if len(out) == 0 {
+		return Selection{}, fmt.Errorf("annotation %s=%q names no cluster; name the clusters (\"a,b\"), or remove the annotation to place the Service in every member", AnnotationClusters, v)
 	}
 	slices.Sort(out)
 	return Selection{Clusters: slices.Compact(out)}, nil

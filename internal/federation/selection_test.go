@@ -30,7 +30,9 @@ func TestParseSelection(t *testing.T) {
 	}{
 		{name: "absent selects all", svc: annotated(), all: true},
 		{name: "list, sorted and unique, spaces ignored", svc: annotated(AnnotationClusters, " c2, c1 ,c2,"), want: []string{"c1", "c2"}},
-		{name: "empty value selects none", svc: annotated(AnnotationClusters, ""), want: nil},
+		// An emptied annotation is a mistake to report, not an order to remove every shard.
+		{name: "empty value is an error", svc: annotated(AnnotationClusters, ""), wantErr: "names no cluster"},
+		{name: "only separators is an error", svc: annotated(AnnotationClusters, " , ,"), wantErr: "names no cluster"},
 		{name: "invalid ID", svc: annotated(AnnotationClusters, "c1,Bad_ID"), wantErr: AnnotationClusters},
 		{name: "too long", svc: annotated(AnnotationClusters, strings.Repeat("a", 64)), wantErr: AnnotationClusters},
 	} {

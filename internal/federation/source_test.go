@@ -30,7 +30,7 @@ func brokerObjects(now time.Time) []runtime.Object {
 				Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: now}, LeaseDurationSeconds: ptr.To(int32(15))}},
 		)
 		s := Shard{Cluster: m.ID, Namespace: DefaultNamespace, Name: "web", State: ShardCreated, ReadyEndpoints: 1,
-			Ingress: Ingress{Source: IngressNodes, IPs: ips("192.168.0." + m.ID[1:])}}
+			Ingress: Ingress{Source: IngressNodes, IPs: ips("192.168.0." + m.ID[1:]), Ports: brokerNodePorts}}
 		for _, r := range ToRecords(ns, fed, s) {
 			objs = append(objs, r)
 		}
@@ -88,7 +88,7 @@ func TestSourceFollowsTheBroker(t *testing.T) {
 	// c2's shard loses its endpoints: a change notification, then unhealthy.
 	drain(src.Changed())
 	s := Shard{Cluster: "c2", Namespace: DefaultNamespace, Name: "web", State: ShardCreated, ReadyEndpoints: 0,
-		Ingress: Ingress{Source: IngressNodes, IPs: ips("192.168.0.2")}}
+		Ingress: Ingress{Source: IngressNodes, IPs: ips("192.168.0.2"), Ports: brokerNodePorts}}
 	rec := ToRecords(clusterset.MemberNamespace("c2"), fed, s)[0]
 	if _, err := cs.DiscoveryV1().EndpointSlices(rec.Namespace).Update(ctx, rec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)

@@ -8,14 +8,18 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
 	"github.com/strait-io/strait/internal/clusterset"
@@ -113,8 +117,110 @@ func TestPropagatorCreatesNamespaceAndService(t *testing.T) {
 		t.Errorf("namespace labels %v", nsObj.Labels)
 	}
 	svc, _ := cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
-	if svc.Labels[fedpkg.LabelFederation] != fed || svc.Labels[fedpkg.LabelAdopted] != "" || svc.Spec.Ports[0].NodePort != 0 {
+	// The broker's node port, so the port handed out for every shard reaches this one.
+	if svc.Labels[fedpkg.LabelFederation] != fed || svc.Labels[fedpkg.LabelAdopted] != "" || svc.Spec.Ports[0].NodePort != 30001 {
 		t.Errorf("created %+v", svc)
+	}
+}
+
+// portTaken makes creates and updates of Services fail as a member's API server does when
+// the requested node port is allocated there, unless the request leaves it to the server.
+func portTaken(cs *fake.Clientset, taken int32) {
+	refuse := func(a k8stesting.Action) (bool, runtime.Object, error) {
+		svc := a.(interface{ GetObject() runtime.Object }).GetObject().(*corev1.Service)
+		for i, p := range svc.Spec.Ports {
+			if p.NodePort == taken {
+				return true, nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, svc.Name, field.ErrorList{
+					field.Invalid(field.NewPath("spec", "ports").Index(i).Child("nodePort"), taken, "provided port is already allocated")})
+			}
+		}
+		return false, nil, nil
+	}
+	cs.PrependReactor("create", "services", refuse)
+	cs.PrependReactor("update", "services", refuse)
+}
+
+func TestPropagatorFallsBackWhenTheBrokersNodePortIsTaken(t *testing.T) {
+	ctx := context.Background()
+	for name, w := range map[string]world{
+		"create": {broker: []runtime.Object{brokerService()}},
+		"adopt":  {broker: []runtime.Object{brokerService()}, local: []runtime.Object{userService()}, objects: []runtime.Object{userService()}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, cs := propagator(w)
+			portTaken(cs, 30001)
+			rec := record.NewFakeRecorder(10)
+			p.Recorder = rec
+			if err := p.Reconcile(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			svc, err := cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if svc.Spec.Ports[0].NodePort == 30001 || svc.Annotations[fedpkg.AnnotationRefusedNodePorts] != "30001" {
+				t.Errorf("node port %d, annotation %q; want the member's own and the refusal recorded", svc.Spec.Ports[0].NodePort, svc.Annotations[fedpkg.AnnotationRefusedNodePorts])
+			}
+			select {
+			case e := <-rec.Events:
+				if !strings.Contains(e, EventNodePortTaken) || !strings.Contains(e, "30001") {
+					t.Errorf("event %q", e)
+				}
+			default:
+				t.Error("no event for the refused node port")
+			}
+		})
+	}
+}
+
+// An adopted Service is the user's: when it is no longer federated here it is released,
+// never deleted, and keeps its cluster IP.
+func TestPropagatorReleasesWhatItAdopted(t *testing.T) {
+	ctx := context.Background()
+	adopted := fedpkg.MemberService(brokerService(), userService(), fed)
+	for name, broker := range map[string][]runtime.Object{
+		"broker Service deleted": nil,
+		"deselected":             {brokerService(fedpkg.AnnotationClusters, "other")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, cs := propagator(world{broker: broker, local: []runtime.Object{adopted}, objects: []runtime.Object{adopted}})
+			if err := p.Reconcile(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(writes(cs), ","); got != "update services" {
+				t.Fatalf("writes %s, want only the release", got)
+			}
+			svc, err := cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("the adopted Service is gone: %v", err)
+			}
+			if svc.Labels[clusterset.ManagedByLabel] != "" || svc.Labels[fedpkg.LabelFederation] != "" || svc.Labels[fedpkg.LabelAdopted] != "" {
+				t.Errorf("released Service keeps Strait's labels: %v", svc.Labels)
+			}
+			if svc.Spec.ClusterIP != "10.200.0.9" || svc.Spec.Selector["app"] != "web" {
+				t.Errorf("released Service changed: %+v", svc)
+			}
+		})
+	}
+}
+
+// An annotation emptied by mistake selects no cluster: a condition on the broker, and no
+// member deletes or releases anything.
+func TestPropagatorEmptySelectionRemovesNothing(t *testing.T) {
+	ctx := context.Background()
+	created := fedpkg.MemberService(brokerService(), nil, fed)
+	created.UID = "svc-uid"
+	adopted := fedpkg.MemberService(brokerService(), userService(), fed)
+	for name, local := range map[string]*corev1.Service{"created": created, "adopted": adopted} {
+		t.Run(name, func(t *testing.T) {
+			p, cs := propagator(world{broker: []runtime.Object{brokerService(fedpkg.AnnotationClusters, "")}, local: []runtime.Object{local, ownNamespace()}, objects: []runtime.Object{local, ownNamespace()}})
+			if err := p.Reconcile(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			if w := writes(cs); len(w) != 0 {
+				t.Errorf("an empty selection wrote %v", w)
+			}
+		})
 	}
 }
 

@@ -2,8 +2,10 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -24,9 +26,11 @@ import (
 
 // Event reasons on member Services.
 const (
-	EventCreated  = "FederatedServiceCreated"
-	EventAdopted  = "FederatedServiceAdopted"
-	EventConflict = "FederatedServiceConflict"
+	EventCreated       = "FederatedServiceCreated"
+	EventAdopted       = "FederatedServiceAdopted"
+	EventReleased      = "FederatedServiceReleased"
+	EventConflict      = "FederatedServiceConflict"
+	EventNodePortTaken = "FederatedServiceNodePortTaken"
 )
 
 // Propagator places the broker's federated Services in the member cluster. It owns the
@@ -74,6 +78,10 @@ func (p *Propagator) Reconcile(ctx context.Context, key string) error {
 			return err
 		}
 		created, err := services.Create(ctx, d.Desired, metav1.CreateOptions{})
+		if refused := takenNodePorts(err, d.Desired); len(refused) > 0 {
+			created, err = services.Create(ctx, federation.WithRefusedNodePorts(d.Desired, nil, refused), metav1.CreateOptions{})
+			p.event(created, corev1.EventTypeWarning, EventNodePortTaken, "The broker's node ports %v are taken in this cluster; this shard uses its own and is left out of DNS", refused)
+		}
 		if err != nil {
 			return stale(ctx, err, "creating federated Service %s: %w", key)
 		}
@@ -81,6 +89,10 @@ func (p *Propagator) Reconcile(ctx context.Context, key string) error {
 		p.event(created, corev1.EventTypeNormal, EventCreated, "Created for federated Service %s/%s on the broker", ns, name)
 	case federation.ActionAdopt, federation.ActionUpdate:
 		updated, err := services.Update(ctx, d.Desired, metav1.UpdateOptions{})
+		if refused := takenNodePorts(err, d.Desired); len(refused) > 0 {
+			updated, err = services.Update(ctx, federation.WithRefusedNodePorts(d.Desired, local, refused), metav1.UpdateOptions{})
+			p.event(updated, corev1.EventTypeWarning, EventNodePortTaken, "The broker's node ports %v are taken in this cluster; this shard keeps its own and is left out of DNS", refused)
+		}
 		if err != nil {
 			return stale(ctx, err, "updating federated Service %s: %w", key)
 		}
@@ -88,6 +100,13 @@ func (p *Propagator) Reconcile(ctx context.Context, key string) error {
 			logger.Info("Adopted federated Service", "clusterIP", updated.Spec.ClusterIP)
 			p.event(updated, corev1.EventTypeNormal, EventAdopted, "Adopted by federated Service %s/%s on the broker; cluster IP and node ports kept", ns, name)
 		}
+	case federation.ActionRelease:
+		released, err := services.Update(ctx, d.Desired, metav1.UpdateOptions{})
+		if err != nil {
+			return stale(ctx, err, "releasing adopted Service %s: %w", key)
+		}
+		logger.Info("Released adopted Service: no longer federated to this cluster")
+		p.event(released, corev1.EventTypeNormal, EventReleased, "No longer federated to this cluster; Strait's labels removed, the Service is left as it is")
 	case federation.ActionDelete:
 		err := services.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &local.UID}})
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -102,6 +121,26 @@ func (p *Propagator) Reconcile(ctx context.Context, key string) error {
 		}
 	}
 	return nil
+}
+
+// takenNodePorts returns the node ports of want that the API server refused because they
+// are allocated in this cluster already ("provided port is already allocated").
+func takenNodePorts(err error, want *corev1.Service) []int32 {
+	var status apierrors.APIStatus
+	if err == nil || !apierrors.IsInvalid(err) || !errors.As(err, &status) || status.Status().Details == nil {
+		return nil
+	}
+	var out []int32
+	for _, c := range status.Status().Details.Causes {
+		var i int
+		if _, scanErr := fmt.Sscanf(c.Field, "spec.ports[%d].nodePort", &i); scanErr != nil || i < 0 || i >= len(want.Spec.Ports) {
+			continue
+		}
+		if n := want.Spec.Ports[i].NodePort; n != 0 && strings.Contains(c.Message, "already allocated") {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (p *Propagator) event(obj *corev1.Service, typ, reason, format string, args ...any) {

@@ -41,7 +41,8 @@ func objects(now time.Time, selector string) []runtime.Object {
 			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: liveness.LeaseName, Namespace: ns},
 				Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: now}, LeaseDurationSeconds: ptr.To(int32(15))}})
 		shard := federation.Shard{Cluster: id, Namespace: federation.DefaultNamespace, Name: "web", State: federation.ShardCreated, ReadyEndpoints: i,
-			Ingress: federation.Ingress{Source: federation.IngressNodes, IPs: []netip.Addr{netip.MustParseAddr("192.168.0." + string(rune('1'+i)))}}}
+			Ingress: federation.Ingress{Source: federation.IngressNodes, IPs: []netip.Addr{netip.MustParseAddr("192.168.0." + string(rune('1'+i)))},
+				Ports: []federation.Port{{Protocol: corev1.ProtocolTCP, Port: 30080}}}}
 		for _, r := range federation.ToRecords(ns, federation.DefaultName, shard) {
 			objs = append(objs, r)
 		}
