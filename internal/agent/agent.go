@@ -24,6 +24,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
+	"github.com/strait-io/strait/internal/agent/clusterview"
 	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/agent/exporter"
 	"github.com/strait-io/strait/internal/agent/externalservice"
@@ -137,6 +138,7 @@ var setups = []struct {
 	{"global services", global.Setup},
 	{"external services", externalservice.Setup},
 	{"federation", agentfederation.Setup},
+	{"cluster view", clusterview.Setup},
 }
 
 // Agent is a configured agent.

@@ -434,3 +434,29 @@ func (t *Tracker) Run(done <-chan struct{}, interval time.Duration) {
 		}
 	}
 }
+
+// Published is a reader's view as it writes it for others to read (the agent keeps it in
+// its member cluster for `strait status`): times are on the writer's clock, so readers
+// compare them with WrittenAt only, never with their own clock.
+type Published struct {
+	// WrittenAt is when the view was taken.
+	WrittenAt time.Time `json:"writtenAt"`
+	// Identity names the writer (the agent replica).
+	Identity string `json:"identity,omitempty"`
+	View
+}
+
+// Age says how long before the view was written t was, "never" for a zero time.
+func (p Published) Age(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return p.WrittenAt.Sub(t).Round(time.Second).String()
+}
+
+// ViewConfigMap and ViewKey: where an agent publishes its view in its member cluster's
+// strait-system namespace.
+const (
+	ViewConfigMap = "strait-agent-view"
+	ViewKey       = "view.json"
+)

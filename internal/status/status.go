@@ -1,5 +1,7 @@
-// Package status computes what `strait status` shows from what the broker holds: members,
-// their lease ages, their exports and the conflicts between them. It is pure; the command
+// Package status computes what `strait status` shows from what the broker holds (members,
+// their exports and the conflicts between them) and from the agent's published view of
+// the members' liveness: a one-shot command cannot observe leases being renewed, and must
+// not judge a member by comparing its clock with the reader's. It is pure; the command
 // gathers the objects.
 package status
 
@@ -7,12 +9,12 @@ import (
 	"sort"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/globalservice"
 	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/records"
@@ -25,6 +27,8 @@ type Status struct {
 	Broker          string          `json:"broker"`
 	BrokerReachable bool            `json:"brokerReachable"`
 	BrokerError     string          `json:"brokerError,omitempty"`
+	// Agent is the member's agent's view of the clusterset (nil when it published none).
+	Agent *AgentView `json:"agent,omitempty"`
 	Members         []Member        `json:"members"`
 	Imports         int             `json:"imports"`
 	Conflicts       []ServiceStatus `json:"conflicts,omitempty"`
@@ -42,17 +46,38 @@ type GlobalService struct {
 	Problems  []string `json:"problems,omitempty"`       // port conflicts, annotation problems
 }
 
+// AgentView is what the agent says of the clusterset, as of WrittenAt (its clock).
+type AgentView struct {
+	WrittenAt time.Time `json:"writtenAt"`
+	Identity  string    `json:"identity,omitempty"`
+	// BrokerReachable is the agent's own view; BrokerSince when that began.
+	BrokerReachable bool      `json:"brokerReachable"`
+	BrokerSince     time.Time `json:"brokerSince,omitzero"`
+	BrokerError     string    `json:"brokerError,omitempty"`
+	// Frozen: the agent withdraws nothing now, for FrozenReason.
+	Frozen       bool   `json:"frozen"`
+	FrozenReason string `json:"frozenReason,omitempty"`
+}
+
 // Member is one member's line.
 type Member struct {
-	ID       string `json:"id"`
-	Region   string `json:"region,omitempty"`
-	Zone     string `json:"zone,omitempty"`
-	LeaseAge string `json:"leaseAge"` // "never" before the agent's first heartbeat
-	// Alive is true when the agent renewed its lease within the lease duration.
-	Alive     bool `json:"alive"`
-	Exports   int  `json:"exports"`
-	Conflicts int  `json:"conflicts"`
+	ID     string `json:"id"`
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	// State is the agent's verdict (Alive, Held, Withdrawn), Unknown without its view.
+	State string `json:"state"`
+	// Alive is State == Alive.
+	Alive bool `json:"alive"`
+	// LastRenewal is how long before the view was written the agent last saw the member's
+	// lease renewed ("never" since it started, "-" without its view).
+	LastRenewal string `json:"lastRenewal"`
+	Reason      string `json:"reason,omitempty"`
+	Exports     int    `json:"exports"`
+	Conflicts   int    `json:"conflicts"`
 }
+
+// Unknown is a member's state when the agent published no view.
+const Unknown = "Unknown"
 
 // ServiceStatus names a Service whose exports conflict.
 type ServiceStatus struct {
@@ -62,27 +87,38 @@ type ServiceStatus struct {
 	Conflicts map[string][]string `json:"conflicts"` // cluster -> reasons
 }
 
-// Build computes the status. leases are the members' heartbeat leases on the broker.
-func Build(members []clusterset.Member, leases []coordinationv1.Lease, recs []*mcsv1beta1.ServiceImport, now time.Time) ([]Member, []ServiceStatus) {
+// View turns the agent's published view into its status line.
+func View(p *liveness.Published) *AgentView {
+	if p == nil {
+		return nil
+	}
+	return &AgentView{
+		WrittenAt: p.WrittenAt, Identity: p.Identity,
+		BrokerReachable: p.Broker.Reachable, BrokerSince: p.Broker.Since, BrokerError: p.Broker.Error,
+		Frozen: p.Frozen, FrozenReason: p.FrozenReason,
+	}
+}
+
+// Build computes the members' lines and the conflicts. view is the agent's published view
+// of the members' liveness; nil leaves every member Unknown.
+func Build(members []clusterset.Member, view *liveness.Published, recs []*mcsv1beta1.ServiceImport) ([]Member, []ServiceStatus) {
 	byID := map[string]*Member{}
 	var out []Member
 	for _, m := range members {
-		out = append(out, Member{ID: m.ID, Region: m.Region, Zone: m.Zone, LeaseAge: "never"})
+		line := Member{ID: m.ID, Region: m.Region, Zone: m.Zone, State: Unknown, LastRenewal: "-"}
+		if view != nil {
+			line.State, line.LastRenewal = string(liveness.Held), "never"
+			for _, v := range view.Members {
+				if v.ID == m.ID {
+					line.State, line.Reason, line.LastRenewal = string(v.State), v.Reason, view.Age(v.LastRenewalObserved)
+				}
+			}
+		}
+		line.Alive = line.State == string(liveness.Alive)
+		out = append(out, line)
 	}
 	for i := range out {
 		byID[out[i].ID] = &out[i]
-	}
-	for _, l := range leases {
-		id, ok := clusterset.ClusterIDFromNamespace(l.Namespace)
-		m := byID[id]
-		if !ok || m == nil || l.Spec.RenewTime == nil {
-			continue
-		}
-		age := now.Sub(l.Spec.RenewTime.Time)
-		m.LeaseAge = age.Round(time.Second).String()
-		if l.Spec.LeaseDurationSeconds != nil {
-			m.Alive = age <= time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second
-		}
 	}
 	services := map[string][]mcs.Export{}
 	for _, r := range recs {

@@ -4,6 +4,7 @@ package status
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
@@ -22,6 +24,7 @@ import (
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/kubeconfig"
+	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/records"
 	statuspkg "github.com/strait-io/strait/internal/status"
 )
@@ -92,6 +95,11 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statusp
 		return nil, fmt.Errorf("context %s has no broker credential (run `strait join`): %w", contextName, err)
 	}
 	st := &statuspkg.Status{Cluster: contextName, ClusterID: id, Broker: bc.Host}
+	view, err := agentView(ctx, local)
+	if err != nil {
+		return nil, fmt.Errorf("reading the agent's view in %s: %w", contextName, err)
+	}
+	st.Agent = statuspkg.View(view)
 	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{clusterset.ManagedByLabel: clusterset.ManagedByValue}).String()}
 	imports, err := localMCS.MulticlusterV1beta1().ServiceImports(metav1.NamespaceAll).List(ctx, sel)
 	if err != nil {
@@ -118,10 +126,6 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statusp
 	if err != nil {
 		return brokerErr(err)
 	}
-	leases, err := broker.CoordinationV1().Leases(metav1.NamespaceAll).List(ctx, sel)
-	if err != nil {
-		return brokerErr(err)
-	}
 	recs, err := brokerMCS.MulticlusterV1beta1().ServiceImports(metav1.NamespaceAll).List(ctx, sel)
 	if err != nil {
 		return brokerErr(err)
@@ -140,8 +144,24 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statusp
 	for i := range recs.Items {
 		ptrs[i] = &recs.Items[i]
 	}
-	st.Members, st.Conflicts = statuspkg.Build(members, leases.Items, ptrs, time.Now())
+	st.Members, st.Conflicts = statuspkg.Build(members, view, ptrs)
 	return st, nil
+}
+
+// agentView reads the view the member's agent publishes (nil when it published none).
+func agentView(ctx context.Context, local kubernetes.Interface) (*liveness.Published, error) {
+	cm, err := local.CoreV1().ConfigMaps(clusterset.SystemNamespace).Get(ctx, liveness.ViewConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p liveness.Published
+	if err := json.Unmarshal([]byte(cm.Data[liveness.ViewKey]), &p); err != nil {
+		return nil, fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	return &p, nil
 }
 
 func print(w io.Writer, st *statuspkg.Status) {
@@ -150,15 +170,26 @@ func print(w io.Writer, st *statuspkg.Status) {
 		reach = "NOT reachable: " + st.BrokerError
 	}
 	fmt.Fprintf(w, "Cluster %s (ID %s), broker %s: %s\n", st.Cluster, st.ClusterID, st.Broker, reach)
+	switch a := st.Agent; {
+	case a == nil:
+		fmt.Fprintln(w, "Agent: has published no view (is it running? see `kubectl -n strait-system get pods`)")
+	default:
+		fmt.Fprintf(w, "Agent %s, view of %s:", a.Identity, a.WrittenAt.UTC().Format(time.RFC3339))
+		if a.BrokerReachable {
+			fmt.Fprint(w, " broker reachable")
+		} else {
+			fmt.Fprintf(w, " broker UNREACHABLE since %s (%s)", a.BrokerSince.UTC().Format(time.RFC3339), a.BrokerError)
+		}
+		if a.Frozen {
+			fmt.Fprintf(w, "; withdrawals FROZEN: %s", a.FrozenReason)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "ServiceImports in %s: %d\n\n", st.Cluster, st.Imports)
 	t := output.NewTable(w)
-	fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tLEASE AGE\tALIVE\tEXPORTS\tCONFLICTS")
+	fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tSTATE\tLAST RENEWAL SEEN\tEXPORTS\tCONFLICTS")
 	for _, m := range st.Members {
-		alive := "no"
-		if m.Alive {
-			alive = "yes"
-		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.ID, m.Region, m.Zone, m.LeaseAge, alive, m.Exports, m.Conflicts)
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.ID, m.Region, m.Zone, m.State, m.LastRenewal, m.Exports, m.Conflicts)
 	}
 	t.Flush()
 	if len(st.GlobalServices) > 0 {

@@ -1,0 +1,160 @@
+// Package clusterview makes the agent's view of the clusterset visible: which members it
+// serves, holds or withdrew, and whether the broker is reachable or withdrawals are frozen.
+// It records an Event for each change, keeps the view in a ConfigMap of the member's
+// strait-system namespace (what `strait status` shows), and exports it as metrics.
+package clusterview
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/strait-io/strait/internal/agent/env"
+	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/liveness"
+)
+
+// Event reasons, on the member's ClusterProperty cluster.clusterset.k8s.io.
+const (
+	EventMemberWithdrawn   = "MemberWithdrawn"
+	EventMemberAlive       = "MemberAlive"
+	EventWithdrawalsFrozen = "WithdrawalsFrozen"
+	EventWithdrawalsResume = "WithdrawalsResumed"
+)
+
+// refresh is how often the view is rewritten even when nothing changed, so its ages stay
+// current and a stale view (an agent that stopped) shows.
+const refresh = 15 * time.Second
+
+// Writer keeps the published view and the events.
+type Writer struct {
+	Client   kubernetes.Interface
+	Identity string
+	Recorder record.EventRecorder
+	// Subject is what events are recorded on.
+	Subject *corev1.ObjectReference
+}
+
+// Write stores the view in the ConfigMap, creating it when missing.
+func (w *Writer) Write(ctx context.Context, v liveness.View) error {
+	data, err := json.Marshal(liveness.Published{WrittenAt: v.Now, Identity: w.Identity, View: v})
+	if err != nil {
+		return err
+	}
+	cms := w.Client.CoreV1().ConfigMaps(clusterset.SystemNamespace)
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: liveness.ViewConfigMap, Namespace: clusterset.SystemNamespace,
+			Labels: map[string]string{clusterset.ManagedByLabel: clusterset.ManagedByValue}},
+		Data: map[string]string{liveness.ViewKey: string(data)},
+	}
+	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+	}
+	return err
+}
+
+// Record records an Event for each change and for the freeze starting or ending.
+func (w *Writer) Record(prev, v liveness.View, changes []liveness.Change) {
+	if w.Recorder == nil {
+		return
+	}
+	for _, c := range changes {
+		switch {
+		case c.To == liveness.Withdrawn:
+			w.Recorder.Eventf(w.Subject, corev1.EventTypeWarning, EventMemberWithdrawn, "Member %s withdrawn from imports, global Services and federation: %s", c.ID, c.Reason)
+		case c.To == liveness.Alive && c.From == liveness.Withdrawn:
+			w.Recorder.Eventf(w.Subject, corev1.EventTypeNormal, EventMemberAlive, "Member %s renews its lease again; its endpoints are served", c.ID)
+		}
+	}
+	switch {
+	case v.Frozen && v.FrozenReason != prev.FrozenReason:
+		w.Recorder.Eventf(w.Subject, corev1.EventTypeWarning, EventWithdrawalsFrozen, "Nothing learned from the broker is withdrawn: %s", v.FrozenReason)
+	case !v.Frozen && prev.Frozen:
+		w.Recorder.Event(w.Subject, corev1.EventTypeNormal, EventWithdrawalsResume, "The broker is reachable again; withdrawals resume once a full lease period has been watched")
+	}
+}
+
+// Setup publishes the agent's view: Events and the ConfigMap on every change (and every
+// refresh), metrics on every scrape.
+func Setup(e *env.Env) error {
+	w := &Writer{
+		Client: e.Member.Kube, Identity: e.Settings.Identity, Recorder: e.Recorder,
+		Subject: &corev1.ObjectReference{APIVersion: "about.k8s.io/v1alpha1", Kind: "ClusterProperty", Name: clusterset.ClusterIDProperty},
+	}
+	changed := make(chan struct{}, 1)
+	var prev liveness.View
+	e.OnLiveness(func(v liveness.View, changes []liveness.Change) {
+		w.Record(prev, v, changes)
+		prev = v
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	if err := e.Manager.Registry().Register(collector{e.Liveness}); err != nil {
+		return fmt.Errorf("registering liveness metrics: %w", err)
+	}
+	e.Manager.Go("cluster view", func(ctx context.Context) error {
+		ticker := time.NewTicker(refresh)
+		defer ticker.Stop()
+		for {
+			if err := w.Write(ctx, e.Liveness.View()); err != nil && ctx.Err() == nil {
+				klog.FromContext(ctx).V(2).Info("Writing the agent's view", "configMap", clusterset.SystemNamespace+"/"+liveness.ViewConfigMap, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ticker.C:
+			case <-changed:
+			}
+		}
+	})
+	return nil
+}
+
+var (
+	brokerReachable = prometheus.NewDesc("strait_broker_reachable", "1 while the broker answers this agent, 0 while it does not.", nil, nil)
+	frozen          = prometheus.NewDesc("strait_withdrawals_frozen", "1 while nothing learned from the broker may be withdrawn (broker unreachable, or most members silent at once).", nil, nil)
+	memberState     = prometheus.NewDesc("strait_member_state", "1 for each member's current verdict (Alive, Held, Withdrawn).", []string{"cluster", "state"}, nil)
+	renewalAge      = prometheus.NewDesc("strait_member_last_renewal_seconds", "Seconds since this agent last observed the member's lease being renewed (its own clock).", []string{"cluster"}, nil)
+)
+
+// collector exports the tracker's verdicts.
+type collector struct{ t *liveness.Tracker }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{brokerReachable, frozen, memberState, renewalAge} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	v := c.t.View()
+	ch <- prometheus.MustNewConstMetric(brokerReachable, prometheus.GaugeValue, boolValue(v.Broker.Reachable))
+	ch <- prometheus.MustNewConstMetric(frozen, prometheus.GaugeValue, boolValue(v.Frozen))
+	for _, m := range v.Members {
+		for _, s := range []liveness.State{liveness.Alive, liveness.Held, liveness.Withdrawn} {
+			ch <- prometheus.MustNewConstMetric(memberState, prometheus.GaugeValue, boolValue(m.State == s), m.ID, string(s))
+		}
+		if !m.LastRenewalObserved.IsZero() {
+			ch <- prometheus.MustNewConstMetric(renewalAge, prometheus.GaugeValue, v.Now.Sub(m.LastRenewalObserved).Seconds(), m.ID)
+		}
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
