@@ -1,16 +1,24 @@
 // Package agent assembles the Strait agent that runs once per member cluster: it finds its
 // cluster ID and broker credentials, builds the clients and shared informers of its cluster
-// and of the broker, and hands them to the reconcilers' Setup functions (setups); the
-// controller.Manager runs them under the leader lease, with health and metrics. Which
-// reconcilers make up the agent is the list below and nothing else.
+// and of the broker, and hands them to the reconcilers' Setup functions (setups); a
+// controller.Manager runs them while this replica holds the leader lease. Which reconcilers
+// make up the agent is the list below and nothing else.
+//
+// Every replica renews the member's heartbeat lease on the broker, leader or not, and a
+// replica that loses the leader lease goes back to standby instead of exiting: a member
+// whose own API server is down (so no leader can be elected) still serves traffic, and the
+// other members must not withdraw it.
 package agent
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -132,7 +140,6 @@ var setups = []struct {
 	name  string
 	setup func(*env.Env) error
 }{
-	{"heartbeat", heartbeat.Setup},
 	{"export", exporter.Setup},
 	{"import", importer.Setup},
 	{"global services", global.Setup},
@@ -147,6 +154,11 @@ type Agent struct {
 	ClusterID string
 
 	member, broker *env.Cluster
+	registry       *prometheus.Registry
+	// term is the manager of the current leadership term, nil on standby; tracker its
+	// liveness tracker.
+	term    atomic.Pointer[controller.Manager]
+	tracker atomic.Pointer[liveness.Tracker]
 }
 
 // New connects to the member cluster, finds its cluster ID and broker credentials.
@@ -162,7 +174,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg}
+	a := &Agent{cfg: cfg, registry: prometheus.NewRegistry()}
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		clusterview.Collector(a.tracker.Load))
 	if a.member, err = newCluster(rc); err != nil {
 		return nil, err
 	}
@@ -207,13 +221,44 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// Run serves health and metrics, and reconciles while it holds the leader lease. It returns
-// when ctx ends, or with an error when leadership is lost (the process should restart).
+// Run serves health and metrics, renews the member's heartbeat, and reconciles while it
+// holds the leader lease, until ctx ends. Losing the lease, or a term that fails, returns
+// the replica to standby; it campaigns again after a pause.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues("cluster", a.ClusterID))
-	mo := controller.Options{
-		Name: "strait-agent", MetricsAddress: a.cfg.MetricsAddress, HealthAddress: a.cfg.HealthAddress, Workers: a.cfg.Workers,
+	logger := klog.FromContext(ctx)
+	servers, err := controller.Serve(a.cfg.HealthAddress, a.cfg.MetricsAddress, a.registry, a.ready)
+	if err != nil {
+		return err
 	}
+	defer func() {
+		for _, s := range servers {
+			_ = s.Close()
+		}
+	}()
+	go heartbeat.Run(ctx, a.broker.Kube, a.ClusterID, a.cfg.HeartbeatInterval, a)
+	for {
+		err := a.lead(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		logger.Error(err, "Leadership term ended; standing by", "retryIn", termRetry)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(termRetry):
+		}
+	}
+}
+
+// termRetry is the pause between leadership terms.
+const termRetry = 2 * time.Second
+
+// lead campaigns for the leader lease and reconciles while holding it: one term, with
+// informers, tracker and loops of its own, so a new term starts from a full list and
+// withdraws no one before it has watched a full lease period.
+func (a *Agent) lead(ctx context.Context) error {
+	mo := controller.Options{Name: "strait-agent", Registry: a.registry, Workers: a.cfg.Workers}
 	if a.cfg.LeaderElect {
 		mo.LeaderElection = &controller.LeaderElection{
 			Client: a.member.Kube.CoordinationV1(), Namespace: clusterset.SystemNamespace, Name: "strait-agent", Identity: a.cfg.Identity,
@@ -232,7 +277,36 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("setting up %s: %w", s.name, err)
 		}
 	}
+	a.term.Store(m)
+	a.tracker.Store(e.Liveness)
+	defer func() {
+		a.term.Store(nil)
+		a.tracker.Store(nil)
+	}()
 	return m.Start(ctx)
+}
+
+// ready answers /readyz: the current term's readiness; a standby replica is ready.
+func (a *Agent) ready() error {
+	if m := a.term.Load(); m != nil {
+		return m.Ready()
+	}
+	return nil
+}
+
+// BrokerReachable and BrokerUnreachable take the heartbeat's outcome to the current term's
+// tracker.
+func (a *Agent) BrokerReachable() {
+	if t := a.tracker.Load(); t != nil {
+		t.BrokerReachable()
+	}
+}
+
+// BrokerUnreachable: see BrokerReachable.
+func (a *Agent) BrokerUnreachable(err error) {
+	if t := a.tracker.Load(); t != nil {
+		t.BrokerUnreachable(err)
+	}
 }
 
 // env builds what every reconciler is set up with: fresh informer factories (a new leader

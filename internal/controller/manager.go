@@ -411,8 +411,15 @@ func (m *Manager) Ready() error {
 	return errors.Join(errs...)
 }
 
-// serve starts the health and metrics endpoints.
+// serve starts the manager's health and metrics endpoints.
 func (m *Manager) serve() ([]*http.Server, error) {
+	return Serve(m.opts.HealthAddress, m.opts.MetricsAddress, m.registry, m.Ready)
+}
+
+// Serve starts /healthz and /readyz (ready answers the latter) on healthAddr and /metrics of
+// reg on metricsAddr; "" or "0" serves nothing. For components that outlive one manager
+// (the agent runs a manager per leadership term), so the endpoints never go away.
+func Serve(healthAddr, metricsAddr string, reg *prometheus.Registry, ready func() error) ([]*http.Server, error) {
 	var servers []*http.Server
 	start := func(addr string, mux *http.ServeMux) error {
 		if addr == "" || addr == "0" {
@@ -430,18 +437,18 @@ func (m *Manager) serve() ([]*http.Server, error) {
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := m.Ready(); err != nil {
+		if err := ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok"))
 	})
-	if err := start(m.opts.HealthAddress, health); err != nil {
+	if err := start(healthAddr, health); err != nil {
 		return nil, err
 	}
 	metrics := http.NewServeMux()
-	metrics.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
-	if err := start(m.opts.MetricsAddress, metrics); err != nil {
+	metrics.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err := start(metricsAddr, metrics); err != nil {
 		for _, s := range servers {
 			_ = s.Close()
 		}

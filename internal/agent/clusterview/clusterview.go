@@ -7,7 +7,6 @@ package clusterview
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,8 +83,8 @@ func (w *Writer) Record(prev, v liveness.View, changes []liveness.Change) {
 	}
 }
 
-// Setup publishes the agent's view: Events and the ConfigMap on every change (and every
-// refresh), metrics on every scrape.
+// Setup publishes the agent's view: Events and the ConfigMap on every change and every
+// refresh. (Its metrics are the agent's Collector, registered once per process.)
 func Setup(e *env.Env) error {
 	w := &Writer{
 		Client: e.Member.Kube, Identity: e.Settings.Identity, Recorder: e.Recorder,
@@ -101,9 +100,6 @@ func Setup(e *env.Env) error {
 		default:
 		}
 	})
-	if err := e.Manager.Registry().Register(collector{e.Liveness}); err != nil {
-		return fmt.Errorf("registering liveness metrics: %w", err)
-	}
 	e.Manager.Go("cluster view", func(ctx context.Context) error {
 		ticker := time.NewTicker(refresh)
 		defer ticker.Stop()
@@ -129,8 +125,11 @@ var (
 	renewalAge      = prometheus.NewDesc("strait_member_last_renewal_seconds", "Seconds since this agent last observed the member's lease being renewed (its own clock).", []string{"cluster"}, nil)
 )
 
-// collector exports the tracker's verdicts.
-type collector struct{ t *liveness.Tracker }
+// Collector exports the verdicts of the tracker current returns (nil: nothing, as on a
+// standby replica).
+func Collector(current func() *liveness.Tracker) prometheus.Collector { return collector{current} }
+
+type collector struct{ current func() *liveness.Tracker }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{brokerReachable, frozen, memberState, renewalAge} {
@@ -139,7 +138,11 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	v := c.t.View()
+	t := c.current()
+	if t == nil {
+		return
+	}
+	v := t.View()
 	ch <- prometheus.MustNewConstMetric(brokerReachable, prometheus.GaugeValue, boolValue(v.Broker.Reachable))
 	ch <- prometheus.MustNewConstMetric(frozen, prometheus.GaugeValue, boolValue(v.Frozen))
 	for _, m := range v.Members {

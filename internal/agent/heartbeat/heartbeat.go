@@ -1,7 +1,8 @@
 // Package heartbeat keeps a member's Lease on the broker fresh. Other members, strait dns
 // and the federation status writer judge from its renewals, on their own clocks, whether the
-// member's agent is alive (package liveness). The agent renews it before anything else
-// when it starts leading, so a restart or a leader change is not taken for a death.
+// member's agent is alive (package liveness). Every replica of the agent renews it, leader or
+// not, from the moment it starts: a restart, a leader change or the member's own API server
+// being down is not taken for the member's death.
 package heartbeat
 
 import (
@@ -15,7 +16,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
-	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/liveness"
 )
@@ -95,13 +95,4 @@ func Renew(ctx context.Context, broker kubernetes.Interface, ns, clusterID strin
 	lease.Spec.LeaseDurationSeconds = duration
 	_, err = client.Update(ctx, lease, metav1.UpdateOptions{})
 	return err
-}
-
-// Setup renews the member's lease from the moment the agent leads, before its caches sync.
-func Setup(e *env.Env) error {
-	e.Manager.GoFirst("heartbeat", func(ctx context.Context) error {
-		Run(ctx, e.Broker.Kube, e.ClusterID, e.Settings.HeartbeatInterval, e.Liveness)
-		return nil
-	})
-	return nil
 }
