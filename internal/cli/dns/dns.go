@@ -86,29 +86,27 @@ func (z *zoneFlags) config() (zone.Config, error) {
 }
 
 type serveOptions struct {
-	zone             zoneFlags
-	listen           []string
-	clusterListen    []string
-	clusterSource    []string
-	clusterLocs      []string
-	maxUDPSize       int
-	udpSockets       int
-	fromFile         string
-	interval         time.Duration
-	allowEmpty       bool
-	owner            string
-	rfcServer        string
-	rfcZone          string
-	rfcKeyName       string
-	rfcKeyAlg        string
-	rfcSecretFile    string
-	brokerKubeconfig string
-	brokerContext    string
-	federation       federation.Config
-	epNamespace      string
-	epKubeconfig     string
-	epContext        string
-	publishTimeout   time.Duration
+	zone           zoneFlags
+	listen         []string
+	clusterListen  []string
+	clusterSource  []string
+	clusterLocs    []string
+	maxUDPSize     int
+	udpSockets     int
+	fromFile       string
+	interval       time.Duration
+	allowEmpty     bool
+	owner          string
+	rfcServer      string
+	rfcZone        string
+	rfcKeyName     string
+	rfcKeyAlg      string
+	rfcSecretFile  string
+	broker         *kubeconfig.Other
+	federation     federation.Config
+	epNamespace    string
+	epCluster      *kubeconfig.Flags
+	publishTimeout time.Duration
 }
 
 func newServe() *cobra.Command {
@@ -133,8 +131,16 @@ func newServe() *cobra.Command {
 	fs.IntVar(&o.maxUDPSize, "max-udp-size", server.DefaultMaxUDPSize, "EDNS(0) UDP payload size offered; larger answers are truncated over UDP")
 	fs.IntVar(&o.udpSockets, "udp-sockets", 0, "SO_REUSEPORT UDP sockets per listener (default: one per CPU)")
 	fs.StringVar(&o.fromFile, "from-file", "", "read the federated services from this YAML file, re-read every --interval (see docs/dns.md)")
-	fs.StringVar(&o.brokerKubeconfig, "broker-kubeconfig", "", "read the federated services and their shards from the broker: kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-	fs.StringVar(&o.brokerContext, "broker-context", "", "kubeconfig context of the broker (a member's broker credential is enough)")
+	o.epCluster = kubeconfig.AddFlags(cmd, kubeconfig.Options{
+		Cluster:         "the cluster for DNSEndpoint objects",
+		KubeconfigUsage: "kubeconfig of the cluster for DNSEndpoint objects (default: $KUBECONFIG or ~/.kube/config)",
+	})
+	o.broker = o.epCluster.AddOther(cmd, kubeconfig.OtherOptions{
+		ContextFlag:     "broker-context",
+		ContextUsage:    "read the federated services and their shards from the broker: its kubeconfig context (a member's broker credential is enough)",
+		KubeconfigFlag:  "broker-kubeconfig",
+		KubeconfigUsage: "kubeconfig of --broker-context (default: --kubeconfig, else $KUBECONFIG or ~/.kube/config)",
+	})
 	o.federation = federation.DefaultConfig()
 	o.federation.AddFlags(fs)
 	fs.DurationVar(&o.interval, "interval", dnspkg.DefaultInterval, "how often the services are read")
@@ -146,8 +152,6 @@ func newServe() *cobra.Command {
 	fs.StringVar(&o.rfcKeyAlg, "rfc2136-key-algorithm", "hmac-sha256", "TSIG algorithm")
 	fs.StringVar(&o.rfcSecretFile, "rfc2136-key-secret-file", "", "file holding the base64 TSIG secret")
 	fs.StringVar(&o.epNamespace, "dnsendpoint-namespace", "", "publish DNSEndpoint objects for ExternalDNS in this namespace")
-	fs.StringVar(&o.epKubeconfig, "kubeconfig", "", "kubeconfig of the cluster for DNSEndpoint objects (default: $KUBECONFIG or ~/.kube/config)")
-	fs.StringVar(&o.epContext, "context", "", "kubeconfig context of the cluster for DNSEndpoint objects")
 	fs.DurationVar(&o.publishTimeout, "publish-timeout", 30*time.Second, "time limit of one publish")
 	return cmd
 }
@@ -224,7 +228,7 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 			}})
 	}
 	if o.epNamespace != "" {
-		cfg, _, err := kubeconfig.RESTConfig(kubeconfig.Rules(o.epKubeconfig), o.epContext)
+		cfg, _, err := o.epCluster.RESTConfig()
 		if err != nil {
 			return nil, err
 		}
@@ -246,7 +250,7 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 }
 
 func (o *serveOptions) run(ctx context.Context) error {
-	useBroker := o.brokerContext != "" || o.brokerKubeconfig != ""
+	useBroker := o.broker.Given()
 	switch {
 	case o.fromFile == "" && !useBroker:
 		return errors.New("no source of federated services: give --broker-context (the clusterset's broker) or --from-file")
@@ -337,7 +341,7 @@ func (o *serveOptions) brokerSource(ctx context.Context, cfg *server.Config) (*f
 	if err := o.federation.Validate(); err != nil {
 		return nil, err
 	}
-	rc, _, err := kubeconfig.RESTConfig(kubeconfig.Rules(o.brokerKubeconfig), o.brokerContext)
+	rc, _, err := o.broker.RESTConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,6 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	"sigs.k8s.io/yaml"
 
-	"github.com/strait-io/strait/internal/cli/lab"
-	"github.com/strait-io/strait/internal/cli/mapcmd"
 	"github.com/strait-io/strait/internal/cli/output"
 	findings "github.com/strait-io/strait/internal/doctor"
 	"github.com/strait-io/strait/internal/externalservice/esclient"
@@ -77,8 +75,9 @@ type FixResult struct {
 // New returns the `doctor` command.
 func New() *cobra.Command {
 	var (
-		path, context, format string
-		all                   bool
+		kube   *kubeconfig.Flags
+		format string
+		all    bool
 	)
 	o := Options{Probe: true, ProbeTimeout: 2 * time.Second, FixTimeout: 2 * time.Minute}
 	cmd := &cobra.Command{
@@ -101,16 +100,18 @@ func New() *cobra.Command {
 			if err := output.Validate(format); err != nil {
 				return err
 			}
-			rules := kubeconfig.Rules(path)
-			cfg, name, err := kubeconfig.RESTConfig(rules, context)
+			cfg, name, err := kube.RESTConfig()
 			if err != nil {
 				return err
 			}
+			ns, explicit := kube.Namespace()
 			switch {
-			case all && o.Namespace != "":
+			case all && explicit:
 				return fmt.Errorf("give either -n or -A")
-			case !all && o.Namespace == "":
-				o.Namespace = mapcmd.Namespace(rules, context)
+			case all:
+				o.Namespace = ""
+			default:
+				o.Namespace = ns
 			}
 			rep, err := Run(cmd.Context(), cfg, o)
 			if err != nil {
@@ -121,15 +122,13 @@ func New() *cobra.Command {
 				return err
 			}
 			if rep.Remaining > 0 {
-				return &lab.ExitError{Code: ExitProblems}
+				return &output.ExitError{Code: ExitProblems}
 			}
 			return nil
 		},
 	}
+	kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Namespace: true, NamespaceUsage: "namespace to examine (default: the context's namespace)"})
 	fl := cmd.Flags()
-	fl.StringVar(&path, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	fl.StringVar(&context, "context", "", "kubeconfig context (default: the current context)")
-	fl.StringVarP(&o.Namespace, "namespace", "n", "", "namespace to examine (default: the context's namespace)")
 	fl.BoolVarP(&all, "all-namespaces", "A", false, "examine every namespace")
 	fl.BoolVar(&o.Fix, "fix", false, "convert what can be converted into ExternalServices")
 	fl.BoolVar(&o.Probe, "probe", o.Probe, "probe hand-written endpoint addresses with a TCP connect")
@@ -262,12 +261,13 @@ func (c *clients) gather(ctx context.Context, ns string) (findings.Inputs, []str
 	cm, err := c.kube.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, "coredns", metav1.GetOptions{})
 	switch {
 	case err == nil:
-		files := map[string]string{}
-		for k, v := range cm.Data {
-			files[k] = v
+		cf, err := findings.ReadCorefile(cm.Data["Corefile"], cm.Data)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("cannot read the Corefile of ConfigMap kube-system/coredns (%v): CoreDNS hosts entries were not checked", err))
+			break
 		}
-		cf := findings.ParseCorefile(cm.Data["Corefile"], files)
 		in.Corefile = &cf
+		notes = append(notes, cf.Notes...)
 	case apierrors.IsNotFound(err):
 		notes = append(notes, "no ConfigMap kube-system/coredns: CoreDNS hosts entries were not checked")
 	default:

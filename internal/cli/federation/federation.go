@@ -65,7 +65,10 @@ type ServiceReport struct {
 }
 
 func newStatus() *cobra.Command {
-	var path, context, format, domain string
+	var (
+		kube           *kubeconfig.Flags
+		format, domain string
+	)
 	ttl := zone.DefaultTTL
 	cfg := fedpkg.DefaultConfig()
 	cmd := &cobra.Command{
@@ -87,7 +90,7 @@ func newStatus() *cobra.Command {
 					return fmt.Errorf("--domain %s --ttl %s: %w", domain, ttl, err)
 				}
 			}
-			rc, name, err := kubeconfig.RESTConfig(kubeconfig.Rules(path), context)
+			rc, name, err := kube.RESTConfig()
 			if err != nil {
 				return err
 			}
@@ -130,8 +133,7 @@ func newStatus() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&path, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the broker (default: the current context)")
+	kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Cluster: "the broker"})
 	cmd.Flags().StringVar(&domain, "domain", "", "federation DNS domain: also show the records strait dns serves for each Service")
 	cmd.Flags().DurationVar(&ttl, "ttl", ttl, "default TTL of the records shown, as given to strait dns serve --ttl")
 	cfg.AddFlags(cmd.Flags())
@@ -263,7 +265,10 @@ func orDash(s string) string {
 }
 
 func newController() *cobra.Command {
-	var path, context, identity string
+	var (
+		kube     *kubeconfig.Flags
+		identity string
+	)
 	leaderElect := true
 	workers := 2
 	cfg := fedpkg.DefaultConfig()
@@ -279,7 +284,7 @@ func newController() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			rc, _, err := kubeconfig.RESTConfig(kubeconfig.Rules(path), context)
+			rc, _, err := kube.RESTConfig()
 			if err != nil {
 				return err
 			}
@@ -299,8 +304,7 @@ func newController() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&path, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the broker (default: the current context)")
+	kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Cluster: "the broker"})
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", leaderElect, "elect a leader among replicas through the Lease "+brokerstatus.LeaseName+" in the federation namespace")
 	cmd.Flags().StringVar(&identity, "identity", "", "this replica's identity in the leader lease (default: hostname_pid)")
 	cmd.Flags().IntVar(&workers, "workers", workers, "reconcile workers")

@@ -20,18 +20,19 @@ import (
 
 // kubeFlags select the member and the broker in a kubeconfig.
 type kubeFlags struct {
-	kubeconfig    string
-	context       string
-	brokerContext string
-	timeout       time.Duration
-	output        string
+	member  *kubeconfig.Flags
+	broker  *kubeconfig.Other
+	timeout time.Duration
+	output  string
 }
 
 func (f *kubeFlags) add(cmd *cobra.Command) {
+	f.member = kubeconfig.AddFlags(cmd, kubeconfig.Options{Cluster: "the member cluster"})
+	f.broker = f.member.AddOther(cmd, kubeconfig.OtherOptions{
+		ContextFlag:  "broker-context",
+		ContextUsage: "kubeconfig context of the broker cluster, in the same kubeconfig (required)",
+	})
 	fl := cmd.Flags()
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	fl.StringVar(&f.context, "context", "", "kubeconfig context of the member cluster (default: the current context)")
-	fl.StringVar(&f.brokerContext, "broker-context", "", "kubeconfig context of the broker cluster (required)")
 	fl.DurationVar(&f.timeout, "timeout", clusterset.DefaultTimeout, "how long to wait for the API servers (CRDs, tokens, namespace deletion)")
 	output.AddFlag(cmd, &f.output)
 	_ = cmd.MarkFlagRequired("broker-context")
@@ -42,12 +43,11 @@ func (f *kubeFlags) configs() (member, broker *rest.Config, memberName, brokerNa
 	if err := output.Validate(f.output); err != nil {
 		return nil, nil, "", "", err
 	}
-	rules := kubeconfig.Rules(f.kubeconfig)
-	member, memberName, err = kubeconfig.RESTConfig(rules, f.context)
+	member, memberName, err = f.member.RESTConfig()
 	if err != nil {
 		return nil, nil, "", "", err
 	}
-	broker, brokerName, err = kubeconfig.RESTConfig(rules, f.brokerContext)
+	broker, brokerName, err = f.broker.RESTConfig()
 	if err != nil {
 		return nil, nil, "", "", err
 	}

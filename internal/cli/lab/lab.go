@@ -24,9 +24,8 @@ import (
 )
 
 // ExitError is returned when a command run by `lab exec` fails, carrying its exit status.
-type ExitError struct{ Code int }
-
-func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+// It is output.ExitError, so that commands need not import the lab to use it.
+type ExitError = output.ExitError
 
 // options shared by the lab commands.
 type options struct {
@@ -294,7 +293,7 @@ func newExec(o *options) *cobra.Command {
 			if err := c.Run(); err != nil {
 				var exit *exec.ExitError
 				if errors.As(err, &exit) {
-					return &ExitError{Code: exit.ExitCode()}
+					return &output.ExitError{Code: exit.ExitCode()}
 				}
 				return err
 			}

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/strait-io/strait/api/v1alpha1"
@@ -36,11 +35,11 @@ const (
 
 type options struct {
 	es.MapOptions
-	kubeconfig, context string
-	dryRun              string
-	output              string
-	wait                bool
-	timeout             time.Duration
+	kube    *kubeconfig.Flags
+	dryRun  string
+	output  string
+	wait    bool
+	timeout time.Duration
 }
 
 // New returns the `map` command.
@@ -72,10 +71,8 @@ func New() *cobra.Command {
 			return o.run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
+	o.kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Namespace: true})
 	fl := cmd.Flags()
-	fl.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	fl.StringVar(&o.context, "context", "", "kubeconfig context (default: the current context)")
-	fl.StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's namespace, else default)")
 	fl.StringSliceVar(&o.Targets, "to", nil, "targets, HOST:PORT, comma-separated or repeated (IPv6 as [ADDR]:PORT)")
 	fl.Int32Var(&o.Port, "port", 0, "port of the local Service (default: the targets' common port)")
 	fl.StringVar(&o.PortName, "port-name", "", "name of the Service port")
@@ -113,10 +110,7 @@ func (o *options) run(ctx context.Context, w io.Writer) error {
 	default:
 		return fmt.Errorf("--dry-run %q: use client or server", o.dryRun)
 	}
-	rules := kubeconfig.Rules(o.kubeconfig)
-	if o.Namespace == "" {
-		o.Namespace = Namespace(rules, o.context)
-	}
+	o.Namespace, _ = o.kube.Namespace()
 	obj, err := es.Map(o.MapOptions)
 	if err != nil {
 		return err
@@ -129,7 +123,7 @@ func (o *options) run(ctx context.Context, w io.Writer) error {
 		_, err := output.Structured(w, format, obj)
 		return err
 	}
-	cfg, _, err := kubeconfig.RESTConfig(rules, o.context)
+	cfg, _, err := o.kube.RESTConfig()
 	if err != nil {
 		return err
 	}
@@ -164,15 +158,6 @@ func (o *options) run(ctx context.Context, w io.Writer) error {
 		fmt.Fprintf(w, "Ready: %s (%s) %s\n", c.Status, c.Reason, c.Message)
 	}
 	return nil
-}
-
-// Namespace is the namespace of a kubeconfig context, or "default".
-func Namespace(rules *clientcmd.ClientConfigLoadingRules, context string) string {
-	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).Namespace()
-	if err != nil || ns == "" {
-		return metav1.NamespaceDefault
-	}
-	return ns
 }
 
 // WaitReady waits until the agent reports the current generation of an ExternalService

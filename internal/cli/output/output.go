@@ -56,3 +56,10 @@ func Structured(w io.Writer, format string, v any) (bool, error) {
 func NewTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
+
+// ExitError ends a command with a specific exit status and no error message of its own:
+// the status of a command run by `strait lab exec`, or `strait doctor`'s "problems remain".
+// cmd/strait exits with Code.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }

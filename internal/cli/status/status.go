@@ -31,7 +31,10 @@ import (
 
 // New returns the `status` command.
 func New() *cobra.Command {
-	var path, context, format string
+	var (
+		kube   *kubeconfig.Flags
+		format string
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the clusterset as a member sees it: members, broker, leases, exports, imports and conflicts",
@@ -40,7 +43,7 @@ func New() *cobra.Command {
 			if err := output.Validate(format); err != nil {
 				return err
 			}
-			cfg, name, err := kubeconfig.RESTConfig(kubeconfig.Rules(path), context)
+			cfg, name, err := kube.RESTConfig()
 			if err != nil {
 				return err
 			}
@@ -61,8 +64,7 @@ func New() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&path, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the member cluster (default: the current context)")
+	kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Cluster: "the member cluster"})
 	output.AddFlag(cmd, &format)
 	return cmd
 }
