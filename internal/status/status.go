@@ -14,24 +14,24 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/clusterset"
-	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/globalservice"
+	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/records"
 )
 
 // Status of the clusterset as seen from one member.
 type Status struct {
-	Cluster         string          `json:"cluster"`
-	ClusterID       string          `json:"clusterID"`
-	Broker          string          `json:"broker"`
-	BrokerReachable bool            `json:"brokerReachable"`
-	BrokerError     string          `json:"brokerError,omitempty"`
+	Cluster         string `json:"cluster"`
+	ClusterID       string `json:"clusterID"`
+	Broker          string `json:"broker"`
+	BrokerReachable bool   `json:"brokerReachable"`
+	BrokerError     string `json:"brokerError,omitempty"`
 	// Agent is the member's agent's view of the clusterset (nil when it published none).
-	Agent *AgentView `json:"agent,omitempty"`
-	Members         []Member        `json:"members"`
-	Imports         int             `json:"imports"`
-	Conflicts       []ServiceStatus `json:"conflicts,omitempty"`
+	Agent     *AgentView      `json:"agent,omitempty"`
+	Members   []Member        `json:"members"`
+	Imports   int             `json:"imports"`
+	Conflicts []ServiceStatus `json:"conflicts,omitempty"`
 	// GlobalServices lists this cluster's global Services and what they receive.
 	GlobalServices []GlobalService `json:"globalServices,omitempty"`
 }

@@ -11,8 +11,8 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/clusterset"
-	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/globalservice"
+	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/records"
 )
