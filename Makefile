@@ -4,7 +4,7 @@ BIN     := bin/strait
 LAB     ?= strait
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo demo-down test test-unit lab-binaries bench fmt vet clean
+.PHONY: all build demo demo-down test test-unit test-faults lab-binaries bench fmt vet clean
 
 all: build
 
@@ -26,8 +26,14 @@ lab-binaries: build
 test: build lab-binaries vet
 	$(GO) test -count=1 -timeout 60m ./...
 
+# The fast layer: every test that needs no root and no lab (lab-bound tests skip under -short).
 test-unit:
 	$(GO) test -short -count=1 ./...
+
+# The failure model on a 3-cluster lab (docs/failure-model.md); part of `make test` too.
+# STRAIT_FAULT_KILLS sets how often the importing agent is killed (default 100).
+test-faults: build lab-binaries
+	$(GO) test -count=1 -timeout 40m -run '^TestFaults$$' -v ./test/e2e/
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -13,6 +13,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,10 @@ type Config struct {
 	Prober probe.Prober
 	// Federation configures federated Services (namespace and name of the federation).
 	Federation agentfederation.Config
+	// WrapTransport, when set, wraps the transport of every client the agent makes (member
+	// and broker), as rest.Config.WrapTransport does: for tracing, or for the fault tests
+	// that inject API errors. Not a flag.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // DefaultConfig returns the defaults.
@@ -177,7 +182,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		clusterview.Collector(a.tracker.Load))
-	if a.member, err = newCluster(rc); err != nil {
+	if a.member, err = newCluster(rc, cfg.WrapTransport); err != nil {
 		return nil, err
 	}
 	a.ClusterID = cfg.ClusterID
@@ -194,13 +199,19 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the broker credentials (has this cluster joined? run `strait join`): %w", err)
 	}
-	if a.broker, err = newCluster(bc); err != nil {
+	if a.broker, err = newCluster(bc, cfg.WrapTransport); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-func newCluster(rc *rest.Config) (*env.Cluster, error) {
+func newCluster(rc *rest.Config, wrap func(http.RoundTripper) http.RoundTripper) (*env.Cluster, error) {
+	rc = rest.CopyConfig(rc)
+	// The field manager of everything the agent writes.
+	rc.UserAgent = "strait-agent"
+	if wrap != nil {
+		rc.Wrap(wrap)
+	}
 	c := &env.Cluster{Config: rc}
 	var err error
 	if c.Kube, err = kubernetes.NewForConfig(rc); err != nil {

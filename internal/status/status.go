@@ -68,8 +68,8 @@ type Member struct {
 	State string `json:"state"`
 	// Alive is State == Alive.
 	Alive bool `json:"alive"`
-	// LastRenewal is how long before the view was written the agent last saw the member's
-	// lease renewed ("never" since it started, "-" without its view).
+	// LastRenewal is how long before the view was written (at its last change) the agent last
+	// saw the member's lease renewed ("never" since it started, "-" without its view).
 	LastRenewal string `json:"lastRenewal"`
 	Reason      string `json:"reason,omitempty"`
 	Exports     int    `json:"exports"`

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	clifederation "github.com/strait-io/strait/internal/cli/federation"
+	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/dns/bindtest"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/lab/labtest"
@@ -146,9 +147,11 @@ func TestFederatedServices(t *testing.T) {
 		},
 	}
 	start := time.Now()
-	if _, err := broker.CoreV1().Services(ns).Create(ctx, fedSvc, metav1.CreateOptions{}); err != nil {
+	fedSvc, err = broker.CoreV1().Services(ns).Create(ctx, fedSvc, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	brokerNodePort := fedSvc.Spec.Ports[0].NodePort
 	waitUntil(t, 60*time.Second, "the federated Service in every member", func(ctx context.Context) (bool, error) {
 		for _, n := range names[1:] {
 			svc, err := cs[n].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
@@ -166,9 +169,14 @@ func TestFederatedServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if adopted.UID != existing.UID || adopted.Spec.ClusterIP != clusterIP || adopted.Spec.Ports[0].NodePort != nodePort || adopted.Labels[federation.LabelAdopted] != "true" {
-		t.Errorf("cluster03's Service was not adopted in place: uid %s/%s, cluster IP %s (was %s), node port %d (was %d), labels %v",
-			adopted.UID, existing.UID, adopted.Spec.ClusterIP, clusterIP, adopted.Spec.Ports[0].NodePort, nodePort, adopted.Labels)
+	// Adopted in place: same object and cluster IP; its node port is now the broker's, so the
+	// port DNS clients get reaches every shard.
+	if adopted.UID != existing.UID || adopted.Spec.ClusterIP != clusterIP || adopted.Spec.Ports[0].NodePort != brokerNodePort || adopted.Labels[federation.LabelAdopted] != "true" {
+		t.Errorf("cluster03's Service was not adopted in place: uid %s/%s, cluster IP %s (was %s), node port %d (was %d, the broker's %d), labels %v",
+			adopted.UID, existing.UID, adopted.Spec.ClusterIP, clusterIP, adopted.Spec.Ports[0].NodePort, nodePort, brokerNodePort, adopted.Labels)
+	}
+	if created, err := cs["cluster02"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || created.Spec.Ports[0].NodePort != brokerNodePort {
+		t.Errorf("cluster02's Service does not use the broker's node port %d: %+v %v", brokerNodePort, created, err)
 	}
 	if created, _ := cs["cluster02"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); created.Labels[federation.LabelAdopted] != "" {
 		t.Errorf("cluster02's Service is marked adopted: %v", created.Labels)
@@ -387,16 +395,22 @@ func TestFederatedServices(t *testing.T) {
 		return apierrors.IsNotFound(err) || (err == nil && nsObj.DeletionTimestamp != nil), fmt.Errorf("namespace %+v, %v", nsObj, err)
 	})
 
-	// Deleting the broker Service removes what Strait created or adopted, and nothing else.
+	// Deleting the broker Service removes what Strait created, releases what it adopted (the
+	// user's Service stays, without Strait's labels), and touches nothing else.
 	if err := broker.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 60*time.Second, "member Services removed", func(ctx context.Context) (bool, error) {
-		for _, n := range names[1:] {
-			_, err := cs[n].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-			if !apierrors.IsNotFound(err) {
-				return false, fmt.Errorf("%s still has %s/%s (%v)", n, ns, name, err)
-			}
+	waitUntil(t, 60*time.Second, "created member Services removed, the adopted one released", func(ctx context.Context) (bool, error) {
+		if _, err := cs["cluster02"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("cluster02 still has %s/%s (%v)", ns, name, err)
+		}
+		released, err := cs["cluster03"].CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Errorf("cluster03's adopted Service: %w", err)
+		}
+		if released.UID != existing.UID || released.Spec.ClusterIP != clusterIP ||
+			released.Labels[clusterset.ManagedByLabel] != "" || released.Labels[federation.LabelFederation] != "" || released.Labels[federation.LabelAdopted] != "" {
+			return false, fmt.Errorf("cluster03's Service not released in place: uid %s, cluster IP %s, labels %v", released.UID, released.Spec.ClusterIP, released.Labels)
 		}
 		return true, nil
 	})

@@ -30,10 +30,6 @@ const (
 	EventWithdrawalsResume = "WithdrawalsResumed"
 )
 
-// refresh is how often the view is rewritten even when nothing changed, so its ages stay
-// current and a stale view (an agent that stopped) shows.
-const refresh = 15 * time.Second
-
 // Writer keeps the published view and the events.
 type Writer struct {
 	Client   kubernetes.Interface
@@ -83,36 +79,49 @@ func (w *Writer) Record(prev, v liveness.View, changes []liveness.Change) {
 	}
 }
 
-// Setup publishes the agent's view: Events and the ConfigMap on every change and every
-// refresh. (Its metrics are the agent's Collector, registered once per process.)
+// Setup publishes the agent's view: Events and the ConfigMap whenever a verdict or the
+// freeze changes, and only then (a view rewritten on a timer would be a write every few
+// seconds per cluster for nothing). Its metrics are the agent's Collector, registered once
+// per process.
 func Setup(e *env.Env) error {
 	w := &Writer{
 		Client: e.Member.Kube, Identity: e.Settings.Identity, Recorder: e.Recorder,
 		Subject: &corev1.ObjectReference{APIVersion: "about.k8s.io/v1alpha1", Kind: "ClusterProperty", Name: clusterset.ClusterIDProperty},
 	}
-	changed := make(chan struct{}, 1)
+	changed := make(chan liveness.View, 1)
 	var prev liveness.View
 	e.OnLiveness(func(v liveness.View, changes []liveness.Change) {
 		w.Record(prev, v, changes)
 		prev = v
-		select {
-		case changed <- struct{}{}:
+		select { // keep only the latest view for the writer
+		case <-changed:
 		default:
 		}
+		changed <- v
 	})
 	e.Manager.Go("cluster view", func(ctx context.Context) error {
-		ticker := time.NewTicker(refresh)
-		defer ticker.Stop()
+		var pending *liveness.View
+		retry := time.NewTimer(0)
+		<-retry.C
 		for {
-			if err := w.Write(ctx, e.Liveness.View()); err != nil && ctx.Err() == nil {
-				klog.FromContext(ctx).V(2).Info("Writing the agent's view", "configMap", clusterset.SystemNamespace+"/"+liveness.ViewConfigMap, "err", err)
-			}
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-ticker.C:
-			case <-changed:
+			case v := <-changed:
+				pending = &v
+			case <-retry.C:
 			}
+			if pending == nil {
+				continue
+			}
+			if err := w.Write(ctx, *pending); err != nil {
+				if ctx.Err() == nil {
+					klog.FromContext(ctx).V(2).Info("Writing the agent's view; retrying", "configMap", clusterset.SystemNamespace+"/"+liveness.ViewConfigMap, "err", err)
+					retry.Reset(5 * time.Second)
+				}
+				continue
+			}
+			pending = nil
 		}
 	})
 	return nil

@@ -232,6 +232,7 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 		if err != nil {
 			return nil, err
 		}
+		cfg.UserAgent = "strait-dns" // its field manager on the DNSEndpoints it writes
 		client, err := dynamic.NewForConfig(cfg)
 		if err != nil {
 			return nil, err

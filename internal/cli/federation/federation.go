@@ -288,6 +288,7 @@ func newController() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rc.UserAgent = "strait-federation-controller" // its field manager on what it writes
 			broker, err := kubernetes.NewForConfig(rc)
 			if err != nil {
 				return err

@@ -176,7 +176,7 @@ func print(w io.Writer, st *statuspkg.Status) {
 	case a == nil:
 		fmt.Fprintln(w, "Agent: has published no view (is it running? see `kubectl -n strait-system get pods`)")
 	default:
-		fmt.Fprintf(w, "Agent %s, view of %s:", a.Identity, a.WrittenAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "Agent %s, view as of its last change (%s):", a.Identity, a.WrittenAt.UTC().Format(time.RFC3339))
 		if a.BrokerReachable {
 			fmt.Fprint(w, " broker reachable")
 		} else {
@@ -189,9 +189,9 @@ func print(w io.Writer, st *statuspkg.Status) {
 	}
 	fmt.Fprintf(w, "ServiceImports in %s: %d\n\n", st.Cluster, st.Imports)
 	t := output.NewTable(w)
-	fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tSTATE\tLAST RENEWAL SEEN\tEXPORTS\tCONFLICTS")
+	fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tSTATE\tEXPORTS\tCONFLICTS\tREASON")
 	for _, m := range st.Members {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.ID, m.Region, m.Zone, m.State, m.LastRenewal, m.Exports, m.Conflicts)
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.ID, m.Region, m.Zone, m.State, m.Exports, m.Conflicts, orDash(m.Reason))
 	}
 	t.Flush()
 	if len(st.GlobalServices) > 0 {
