@@ -14,6 +14,9 @@ import (
 
 func requireRoot(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("creates network namespaces (root); skipped under -short (make test-unit)")
+	}
 	if os.Geteuid() != 0 {
 		t.Fatal("the lab network tests create network namespaces and need root")
 	}
