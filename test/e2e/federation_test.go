@@ -339,6 +339,16 @@ func TestFederatedServices(t *testing.T) {
 	})
 	lab.StartComponent("cluster03", supervisor.Agent)
 	waitUntil(t, 60*time.Second, "cluster03's agent back: healthy", healthy(map[string]bool{"cluster03": true}))
+	// strait federation status reads once and keeps what the status writer decided about
+	// each member: wait until the writer saw cluster03 renew.
+	waitUntil(t, 30*time.Second, "broker status: cluster03 healthy again", func(ctx context.Context) (bool, error) {
+		svc, err := broker.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		c := apimeta.FindStatusCondition(svc.Status.Conditions, federation.ShardCondition("cluster03"))
+		return c != nil && c.Status == metav1.ConditionTrue, fmt.Errorf("condition %+v", c)
+	})
 
 	// strait federation status against the broker.
 	cmd := exec.Command(straitBin, "federation", "status", "--kubeconfig", lab.Kubeconfig(), "--context", "cluster01", "--domain", "example.com", "-o", "json")
