@@ -18,10 +18,10 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	k8stesting "k8s.io/client-go/testing"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
+	"github.com/strait-io/strait/internal/agent/agenttest"
 	"github.com/strait-io/strait/internal/clusterset"
 	fedpkg "github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/records"
@@ -32,16 +32,6 @@ const (
 	fed = fedpkg.DefaultName
 	key = ns + "/web"
 )
-
-func indexer(objs ...runtime.Object) cache.Indexer {
-	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	for _, o := range objs {
-		if err := idx.Add(o); err != nil {
-			panic(err)
-		}
-	}
-	return idx
-}
 
 func brokerService(annotations ...string) *corev1.Service {
 	svc := &corev1.Service{
@@ -87,9 +77,9 @@ func propagator(w world) (*Propagator, *fake.Clientset) {
 	}
 	return &Propagator{
 		Federation: fed, Namespace: ns, ClusterID: "c2", Local: cs,
-		BrokerServices: corelisters.NewServiceLister(indexer(w.broker...)),
-		Services:       corelisters.NewServiceLister(indexer(services...)),
-		Namespaces:     corelisters.NewNamespaceLister(indexer(namespaces...)),
+		BrokerServices: corelisters.NewServiceLister(agenttest.Indexer(w.broker...)),
+		Services:       corelisters.NewServiceLister(agenttest.Indexer(services...)),
+		Namespaces:     corelisters.NewNamespaceLister(agenttest.Indexer(namespaces...)),
 	}, cs
 }
 
@@ -370,11 +360,11 @@ func reporter(broker []runtime.Object, local []runtime.Object, records []runtime
 	}
 	return &Reporter{
 		Federation: fed, Namespace: ns, ClusterID: "c2", MemberNamespace: clusterset.MemberNamespace("c2"), Broker: cs,
-		BrokerServices: corelisters.NewServiceLister(indexer(broker...)),
-		Services:       corelisters.NewServiceLister(indexer(services...)),
-		Slices:         discoverylisters.NewEndpointSliceLister(indexer(slices...)),
-		Nodes:          corelisters.NewNodeLister(indexer(node("192.168.2.2"), node("192.168.2.3"))),
-		Records:        discoverylisters.NewEndpointSliceLister(indexer(records...)),
+		BrokerServices: corelisters.NewServiceLister(agenttest.Indexer(broker...)),
+		Services:       corelisters.NewServiceLister(agenttest.Indexer(services...)),
+		Slices:         discoverylisters.NewEndpointSliceLister(agenttest.Indexer(slices...)),
+		Nodes:          corelisters.NewNodeLister(agenttest.Indexer(node("192.168.2.2"), node("192.168.2.3"))),
+		Records:        discoverylisters.NewEndpointSliceLister(agenttest.Indexer(records...)),
 	}, cs
 }
 
