@@ -483,12 +483,17 @@ func (im *Importer) updateStatus(ctx context.Context, have *mcsv1beta1.ServiceIm
 		delete(was, c)
 	}
 	for c := range was {
-		im.Recorder.Eventf(have, corev1.EventTypeWarning, EventMemberWithdrawn, "Withdrew the endpoints of cluster %s: %s", c, withdrawReason(im.Liveness.State(c)))
+		im.Recorder.Eventf(have, corev1.EventTypeWarning, EventMemberWithdrawn, "Withdrew the endpoints of cluster %s: %s", c, withdrawReason(c, im.Liveness.State(c), dropped))
 	}
 	return nil
 }
 
-func withdrawReason(s liveness.State) string {
+func withdrawReason(cluster string, s liveness.State, dropped []mcs.Dropped) string {
+	for _, d := range dropped {
+		if d.Cluster == cluster {
+			return "its record is ignored: " + d.Reason
+		}
+	}
 	if s == liveness.Withdrawn {
 		return "its agent stopped renewing its lease on the broker"
 	}
