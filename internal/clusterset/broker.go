@@ -56,7 +56,7 @@ func BrokerKubeconfig(ep BrokerEndpoint, id string, token []byte) ([]byte, error
 		Server: ep.Server, CertificateAuthorityData: ep.CAData,
 		TLSServerName: ep.ServerName, InsecureSkipTLSVerify: ep.Insecure,
 	}
-	user := AgentServiceAccount + "@" + MemberNamespace(id)
+	user := legacyAgentServiceAccount + "@" + MemberNamespace(id)
 	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: string(token)}
 	cfg.Contexts["broker"] = &clientcmdapi.Context{Cluster: "broker", AuthInfo: user, Namespace: MemberNamespace(id)}
 	cfg.CurrentContext = "broker"

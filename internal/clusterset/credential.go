@@ -127,7 +127,7 @@ func (c BrokerCredential) Kubeconfig(id string) ([]byte, error) {
 		Server: c.Server, CertificateAuthorityData: c.CAData,
 		TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure,
 	}
-	user := AgentServiceAccount + "@" + MemberNamespace(id)
+	user := RegistryName(id) + "@" + ClustersetNamespace
 	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: c.Token}
 	cfg.Contexts["broker"] = &clientcmdapi.Context{Cluster: "broker", AuthInfo: user, Namespace: MemberNamespace(id)}
 	cfg.CurrentContext = "broker"

@@ -352,7 +352,7 @@ func waitToken(ctx context.Context, secrets interface {
 }, timeout time.Duration) ([]byte, error) {
 	var token []byte
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		s, err := secrets.Get(ctx, AgentTokenSecret, metav1.GetOptions{})
+		s, err := secrets.Get(ctx, legacyAgentTokenSecret, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
@@ -360,7 +360,7 @@ func waitToken(ctx context.Context, secrets interface {
 		return len(token) > 0, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("the token controller did not issue a token in Secret %s within %s (is kube-controller-manager running?): %w", AgentTokenSecret, timeout, err)
+		return nil, fmt.Errorf("the token controller did not issue a token in Secret %s within %s (is kube-controller-manager running?): %w", legacyAgentTokenSecret, timeout, err)
 	}
 	return token, nil
 }

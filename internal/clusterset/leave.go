@@ -102,7 +102,7 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 		return nil, fmt.Errorf("%s: reading namespace %s: %w", o.BrokerName, nsName, err)
 	}
 	if nsExists {
-		cm, err := broker.kube.CoreV1().ConfigMaps(nsName).Get(ctx, MembershipConfigMap, metav1.GetOptions{})
+		cm, err := broker.kube.CoreV1().ConfigMaps(nsName).Get(ctx, legacyMembershipConfigMap, metav1.GetOptions{})
 		switch {
 		case err == nil && cm.Data[KeyClusterUID] != uid:
 			return nil, fmt.Errorf("cluster ID %q on %s belongs to another cluster (kube-system uid %s, this is %s); not removing it",
@@ -110,7 +110,7 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 		case apierrors.IsNotFound(err) && ns.Labels[ManagedByLabel] != ManagedByValue:
 			return nil, fmt.Errorf("namespace %s on %s was not created by strait; not removing it", nsName, o.BrokerName)
 		case err != nil && !apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("%s: reading %s/%s: %w", o.BrokerName, nsName, MembershipConfigMap, err)
+			return nil, fmt.Errorf("%s: reading %s/%s: %w", o.BrokerName, nsName, legacyMembershipConfigMap, err)
 		}
 	}
 	_, err = member.kube.CoreV1().Secrets(SystemNamespace).Get(ctx, BrokerSecretName, metav1.GetOptions{})
@@ -139,8 +139,8 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 	// endpoints, and the member keeps its credential until then, so a failed leave can be
 	// run again.
 	rbac := broker.kube.RbacV1()
-	if err := deleted(o.BrokerName, "ClusterRoleBinding", "", MemberReaderBinding(id),
-		rbac.ClusterRoleBindings().Delete(ctx, MemberReaderBinding(id), metav1.DeleteOptions{})); err != nil {
+	if err := deleted(o.BrokerName, "ClusterRoleBinding", "", legacyReaderBinding(id),
+		rbac.ClusterRoleBindings().Delete(ctx, legacyReaderBinding(id), metav1.DeleteOptions{})); err != nil {
 		return res, err
 	}
 	if nsExists {
@@ -162,13 +162,13 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 	}
 	inUse := false
 	for _, b := range bindings.Items {
-		if b.RoleRef.Kind == "ClusterRole" && b.RoleRef.Name == MemberReaderClusterRole {
+		if b.RoleRef.Kind == "ClusterRole" && b.RoleRef.Name == legacyReaderClusterRole {
 			inUse = true
 		}
 	}
 	if !inUse {
-		if err := deleted(o.BrokerName, "ClusterRole", "", MemberReaderClusterRole,
-			rbac.ClusterRoles().Delete(ctx, MemberReaderClusterRole, metav1.DeleteOptions{})); err != nil {
+		if err := deleted(o.BrokerName, "ClusterRole", "", legacyReaderClusterRole,
+			rbac.ClusterRoles().Delete(ctx, legacyReaderClusterRole, metav1.DeleteOptions{})); err != nil {
 			return res, err
 		}
 	}

@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -46,54 +45,55 @@ func MembershipData(m Member) map[string]string {
 	}
 }
 
-// MemberFromConfigMap reads a MembershipConfigMap. The ID must match the namespace, so a
-// record can never claim another member's ID.
-func MemberFromConfigMap(cm *corev1.ConfigMap) (Member, error) {
+// MemberFromRegistry reads a member's registry ConfigMap (RegistryName(id) in
+// ClustersetNamespace). The ID in it must match its name, so a record can never claim
+// another member's ID.
+func MemberFromRegistry(cm *corev1.ConfigMap) (Member, error) {
 	where := cm.Namespace + "/" + cm.Name
-	nsID, ok := ClusterIDFromNamespace(cm.Namespace)
-	if !ok {
-		return Member{}, fmt.Errorf("membership ConfigMap %s is not in a member namespace (%s<cluster ID>)", where, MemberNamespacePrefix)
+	nsID, ok := ClusterIDFromRegistryName(cm.Name)
+	if cm.Namespace != ClustersetNamespace || !ok || ValidateClusterID(nsID) != nil {
+		return Member{}, fmt.Errorf("ConfigMap %s is not a membership record (%s/%s<cluster ID>)", where, ClustersetNamespace, RegistryPrefix)
 	}
 	d := cm.Data
 	if d[KeyClusterID] != nsID {
-		return Member{}, fmt.Errorf("membership ConfigMap %s has %s %q, but its namespace belongs to %q", where, KeyClusterID, d[KeyClusterID], nsID)
+		return Member{}, fmt.Errorf("membership record %s has %s %q, but its name belongs to %q", where, KeyClusterID, d[KeyClusterID], nsID)
 	}
 	m := Member{
 		ID: nsID, ClusterUID: d[KeyClusterUID], ClusterSet: d[KeyClusterSet],
-		Region: d[KeyRegion], Zone: d[KeyZone], Namespace: cm.Namespace,
+		Region: d[KeyRegion], Zone: d[KeyZone], Namespace: MemberNamespace(nsID),
 	}
 	var err error
 	if m.PodCIDRs, err = NormalizeCIDRs("pod", []string{d[KeyPodCIDRs]}); err != nil {
-		return Member{}, fmt.Errorf("membership ConfigMap %s: %w", where, err)
+		return Member{}, fmt.Errorf("membership record %s: %w", where, err)
 	}
 	if m.ServiceCIDRs, err = NormalizeCIDRs("service", []string{d[KeyServiceCIDRs]}); err != nil {
-		return Member{}, fmt.Errorf("membership ConfigMap %s: %w", where, err)
+		return Member{}, fmt.Errorf("membership record %s: %w", where, err)
 	}
 	if s := d[KeyJoinedAt]; s != "" {
 		if m.JoinedAt, err = time.Parse(time.RFC3339, s); err != nil {
-			return Member{}, fmt.Errorf("membership ConfigMap %s: %s %q is not an RFC 3339 time", where, KeyJoinedAt, s)
+			return Member{}, fmt.Errorf("membership record %s: %s %q is not an RFC 3339 time", where, KeyJoinedAt, s)
 		}
 	}
 	return m, nil
 }
 
-// ReadMembers lists the members recorded on the broker, sorted by ID. A malformed record is
-// an error rather than a missing member, so callers never act on a partial view.
-func ReadMembers(ctx context.Context, broker kubernetes.Interface) ([]Member, error) {
-	list, err := broker.CoreV1().ConfigMaps(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("metadata.name", MembershipConfigMap).String(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing membership ConfigMaps on the broker: %w", err)
-	}
+// IsRegistryRecord reports whether a ConfigMap is a membership record (it may still be
+// malformed: MemberFromRegistry says).
+func IsRegistryRecord(cm *corev1.ConfigMap) bool {
+	_, ok := ClusterIDFromRegistryName(cm.Name)
+	return ok && cm.Namespace == ClustersetNamespace
+}
+
+// MembersFromRegistry reads the membership records among cms, sorted by ID. A malformed
+// record is an error rather than a missing member, so callers never act on a partial view.
+func MembersFromRegistry(cms []*corev1.ConfigMap) ([]Member, error) {
 	var members []Member
 	var errs []error
-	for i := range list.Items {
-		cm := &list.Items[i]
-		if !strings.HasPrefix(cm.Namespace, MemberNamespacePrefix) {
+	for _, cm := range cms {
+		if !IsRegistryRecord(cm) {
 			continue
 		}
-		m, err := MemberFromConfigMap(cm)
+		m, err := MemberFromRegistry(cm)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -105,4 +105,18 @@ func ReadMembers(ctx context.Context, broker kubernetes.Interface) ([]Member, er
 	}
 	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return members, nil
+}
+
+// ReadMembers lists the members of the broker's registry, sorted by ID (see
+// MembersFromRegistry).
+func ReadMembers(ctx context.Context, broker kubernetes.Interface) ([]Member, error) {
+	list, err := broker.CoreV1().ConfigMaps(ClustersetNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing the membership registry %s on the broker: %w", ClustersetNamespace, err)
+	}
+	cms := make([]*corev1.ConfigMap, len(list.Items))
+	for i := range list.Items {
+		cms[i] = &list.Items[i]
+	}
+	return MembersFromRegistry(cms)
 }

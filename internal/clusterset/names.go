@@ -12,18 +12,26 @@ const (
 	BrokerSecretKey = "kubeconfig"
 
 	// MemberNamespacePrefix prefixes the broker namespace of each member: strait-member-<id>.
+	// A member writes only there; every member reads every member namespace.
 	MemberNamespacePrefix = "strait-member-"
-	// MembershipConfigMap describes the member in its broker namespace.
-	MembershipConfigMap = "strait-membership"
-	// AgentServiceAccount is the member's identity on the broker.
-	AgentServiceAccount = "strait-agent"
-	// AgentTokenSecret holds the long-lived token of AgentServiceAccount.
-	AgentTokenSecret = "strait-agent-token"
+	// ClustersetNamespace is the broker namespace of the clusterset itself, written only by
+	// the clusterset administrator (`strait join`): the membership registry (a ConfigMap
+	// per member, RegistryPrefix + id), the namespace policy, and the members' identities
+	// (a ServiceAccount per member, RegistryPrefix + id, whose group MembersGroup the
+	// readers' RoleBindings name).
+	ClustersetNamespace = "strait-clusterset"
+	// RegistryPrefix prefixes a member's registry ConfigMap and ServiceAccount.
+	RegistryPrefix = "member-"
+	// MembersGroup is the group of every member's identity on the broker.
+	MembersGroup = "system:serviceaccounts:" + ClustersetNamespace
+	// NamespacePolicyConfigMap, in ClustersetNamespace, says which clusters may export into
+	// which namespaces (internal/policy).
+	NamespacePolicyConfigMap = "namespace-policy"
 	// MemberRole and its RoleBinding let a member write its own broker namespace.
 	MemberRole = "strait-member"
-	// MemberReaderClusterRole lets members read every member's records; each member has a
-	// ClusterRoleBinding named MemberReaderClusterRole + "-" + id.
-	MemberReaderClusterRole = "strait-member-reader"
+	// MemberReaderRole and its RoleBinding, in every member namespace, the clusterset
+	// namespace and the federation namespace, let every member read what Strait keeps there.
+	MemberReaderRole = "strait-member-reader"
 
 	// ManagedByLabel and ManagedByValue mark every object Strait writes.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -57,8 +65,15 @@ const (
 // MemberNamespace is the broker namespace of a member.
 func MemberNamespace(id string) string { return MemberNamespacePrefix + id }
 
-// MemberReaderBinding is the name of a member's ClusterRoleBinding to MemberReaderClusterRole.
-func MemberReaderBinding(id string) string { return MemberReaderClusterRole + "-" + id }
+// RegistryName is the name of a member's registry ConfigMap and of its ServiceAccount in
+// ClustersetNamespace.
+func RegistryName(id string) string { return RegistryPrefix + id }
+
+// ClusterIDFromRegistryName returns the cluster ID of a registry ConfigMap's name.
+func ClusterIDFromRegistryName(name string) (string, bool) {
+	id, ok := strings.CutPrefix(name, RegistryPrefix)
+	return id, ok && id != ""
+}
 
 // ClusterIDFromNamespace returns the member ID of a broker namespace, and false for any
 // namespace that is not a member namespace.
@@ -78,3 +93,14 @@ func labels(id string) map[string]string {
 	}
 	return l
 }
+
+// The layout before the membership registry (one identity and one membership ConfigMap per
+// member namespace, a ClusterRoleBinding per member). Join migrates a member away from it.
+const (
+	legacyAgentServiceAccount = "strait-agent"
+	legacyAgentTokenSecret    = "strait-agent-token"
+	legacyMembershipConfigMap = "strait-membership"
+	legacyReaderClusterRole   = "strait-member-reader"
+)
+
+func legacyReaderBinding(id string) string { return legacyReaderClusterRole + "-" + id }

@@ -32,7 +32,7 @@ func namespace(name, id string) *corev1.Namespace {
 // broker, so it mounts no token.
 func agentServiceAccount(id string) *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{
-		ObjectMeta:                   meta(AgentServiceAccount, MemberNamespace(id), id),
+		ObjectMeta:                   meta(legacyAgentServiceAccount, MemberNamespace(id), id),
 		AutomountServiceAccountToken: ptr.To(false),
 	}
 }
@@ -40,8 +40,8 @@ func agentServiceAccount(id string) *corev1.ServiceAccount {
 // agentTokenSecret asks the token controller for a long-lived token of the service account,
 // which the member stores in its broker kubeconfig.
 func agentTokenSecret(id string) *corev1.Secret {
-	s := &corev1.Secret{ObjectMeta: meta(AgentTokenSecret, MemberNamespace(id), id), Type: corev1.SecretTypeServiceAccountToken}
-	s.Annotations = map[string]string{corev1.ServiceAccountNameKey: AgentServiceAccount}
+	s := &corev1.Secret{ObjectMeta: meta(legacyAgentTokenSecret, MemberNamespace(id), id), Type: corev1.SecretTypeServiceAccountToken}
+	s.Annotations = map[string]string{corev1.ServiceAccountNameKey: legacyAgentServiceAccount}
 	return s
 }
 
@@ -73,7 +73,7 @@ func memberRoleBinding(id string) *rbacv1.RoleBinding {
 // which is configurable per agent, so the grant cannot name it.
 func readerClusterRole() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
-		ObjectMeta: meta(MemberReaderClusterRole, "", ""),
+		ObjectMeta: meta(legacyReaderClusterRole, "", ""),
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"namespaces", "configmaps", "services"}, Verbs: readVerbs},
 			{APIGroups: []string{mcsGroup}, Resources: []string{"serviceimports"}, Verbs: readVerbs},
@@ -85,18 +85,18 @@ func readerClusterRole() *rbacv1.ClusterRole {
 
 func readerBinding(id string) *rbacv1.ClusterRoleBinding {
 	return &rbacv1.ClusterRoleBinding{
-		ObjectMeta: meta(MemberReaderBinding(id), "", id),
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: MemberReaderClusterRole},
+		ObjectMeta: meta(legacyReaderBinding(id), "", id),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: legacyReaderClusterRole},
 		Subjects:   []rbacv1.Subject{agentSubject(id)},
 	}
 }
 
 func agentSubject(id string) rbacv1.Subject {
-	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: AgentServiceAccount, Namespace: MemberNamespace(id)}
+	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: legacyAgentServiceAccount, Namespace: MemberNamespace(id)}
 }
 
 func membershipConfigMap(m Member) *corev1.ConfigMap {
-	return &corev1.ConfigMap{ObjectMeta: meta(MembershipConfigMap, MemberNamespace(m.ID), m.ID), Data: MembershipData(m)}
+	return &corev1.ConfigMap{ObjectMeta: meta(legacyMembershipConfigMap, MemberNamespace(m.ID), m.ID), Data: MembershipData(m)}
 }
 
 func brokerSecret(id string, kubeconfig []byte) *corev1.Secret {

@@ -28,8 +28,8 @@ import (
 func fakeBroker() *fake.Clientset {
 	var objs []runtime.Object
 	for _, m := range []clusterset.Member{{ID: "c1", Region: "r1", Zone: "r1a"}, {ID: "c2", Region: "r1", Zone: "r1b"}} {
-		objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap,
-			Namespace: clusterset.MemberNamespace(m.ID)}, Data: clusterset.MembershipData(m)})
+		objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.RegistryName(m.ID),
+			Namespace: clusterset.ClustersetNamespace}, Data: clusterset.MembershipData(m)})
 	}
 	objs = append(objs, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: federation.DefaultNamespace, Name: "web",
 		Annotations: map[string]string{federation.AnnotationClusters: "c1"}}})

@@ -86,9 +86,7 @@ func stripManagedFields(obj any) (any, error) {
 func NewCache(m *controller.Manager, broker kubernetes.Interface, cfg Config, ping leasewatch.Ping) *Cache {
 	strip := informers.WithTransform(stripManagedFields)
 	fed := informers.NewSharedInformerFactoryWithOptions(broker, 0, informers.WithNamespace(cfg.Namespace), strip)
-	memberships := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", clusterset.MembershipConfigMap).String()
-	}))
+	memberships := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithNamespace(clusterset.ClustersetNamespace))
 	leases := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", liveness.LeaseName).String()
 	}))
@@ -174,19 +172,8 @@ func buildSnapshot(cfg Config, svcs []*corev1.Service, cms []*corev1.ConfigMap, 
 			snap.Services = append(snap.Services, s)
 		}
 	}
-	var errs []error
-	for _, cm := range cms {
-		if cm.Name != clusterset.MembershipConfigMap || !strings.HasPrefix(cm.Namespace, clusterset.MemberNamespacePrefix) {
-			continue
-		}
-		m, err := clusterset.MemberFromConfigMap(cm)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		snap.Members = append(snap.Members, m)
-	}
-	if err := errors.Join(errs...); err != nil {
+	var err error
+	if snap.Members, err = clusterset.MembersFromRegistry(cms); err != nil {
 		return nil, err
 	}
 	slices.SortFunc(snap.Members, func(a, b clusterset.Member) int { return strings.Compare(a.ID, b.ID) })
@@ -202,10 +189,9 @@ func ReadSnapshot(ctx context.Context, broker kubernetes.Interface, cfg Config) 
 	if err != nil {
 		return nil, fmt.Errorf("listing the federated Services in %s on the broker: %w", cfg.Namespace, err)
 	}
-	cms, err := broker.CoreV1().ConfigMaps(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("metadata.name", clusterset.MembershipConfigMap).String()})
+	cms, err := broker.CoreV1().ConfigMaps(clusterset.ClustersetNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("listing membership ConfigMaps on the broker: %w", err)
+		return nil, fmt.Errorf("listing the membership registry %s on the broker: %w", clusterset.ClustersetNamespace, err)
 	}
 	recs, err := broker.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: FederationRecordSelector(cfg.Name).String()})
 	if err != nil {

@@ -25,7 +25,7 @@ func brokerObjects(now time.Time) []runtime.Object {
 	for _, m := range []clusterset.Member{{ID: "c1", Region: "r1", Zone: "r1a"}, {ID: "c2", Region: "r1", Zone: "r1b"}} {
 		ns := clusterset.MemberNamespace(m.ID)
 		objs = append(objs,
-			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap, Namespace: ns}, Data: clusterset.MembershipData(m)},
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.RegistryName(m.ID), Namespace: clusterset.ClustersetNamespace}, Data: clusterset.MembershipData(m)},
 			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: liveness.LeaseName, Namespace: ns},
 				Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: now}, LeaseDurationSeconds: ptr.To(int32(15))}},
 		)
@@ -104,7 +104,7 @@ func TestSourceFollowsTheBroker(t *testing.T) {
 	})
 
 	// A malformed membership record makes the read fail rather than drop the member.
-	bad := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap, Namespace: clusterset.MemberNamespace("c3")},
+	bad := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.RegistryName("c3"), Namespace: clusterset.ClustersetNamespace},
 		Data: map[string]string{clusterset.KeyClusterID: "c4"}}
 	if _, err := cs.CoreV1().ConfigMaps(bad.Namespace).Create(ctx, bad, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

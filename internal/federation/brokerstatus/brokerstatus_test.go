@@ -36,7 +36,7 @@ func objects(now time.Time, selector string) []runtime.Object {
 	for i, id := range []string{"c1", "c2"} {
 		ns := clusterset.MemberNamespace(id)
 		objs = append(objs,
-			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.MembershipConfigMap, Namespace: ns},
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.RegistryName(id), Namespace: clusterset.ClustersetNamespace},
 				Data: clusterset.MembershipData(clusterset.Member{ID: id, Region: "r1", Zone: "r1" + string(rune('a'+i))})},
 			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: liveness.LeaseName, Namespace: ns},
 				Spec: coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: now}, LeaseDurationSeconds: ptr.To(int32(15))}})

@@ -70,17 +70,17 @@ func Token(l *coordinationv1.Lease) string {
 }
 
 // Memberships returns informer handlers that keep t's membership registry in line with the
-// membership records (ConfigMaps) the informer holds. Records that do not parse are left
-// out of the registry.
+// membership records (ConfigMaps of the clusterset namespace) the informer holds. Records
+// that do not parse are left out of the registry.
 func Memberships(t *liveness.Tracker, informer cache.SharedIndexInformer) cache.ResourceEventHandler {
 	sync := func(any) {
 		var ids []string
 		for _, obj := range informer.GetStore().List() {
 			cm, ok := obj.(*corev1.ConfigMap)
-			if !ok || cm.Name != clusterset.MembershipConfigMap {
+			if !ok || !clusterset.IsRegistryRecord(cm) {
 				continue
 			}
-			if m, err := clusterset.MemberFromConfigMap(cm); err == nil {
+			if m, err := clusterset.MemberFromRegistry(cm); err == nil {
 				ids = append(ids, m.ID)
 			}
 		}
