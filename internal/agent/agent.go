@@ -21,19 +21,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
 	"github.com/strait-io/strait/internal/agent/clusterview"
+	"github.com/strait-io/strait/internal/agent/credential"
 	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/agent/exporter"
 	"github.com/strait-io/strait/internal/agent/externalservice"
@@ -41,6 +41,7 @@ import (
 	"github.com/strait-io/strait/internal/agent/global"
 	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/agent/importer"
+	"github.com/strait-io/strait/internal/brokercache"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/externalservice/probe"
@@ -74,6 +75,9 @@ type Config struct {
 	Prober probe.Prober
 	// Federation configures federated Services (namespace and name of the federation).
 	Federation agentfederation.Config
+	// AllowInsecureBroker accepts a stored broker credential that skips TLS verification
+	// (labs only; strait join stores one only with --allow-insecure-broker).
+	AllowInsecureBroker bool
 	// WrapTransport, when set, wraps the transport of every client the agent makes (member
 	// and broker), as rest.Config.WrapTransport does: for tracing, or for the fault tests
 	// that inject API errors. Not a flag.
@@ -105,6 +109,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "how often the member lease on the broker is renewed")
 	fs.DurationVar(&c.GracePeriod, "member-grace-period", c.GracePeriod, "how long after its lease duration (3 heartbeats) a member whose lease renewals stopped is withdrawn from imports, global Services and federation")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "reconcile workers per reconciler")
+	fs.BoolVar(&c.AllowInsecureBroker, "allow-insecure-broker", c.AllowInsecureBroker, "accept a stored broker credential that skips TLS verification (labs only)")
 	c.Federation.AddFlags(fs)
 }
 
@@ -159,6 +164,7 @@ type Agent struct {
 	ClusterID string
 
 	member, broker *env.Cluster
+	credential     *credential.Holder
 	registry       *prometheus.Registry
 	// term is the manager of the current leadership term, nil on standby; tracker its
 	// liveness tracker.
@@ -195,14 +201,34 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("finding this cluster's ID (has it joined? run `strait join`): %w", err)
 		}
 	}
-	bc, err := clusterset.BrokerRESTConfig(ctx, a.member.Kube)
-	if err != nil {
-		return nil, fmt.Errorf("reading the broker credentials (has this cluster joined? run `strait join`): %w", err)
+	if a.credential, err = credential.Load(ctx, a.member.Kube, a.ClusterID, cfg.AllowInsecureBroker); err != nil {
+		recordRefusal(ctx, a.member.Kube, err)
+		return nil, err
 	}
-	if a.broker, err = newCluster(bc, cfg.WrapTransport); err != nil {
+	if a.broker, err = newCluster(a.credential.RESTConfig(), cfg.WrapTransport); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// recordRefusal records an Event on the broker Secret when the stored credential is
+// refused, so `kubectl describe` shows why the agent does not start.
+func recordRefusal(ctx context.Context, member kubernetes.Interface, err error) {
+	recordEvent(ctx, member, corev1.EventTypeWarning, credential.EventRefused, err.Error())
+}
+
+// recordEvent records an Event on the broker Secret strait-system/strait-broker.
+func recordEvent(ctx context.Context, member kubernetes.Interface, typ, reason, msg string) {
+	now := metav1.Now()
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: clusterset.BrokerSecretName + ".", Namespace: clusterset.SystemNamespace},
+		InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: clusterset.SystemNamespace, Name: clusterset.BrokerSecretName},
+		Reason:         reason, Message: msg, Type: typ,
+		Source: corev1.EventSource{Component: "strait-agent"}, FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	if _, cerr := member.CoreV1().Events(clusterset.SystemNamespace).Create(ctx, ev, metav1.CreateOptions{}); cerr != nil {
+		klog.FromContext(ctx).V(2).Info("Recording the credential refusal", "err", cerr)
+	}
 }
 
 func newCluster(rc *rest.Config, wrap func(http.RoundTripper) http.RoundTripper) (*env.Cluster, error) {
@@ -248,6 +274,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	go heartbeat.Run(ctx, a.broker.Kube, a.ClusterID, a.cfg.HeartbeatInterval, a)
+	renewer := &credential.Renewer{Holder: a.credential, Member: a.member.Kube, Broker: a.broker.Kube,
+		Event: func(typ, reason, msg string) { recordEvent(ctx, a.member.Kube, typ, reason, msg) }}
+	go renewer.Run(ctx, time.Minute)
 	for {
 		err := a.lead(ctx)
 		if ctx.Err() != nil {
@@ -264,6 +293,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // termRetry is the pause between leadership terms.
 const termRetry = 2 * time.Second
+
+// resyncAfter: a broker outage at least this long ends the term when the broker returns, so
+// the next one watches it with fresh informers instead of waiting out client-go's watch
+// backoff (up to a minute). The new term withdraws no one before a full lease period.
+const resyncAfter = 5 * time.Second
 
 // lead campaigns for the leader lease and reconciles while holding it: one term, with
 // informers, tracker and loops of its own, so a new term starts from a full list and
@@ -323,22 +357,16 @@ func (a *Agent) BrokerUnreachable(err error) {
 // env builds what every reconciler is set up with: fresh informer factories (a new leader
 // starts from a full list), the liveness tracker fed from the broker, the event recorder.
 func (a *Agent) env(m *controller.Manager) (*env.Env, error) {
-	strip := informers.WithTransform(stripManagedFields)
-	strait := func(o *metav1.ListOptions) {
-		o.LabelSelector = labels.SelectorFromSet(labels.Set{clusterset.ManagedByLabel: clusterset.ManagedByValue}).String()
-	}
 	member, broker := *a.member, *a.broker
-	member.Informers = informers.NewSharedInformerFactoryWithOptions(member.Kube, 0, strip)
+	member.Informers = informers.NewSharedInformerFactoryWithOptions(member.Kube, 0, informers.WithTransform(stripManagedFields))
 	member.MCSInformers = mcsinformers.NewSharedInformerFactoryWithOptions(member.MCS, 0, mcsinformers.WithTransform(stripManagedFields))
-	broker.Informers = informers.NewSharedInformerFactoryWithOptions(broker.Kube, 0, informers.WithTweakListOptions(strait), strip)
-	broker.MCSInformers = mcsinformers.NewSharedInformerFactoryWithOptions(broker.MCS, 0,
-		mcsinformers.WithTweakListOptions(strait), mcsinformers.WithTransform(stripManagedFields))
-	for _, f := range []controller.InformerFactory{member.Informers, member.MCSInformers, broker.Informers, broker.MCSInformers} {
-		m.AddInformers(f)
-	}
+	m.AddInformers(member.Informers)
+	m.AddInformers(member.MCSInformers)
+	records := brokercache.New(broker.Kube, broker.MCS)
+	m.AddSyncer(records)
 	e := &env.Env{
 		Manager: m, ClusterID: a.ClusterID, MemberNamespace: clusterset.MemberNamespace(a.ClusterID),
-		Member: &member, Broker: &broker,
+		Member: &member, Broker: &broker, Records: records,
 		Liveness: liveness.NewTracker(liveness.Config{Grace: a.cfg.GracePeriod}, nil),
 		Recorder: m.EventRecorder(member.Kube),
 		Settings: env.Settings{
@@ -350,14 +378,17 @@ func (a *Agent) env(m *controller.Manager) (*env.Env, error) {
 		},
 	}
 	e.Settings.Federation.Grace = a.cfg.GracePeriod
-	leases := broker.Informers.Coordination().V1().Leases().Informer()
-	memberships := broker.Informers.Core().V1().ConfigMaps().Informer()
-	brokerInformers := []cache.SharedIndexInformer{leases, memberships,
-		broker.Informers.Discovery().V1().EndpointSlices().Informer(),
-		broker.MCSInformers.Multicluster().V1beta1().ServiceImports().Informer()}
+	if err := records.SetWatchErrorHandler(leasewatch.WatchErrors(e.Liveness)); err != nil {
+		return nil, err
+	}
 	leasewatch.Setup(m, e.Liveness, leasewatch.Options{
-		Leases: leases, Memberships: memberships, Broker: brokerInformers,
+		Leases: records.Leases, Memberships: records.Registry,
 		Ping: leasewatch.Readyz(broker.Kube.Discovery().RESTClient()),
+		OnReturn: func(down time.Duration) {
+			if down >= resyncAfter {
+				m.Stop(fmt.Errorf("the broker answers again after %s: a new term lists it afresh", down.Round(time.Second)))
+			}
+		},
 	})
 	return e, nil
 }

@@ -63,23 +63,31 @@ func BrokerKubeconfig(ep BrokerEndpoint, id string, token []byte) ([]byte, error
 	return clientcmd.Write(*cfg)
 }
 
-// BrokerRESTConfig returns the member's client configuration for the broker, read from the
-// Secret join stored in the member cluster.
-func BrokerRESTConfig(ctx context.Context, member kubernetes.Interface) (*rest.Config, error) {
+// ReadBrokerCredential reads and checks the broker credential join stored in the member
+// (see ParseBrokerCredential); it returns the Secret's data too. The error names the
+// Secret and, for a refused credential, the refused field.
+func ReadBrokerCredential(ctx context.Context, member kubernetes.Interface, allowInsecure bool) (BrokerCredential, []byte, error) {
 	secret, err := member.CoreV1().Secrets(SystemNamespace).Get(ctx, BrokerSecretName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("broker credential %s/%s not found: the cluster has not joined a clusterset (run strait join): %w", SystemNamespace, BrokerSecretName, err)
+		return BrokerCredential{}, nil, fmt.Errorf("broker credential %s/%s not found: the cluster has not joined a clusterset (run strait join): %w", SystemNamespace, BrokerSecretName, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the broker credential %s/%s: %w", SystemNamespace, BrokerSecretName, err)
+		return BrokerCredential{}, nil, fmt.Errorf("reading the broker credential %s/%s: %w", SystemNamespace, BrokerSecretName, err)
 	}
 	data := secret.Data[BrokerSecretKey]
-	if len(data) == 0 {
-		return nil, fmt.Errorf("broker credential %s/%s has no key %q", SystemNamespace, BrokerSecretName, BrokerSecretKey)
-	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	cred, err := ParseBrokerCredential(data, allowInsecure)
 	if err != nil {
-		return nil, fmt.Errorf("broker credential %s/%s, key %q: %w", SystemNamespace, BrokerSecretName, BrokerSecretKey, err)
+		return BrokerCredential{}, data, fmt.Errorf("broker credential %s/%s, key %q: %w", SystemNamespace, BrokerSecretName, BrokerSecretKey, err)
 	}
-	return WithRateLimits(cfg), nil
+	return cred, data, nil
+}
+
+// BrokerRESTConfig returns the member's client configuration for the broker, from the
+// credential join stored in the member cluster (ReadBrokerCredential).
+func BrokerRESTConfig(ctx context.Context, member kubernetes.Interface, allowInsecure bool) (*rest.Config, error) {
+	cred, _, err := ReadBrokerCredential(ctx, member, allowInsecure)
+	if err != nil {
+		return nil, err
+	}
+	return cred.RESTConfig(), nil
 }

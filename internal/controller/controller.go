@@ -123,9 +123,15 @@ func (l *Loop) Handler(keysOf func(obj any) []string) cache.ResourceEventHandler
 	}
 }
 
+// EventSource is what a loop watches: an informer, or anything that takes handlers like one
+// (the broker cache's kinds).
+type EventSource interface {
+	AddEventHandler(handler cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
+}
+
 // Watch enqueues, for every event of informer, the keys keysOf returns for the object. The
-// informer must come from a factory the manager starts (Manager.AddInformers).
-func (l *Loop) Watch(informer cache.SharedIndexInformer, keysOf func(obj any) []string) {
+// informer must be one the manager starts (Manager.AddInformers, AddSyncer).
+func (l *Loop) Watch(informer EventSource, keysOf func(obj any) []string) {
 	if _, err := informer.AddEventHandler(l.Handler(keysOf)); err != nil && l.manager != nil {
 		l.manager.fail(fmt.Errorf("loop %s: watching: %w", l.name, err))
 	}

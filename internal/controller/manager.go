@@ -95,6 +95,7 @@ type Manager struct {
 	mu        sync.Mutex
 	factories []InformerFactory
 	informers []cache.SharedIndexInformer
+	syncers   []Syncer
 	loops     []*loopRun
 	early     []runnable
 	late      []runnable
@@ -105,6 +106,16 @@ type Manager struct {
 
 	synced  atomic.Bool
 	leading atomic.Bool
+	// stop ends the current run (see Stop).
+	stop atomic.Pointer[context.CancelCauseFunc]
+}
+
+// Stop ends the manager's current run with err: Start returns it. For a component that
+// wants a fresh start (new informers) rather than to go on.
+func (m *Manager) Stop(err error) {
+	if stop := m.stop.Load(); stop != nil {
+		(*stop)(err)
+	}
 }
 
 type loopRun struct {
@@ -162,7 +173,7 @@ func (m *Manager) AddInformer(i cache.SharedIndexInformer) {
 }
 
 // Watch adds event handlers to an informer (for handlers that are not a loop's).
-func (m *Manager) Watch(i cache.SharedIndexInformer, h cache.ResourceEventHandler) {
+func (m *Manager) Watch(i EventSource, h cache.ResourceEventHandler) {
 	if _, err := i.AddEventHandler(h); err != nil {
 		m.fail(fmt.Errorf("%s: adding an event handler: %w", m.opts.Name, err))
 	}
@@ -174,6 +185,20 @@ func (m *Manager) SetWatchErrorHandler(i cache.SharedIndexInformer, h cache.Watc
 	if err := i.SetWatchErrorHandlerWithContext(h); err != nil {
 		m.fail(fmt.Errorf("%s: setting a watch error handler: %w", m.opts.Name, err))
 	}
+}
+
+// Syncer is a cache of its own making (the broker cache): the manager starts it and waits
+// until it has synced.
+type Syncer interface {
+	Start(ctx context.Context)
+	HasSynced() bool
+}
+
+// AddSyncer has the manager start a Syncer and wait for it.
+func (m *Manager) AddSyncer(s Syncer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.syncers = append(m.syncers, s)
 }
 
 // NewLoop returns a work loop for r that the manager runs once the caches are complete.
@@ -225,6 +250,9 @@ func (m *Manager) EventRecorder(client kubernetes.Interface) record.EventRecorde
 	m.recorders[key] = r
 	return r
 }
+
+// Fail records a setup error: Start returns it.
+func (m *Manager) Fail(err error) { m.fail(err) }
 
 func (m *Manager) fail(err error) {
 	m.mu.Lock()
@@ -316,9 +344,11 @@ func (m *Manager) Start(ctx context.Context) error {
 func (m *Manager) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	m.stop.Store(&cancel)
+	defer m.stop.Store(nil)
 	m.mu.Lock()
 	early, late, loops := m.early, m.late, m.loops
-	factories, infs := m.factories, m.informers
+	factories, infs, syncers := m.factories, m.informers, m.syncers
 	m.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -341,6 +371,9 @@ func (m *Manager) run(ctx context.Context) error {
 	for _, i := range infs {
 		go i.RunWithContext(ctx)
 	}
+	for _, s := range syncers {
+		s.Start(ctx)
+	}
 	// Nothing is reconciled before every cache is complete: a partial list must never look
 	// like deletions.
 	var unsynced []string
@@ -354,6 +387,11 @@ func (m *Manager) run(ctx context.Context) error {
 	for _, i := range infs {
 		if !cache.WaitForCacheSync(ctx.Done(), i.HasSynced) {
 			unsynced = append(unsynced, "informer")
+		}
+	}
+	for _, s := range syncers {
+		if !cache.WaitForCacheSync(ctx.Done(), s.HasSynced) {
+			unsynced = append(unsynced, fmt.Sprintf("%T", s))
 		}
 	}
 	if len(unsynced) > 0 {

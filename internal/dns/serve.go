@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/federation"
@@ -77,8 +78,8 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 // REFUSED before the federation has services. A service the zone would reject is left out of
 // what the source lists, so one bad name never blocks the others. The source's informers run
 // on a controller manager of their own until ctx ends.
-func BrokerSource(ctx context.Context, broker kubernetes.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, error) {
-	src, err := federation.StartSource(ctx, "strait-dns", broker, fed)
+func BrokerSource(ctx context.Context, broker kubernetes.Interface, brokerMCS mcsclient.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, error) {
+	src, err := federation.StartSource(ctx, "strait-dns", broker, brokerMCS, fed)
 	if err != nil {
 		return nil, fmt.Errorf("reading the broker: %w", err)
 	}

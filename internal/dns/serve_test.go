@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/dns/bindtest"
@@ -81,7 +82,7 @@ func TestServeFromTheBroker(t *testing.T) {
 	c1, c2 := freeLoopback(t), freeLoopback(t)
 	cfg := server.Config{Zone: zone.Config{Domain: "example.com"}, UDPSockets: 1,
 		Listeners: []server.Listener{{Addr: c1, Cluster: "c1"}, {Addr: c2, Cluster: "c2"}}}
-	src, err := BrokerSource(ctx, fakeBroker(), federation.DefaultConfig(), &cfg)
+	src, err := BrokerSource(ctx, fakeBroker(), mcsfake.NewSimpleClientset(), federation.DefaultConfig(), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -269,11 +269,15 @@ func (s ServiceStatus) Conditions() []metav1.Condition {
 }
 
 // ApplyStatus writes the status into svc (a copy of the broker Service): the load balancer
-// ingress, Strait's conditions (a cluster no longer placed loses its shard condition; other
-// conditions are kept). It reports whether anything changed.
+// ingress (for a LoadBalancer Service only: the API refuses it on any other type), Strait's
+// conditions (a cluster no longer placed loses its shard condition; other conditions are
+// kept). It reports whether anything changed.
 func ApplyStatus(svc *corev1.Service, st ServiceStatus, now time.Time) bool {
 	before := svc.Status.DeepCopy()
-	svc.Status.LoadBalancer.Ingress = st.LoadBalancerIngress()
+	svc.Status.LoadBalancer.Ingress = nil
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		svc.Status.LoadBalancer.Ingress = st.LoadBalancerIngress()
+	}
 	want := st.Conditions()
 	keep := map[string]bool{}
 	for _, c := range want {

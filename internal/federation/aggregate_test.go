@@ -232,6 +232,21 @@ func TestApplyStatusIsIdempotentAndKeepsOthersConditions(t *testing.T) {
 	}
 }
 
+// The API refuses status.loadBalancer.ingress on a Service that is not a LoadBalancer: a
+// federated NodePort Service gets conditions only.
+func TestApplyStatusNodePortHasNoLoadBalancerIngress(t *testing.T) {
+	snap := snapshot()
+	svc := brokerService()
+	svc.Spec.Type = corev1.ServiceTypeNodePort
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}
+	if !ApplyStatus(svc, Aggregate(snap, svc), t0) {
+		t.Fatal("nothing applied")
+	}
+	if len(svc.Status.LoadBalancer.Ingress) != 0 || apimeta.FindStatusCondition(svc.Status.Conditions, ConditionFederated) == nil {
+		t.Errorf("status %+v; want conditions and no load balancer ingress", svc.Status)
+	}
+}
+
 // A member without a verdict (Held: the reader just started, or the broker is away) keeps
 // the health the status last had: down stays down, up stays up.
 func TestAggregateHeldKeepsTheStatus(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,15 +13,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/strait-io/strait/internal/brokercache"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/dns/zone"
@@ -55,71 +54,49 @@ func ZoneServices(sts []ServiceStatus) []zone.Service {
 	return out
 }
 
-// Cache watches what the broker holds about one federation: the federated Services,
-// the membership records, the members' leases (fed to its liveness tracker) and the shard
-// records. Its informers run on a controller.Manager.
+// Cache watches what the broker holds about one federation: the federated Services, and
+// through a brokercache the membership registry, the registered members' leases (fed to
+// its liveness tracker) and their shard records. Its informers run on a
+// controller.Manager. It needs only what a member may read.
 type Cache struct {
 	cfg Config
-	// Informers, for callers that add event handlers.
-	ServiceInformer, MembershipInformer, LeaseInformer, RecordInformer cache.SharedIndexInformer
+	// ServiceInformer and Records, for callers that add event handlers.
+	ServiceInformer cache.SharedIndexInformer
+	Records         *brokercache.Cache
 	// Liveness is this reader's verdict on the members, fed from the leases it watches.
 	Liveness *liveness.Tracker
 
-	services    corelisters.ServiceLister
-	memberships corelisters.ConfigMapLister
-	records     discoverylisters.EndpointSliceLister
-}
-
-// stripManagedFields drops managed fields, never read and a large part of every object.
-func stripManagedFields(obj any) (any, error) {
-	if m, err := apimeta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
+	services corelisters.ServiceLister
 }
 
 // NewCache prepares informers on the broker and has m run them, and sets up the liveness
 // tracker on the leases they watch. The client needs to list and watch Services in the
-// federation namespace, and ConfigMaps, Leases and EndpointSlices in the member
-// namespaces: a member's broker credential, or an administrator's. ping reaches the broker
-// for the tracker (nil: never probed, for fake clients).
-func NewCache(m *controller.Manager, broker kubernetes.Interface, cfg Config, ping leasewatch.Ping) *Cache {
-	strip := informers.WithTransform(stripManagedFields)
-	fed := informers.NewSharedInformerFactoryWithOptions(broker, 0, informers.WithNamespace(cfg.Namespace), strip)
-	memberships := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithNamespace(clusterset.ClustersetNamespace))
-	leases := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", liveness.LeaseName).String()
-	}))
-	recs := informers.NewSharedInformerFactoryWithOptions(broker, 0, strip, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.LabelSelector = FederationRecordSelector(cfg.Name).String()
-	}))
-	c := &Cache{cfg: cfg, Liveness: liveness.NewTracker(liveness.Config{Grace: cfg.Grace}, nil)}
+// federation namespace and what a member reads (package brokercache): a member's broker
+// credential, or an administrator's. ping reaches the broker for the tracker (nil: never
+// probed, for fake clients).
+func NewCache(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.Interface, cfg Config, ping leasewatch.Ping) *Cache {
+	fed := informers.NewSharedInformerFactoryWithOptions(broker, 0, informers.WithNamespace(cfg.Namespace),
+		informers.WithTransform(func(obj any) (any, error) {
+			if o, err := apimeta.Accessor(obj); err == nil {
+				o.SetManagedFields(nil)
+			}
+			return obj, nil
+		}))
+	c := &Cache{cfg: cfg, Records: brokercache.New(broker, mcs), Liveness: liveness.NewTracker(liveness.Config{Grace: cfg.Grace}, nil)}
 	c.ServiceInformer = fed.Core().V1().Services().Informer()
 	c.services = fed.Core().V1().Services().Lister()
-	c.MembershipInformer = memberships.Core().V1().ConfigMaps().Informer()
-	c.memberships = memberships.Core().V1().ConfigMaps().Lister()
-	c.LeaseInformer = leases.Coordination().V1().Leases().Informer()
-	c.RecordInformer = recs.Discovery().V1().EndpointSlices().Informer()
-	c.records = recs.Discovery().V1().EndpointSlices().Lister()
-	for _, f := range []informers.SharedInformerFactory{fed, memberships, leases, recs} {
-		m.AddInformers(f)
+	m.AddInformers(fed)
+	m.AddSyncer(c.Records)
+	m.SetWatchErrorHandler(c.ServiceInformer, leasewatch.WatchErrors(c.Liveness))
+	if err := c.Records.SetWatchErrorHandler(leasewatch.WatchErrors(c.Liveness)); err != nil {
+		m.Fail(err)
 	}
-	leasewatch.Setup(m, c.Liveness, leasewatch.Options{
-		Leases: c.LeaseInformer, Memberships: c.MembershipInformer, Ping: ping,
-		Broker: []cache.SharedIndexInformer{c.ServiceInformer, c.MembershipInformer, c.LeaseInformer, c.RecordInformer},
-	})
+	leasewatch.Setup(m, c.Liveness, leasewatch.Options{Leases: c.Records.Leases, Memberships: c.Records.Registry, Ping: ping})
 	return c
 }
 
 // Synced reports whether every cache is complete.
-func (c *Cache) Synced() bool {
-	for _, i := range []cache.SharedIndexInformer{c.ServiceInformer, c.MembershipInformer, c.LeaseInformer, c.RecordInformer} {
-		if !i.HasSynced() {
-			return false
-		}
-	}
-	return true
-}
+func (c *Cache) Synced() bool { return c.ServiceInformer.HasSynced() && c.Records.HasSynced() }
 
 // Service returns one federated Service, nil when it does not exist.
 func (c *Cache) Service(name string) (*corev1.Service, error) {
@@ -154,50 +131,60 @@ func (c *Cache) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	cms, err := c.memberships.List(labels.Everything())
+	members, err := c.Records.Members()
 	if err != nil {
 		return nil, err
 	}
-	recs, err := c.records.List(labels.Everything())
+	recs, err := c.Records.SliceLister().List(FederationRecordSelector(c.cfg.Name))
 	if err != nil {
 		return nil, err
 	}
-	return buildSnapshot(c.cfg, svcs, cms, recs, c.Liveness.View())
+	return buildSnapshot(c.cfg, svcs, members, recs, c.Liveness.View())
 }
 
-func buildSnapshot(cfg Config, svcs []*corev1.Service, cms []*corev1.ConfigMap, recs []*discoveryv1.EndpointSlice, view liveness.View) (*Snapshot, error) {
-	snap := &Snapshot{Federation: cfg.Name, Liveness: view}
+// buildSnapshot assembles a snapshot. Only the shards of registered members count.
+func buildSnapshot(cfg Config, svcs []*corev1.Service, members []clusterset.Member, recs []*discoveryv1.EndpointSlice, view liveness.View) (*Snapshot, error) {
+	snap := &Snapshot{Federation: cfg.Name, Liveness: view, Members: members}
 	for _, s := range svcs {
 		if s.Namespace == cfg.Namespace {
 			snap.Services = append(snap.Services, s)
 		}
 	}
-	var err error
-	if snap.Members, err = clusterset.MembersFromRegistry(cms); err != nil {
-		return nil, err
+	registered := map[string]bool{}
+	for _, m := range members {
+		registered[m.ID] = true
 	}
-	slices.SortFunc(snap.Members, func(a, b clusterset.Member) int { return strings.Compare(a.ID, b.ID) })
 	snap.Shards = FromRecords(recs, cfg.Name)
+	for k := range snap.Shards {
+		if !registered[k.Cluster] {
+			delete(snap.Shards, k)
+		}
+	}
 	return snap, nil
 }
 
-// ReadSnapshot reads the broker once, without informers (for the CLI). A single read cannot
-// observe leases being renewed, so every member is Held: shard health keeps what the
-// status writer last decided about each member.
+// ReadSnapshot reads the broker once, without informers (for the CLI): the registry, then
+// each registered member's shard records. A single read cannot observe leases being
+// renewed, so every member is Held: shard health keeps what the status writer last
+// decided about each member.
 func ReadSnapshot(ctx context.Context, broker kubernetes.Interface, cfg Config) (*Snapshot, error) {
 	svcs, err := broker.CoreV1().Services(cfg.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing the federated Services in %s on the broker: %w", cfg.Namespace, err)
 	}
-	cms, err := broker.CoreV1().ConfigMaps(clusterset.ClustersetNamespace).List(ctx, metav1.ListOptions{})
+	members, err := clusterset.ReadMembers(ctx, broker)
 	if err != nil {
-		return nil, fmt.Errorf("listing the membership registry %s on the broker: %w", clusterset.ClustersetNamespace, err)
+		return nil, err
 	}
-	recs, err := broker.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: FederationRecordSelector(cfg.Name).String()})
-	if err != nil {
-		return nil, fmt.Errorf("listing shard records on the broker: %w", err)
+	var recs []*discoveryv1.EndpointSlice
+	for _, m := range members {
+		list, err := broker.DiscoveryV1().EndpointSlices(m.Namespace).List(ctx, metav1.ListOptions{LabelSelector: FederationRecordSelector(cfg.Name).String()})
+		if err != nil {
+			return nil, fmt.Errorf("listing the shard records of %s on the broker: %w", m.ID, err)
+		}
+		recs = append(recs, ptrs(list.Items)...)
 	}
-	return buildSnapshot(cfg, ptrs(svcs.Items), ptrs(cms.Items), ptrs(recs.Items), liveness.View{})
+	return buildSnapshot(cfg, ptrs(svcs.Items), members, recs, liveness.View{})
 }
 
 func ptrs[T any](items []T) []*T {
@@ -228,18 +215,18 @@ type Source struct {
 
 // NewSource returns a Source for the federation cfg names, whose informers m runs; ping
 // reaches the broker for the liveness tracker.
-func NewSource(m *controller.Manager, broker kubernetes.Interface, cfg Config, ping leasewatch.Ping) (*Source, error) {
+func NewSource(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.Interface, cfg Config, ping leasewatch.Ping) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Source{cache: NewCache(m, broker, cfg, ping), changes: make(chan struct{}, 1)}
+	s := &Source{cache: NewCache(m, broker, mcs, cfg, ping), changes: make(chan struct{}, 1)}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.signal() },
 		UpdateFunc: func(any, any) { s.signal() },
 		DeleteFunc: func(any) { s.signal() },
 	}
 	// Lease renewals change nothing by themselves; the tracker says when a verdict did.
-	for _, i := range []cache.SharedIndexInformer{s.cache.ServiceInformer, s.cache.MembershipInformer, s.cache.RecordInformer} {
+	for _, i := range []controller.EventSource{s.cache.ServiceInformer, s.cache.Records.Registry, s.cache.Records.Slices} {
 		m.Watch(i, notify)
 	}
 	s.cache.Liveness.OnChange(func(liveness.View, []liveness.Change) { s.signal() })
@@ -248,12 +235,12 @@ func NewSource(m *controller.Manager, broker kubernetes.Interface, cfg Config, p
 
 // StartSource runs a Source on a controller manager of its own, named component, until ctx
 // ends, and returns once its caches are complete (or with the error that stopped it).
-func StartSource(ctx context.Context, component string, broker kubernetes.Interface, cfg Config) (*Source, error) {
+func StartSource(ctx context.Context, component string, broker kubernetes.Interface, mcs mcsclient.Interface, cfg Config) (*Source, error) {
 	m, err := controller.NewManager(controller.Options{Name: component})
 	if err != nil {
 		return nil, err
 	}
-	src, err := NewSource(m, broker, cfg, leasewatch.Readyz(broker.Discovery().RESTClient()))
+	src, err := NewSource(m, broker, mcs, cfg, leasewatch.Readyz(broker.Discovery().RESTClient()))
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
@@ -62,7 +63,7 @@ func TestSourceFollowsTheBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := NewSource(m, cs, cfg, nil)
+	src, err := NewSource(m, cs, mcsfake.NewSimpleClientset(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

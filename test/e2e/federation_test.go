@@ -222,7 +222,7 @@ func TestFederatedServices(t *testing.T) {
 	// What strait dns serves from: the broker-backed Source.
 	srcCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	src, err := federation.StartSource(srcCtx, "e2e", broker, federation.DefaultConfig())
+	src, err := federation.StartSource(srcCtx, "e2e", broker, mcsClusters(t, lab)[0].mcs, federation.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
+	"github.com/strait-io/strait/internal/brokercache"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/externalservice/probe"
 	"github.com/strait-io/strait/internal/federation"
@@ -55,9 +56,12 @@ type Env struct {
 	MemberNamespace string
 	// Member is the member cluster, with informers on everything.
 	Member *Cluster
-	// Broker is the broker, with the member's credential; its informers see only objects
-	// labelled as Strait's.
+	// Broker is the broker, with the member's credential (clients only: a member may read
+	// only what Strait keeps there, namespace by namespace).
 	Broker *Cluster
+	// Records is what the broker holds of the registered members: the registry, their
+	// records and heartbeat Leases (package brokercache).
+	Records *brokercache.Cache
 	// Liveness is the member's view of the other members (see package liveness). Its
 	// verdicts change on a timer: Watch it to reconcile again when they do.
 	Liveness *liveness.Tracker

@@ -315,14 +315,14 @@ func Setup(e *env.Env) error {
 	exports := e.Member.MCSInformers.Multicluster().V1beta1().ServiceExports()
 	services, slices, namespaces := m.Core().V1().Services(), m.Discovery().V1().EndpointSlices(), m.Core().V1().Namespaces()
 	nodes, ingresses := m.Core().V1().Nodes(), m.Networking().V1().Ingresses()
-	recordSIs := e.Broker.MCSInformers.Multicluster().V1beta1().ServiceImports()
-	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	recordSIs, recordSILister := e.Records.Imports, e.Records.ImportLister()
+	recordSliceLister := e.Records.SliceLister()
 	loop := e.Manager.NewLoop("export", &Exporter{
 		ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace,
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS, Broker: e.Broker.Kube, BrokerMCS: e.Broker.MCS,
 		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
 		Nodes: nodes.Lister(), Ingresses: ingresses.Lister(),
-		Records: recordSIs.Lister(), RecordSlices: recordSlices.Lister(),
+		Records: recordSILister, RecordSlices: recordSliceLister,
 	})
 	// exportsOf lists the exports of a namespace ("" for all) that want to be reached a
 	// given way (any way if via is "").
@@ -353,7 +353,7 @@ func Setup(e *env.Env) error {
 	loop.Watch(exports.Informer(), controller.ObjectKey)
 	loop.Watch(services.Informer(), controller.ObjectKey)
 	loop.Watch(slices.Informer(), controller.LabelKey(discoveryv1.LabelServiceName))
-	loop.Watch(recordSIs.Informer(), recordKey)
+	loop.Watch(recordSIs, recordKey)
 	loop.Watch(namespaces.Informer(), inNamespace)
 	// Node changes (addresses, readiness) matter to exports through node ports.
 	loop.Watch(nodes.Informer(), func(any) []string { return exportsOf(metav1.NamespaceAll, ViaNodePort) })

@@ -65,7 +65,7 @@ func Setup(e *env.Env) error {
 	brokerServices := fedFactory.Core().V1().Services()
 	m := e.Member.Informers
 	services, slices, namespaces, nodes := m.Core().V1().Services(), m.Discovery().V1().EndpointSlices(), m.Core().V1().Namespaces(), m.Core().V1().Nodes()
-	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	recordSlices, recordSliceLister := e.Records.Slices, e.Records.SliceLister()
 	host := &BrokerHost{Local: e.Member.Kube, Broker: e.Broker.Kube}
 
 	prop := e.Manager.NewLoop("federation-propagate", &Propagator{
@@ -76,7 +76,7 @@ func Setup(e *env.Env) error {
 	rep := e.Manager.NewLoop("federation-report", &Reporter{
 		Federation: cfg.Name, Namespace: cfg.Namespace, ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace, Host: host,
 		Broker: e.Broker.Kube, BrokerServices: brokerServices.Lister(), Services: services.Lister(), Slices: slices.Lister(), Nodes: nodes.Lister(),
-		Records: recordSlices.Lister(),
+		Records: recordSliceLister,
 	})
 	inNamespace := func(obj any) []string {
 		o, ok := obj.(metav1.Object)
@@ -121,7 +121,7 @@ func Setup(e *env.Env) error {
 	rep.Watch(services.Informer(), inNamespace)
 	rep.Watch(slices.Informer(), sliceKey)
 	rep.Watch(nodes.Informer(), allFederated)
-	rep.Watch(recordSlices.Informer(), recordKey)
+	rep.Watch(recordSlices, recordKey)
 
 	if e.Settings.FederationBrokerStatus {
 		e.Manager.Go("federation status writer", func(ctx context.Context) error {
@@ -134,7 +134,7 @@ func Setup(e *env.Env) error {
 			// running.
 			wait.UntilWithContext(ctx, func(ctx context.Context) {
 				err := brokerstatus.Run(ctx, brokerstatus.Options{
-					Config: cfg, Broker: e.Member.Kube, Ping: leasewatch.Readyz(e.Member.Kube.Discovery().RESTClient()),
+					Config: cfg, Broker: e.Member.Kube, BrokerMCS: e.Member.MCS, Ping: leasewatch.Readyz(e.Member.Kube.Discovery().RESTClient()),
 					Registry: e.Manager.Registry(), Workers: e.Manager.Workers(),
 					Identity: e.Settings.Identity, Component: "strait-agent",
 				})

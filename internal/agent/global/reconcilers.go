@@ -184,14 +184,14 @@ func sortedKeys[V any](m map[string]V) []string {
 func Setup(e *env.Env) error {
 	services := e.Member.Informers.Core().V1().Services()
 	slices := e.Member.Informers.Discovery().V1().EndpointSlices()
-	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	recordSlices, recordSliceLister := e.Records.Slices, e.Records.SliceLister()
 	pub := e.Manager.NewLoop("global-publish", &Publisher{
 		ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace, Broker: e.Broker.Kube,
-		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSlices.Lister(),
+		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSliceLister,
 	})
 	imp := e.Manager.NewLoop("global-import", &Importer{
 		ClusterID: e.ClusterID, Local: e.Member.Kube,
-		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSlices.Lister(),
+		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSliceLister,
 		Liveness: e.Liveness, Recorder: e.Recorder,
 	})
 	recordKey := func(obj any) []string {
@@ -205,7 +205,7 @@ func Setup(e *env.Env) error {
 	for _, l := range []*controller.Loop{pub, imp} {
 		l.Watch(services.Informer(), controller.ObjectKey)
 		l.Watch(slices.Informer(), controller.LabelKey(discoveryv1.LabelServiceName))
-		l.Watch(recordSlices.Informer(), recordKey)
+		l.Watch(recordSlices, recordKey)
 	}
 	// A member's verdict changing changes what every global Service serves.
 	e.OnLiveness(func(liveness.View, []liveness.Change) {

@@ -551,11 +551,11 @@ func Setup(e *env.Env) error {
 	m := e.Member.Informers
 	services, slices, namespaces := m.Core().V1().Services(), m.Discovery().V1().EndpointSlices(), m.Core().V1().Namespaces()
 	imports := e.Member.MCSInformers.Multicluster().V1beta1().ServiceImports()
-	recordSIs := e.Broker.MCSInformers.Multicluster().V1beta1().ServiceImports()
-	recordSlices := e.Broker.Informers.Discovery().V1().EndpointSlices()
+	recordSIs, recordSILister := e.Records.Imports, e.Records.ImportLister()
+	recordSlices, recordSliceLister := e.Records.Slices, e.Records.SliceLister()
 	loop := e.Manager.NewLoop("import", &Importer{
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS,
-		Records: recordSIs.Lister(), RecordSlices: recordSlices.Lister(),
+		Records: recordSILister, RecordSlices: recordSliceLister,
 		Namespaces: namespaces.Lister(), Imports: imports.Lister(), Services: services.Lister(), Slices: slices.Lister(),
 		Liveness: e.Liveness, Recorder: e.Recorder,
 	})
@@ -573,15 +573,15 @@ func Setup(e *env.Env) error {
 		if ns != "" {
 			sel = labels.SelectorFromSet(labels.Set{records.LabelServiceNamespace: ns})
 		}
-		recs, _ := recordSIs.Lister().List(sel)
+		recs, _ := recordSILister.List(sel)
 		var keys []string
 		for _, r := range recs {
 			keys = append(keys, recordKey(r)...)
 		}
 		return keys
 	}
-	loop.Watch(recordSIs.Informer(), recordKey)
-	loop.Watch(recordSlices.Informer(), recordKey)
+	loop.Watch(recordSIs, recordKey)
+	loop.Watch(recordSlices, recordKey)
 	loop.Watch(namespaces.Informer(), func(obj any) []string {
 		if o, ok := obj.(metav1.Object); ok {
 			return recordKeys(o.GetName())

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	dnspkg "github.com/strait-io/strait/internal/dns"
 	"github.com/strait-io/strait/internal/dns/publish/dnsendpoint"
@@ -350,5 +351,9 @@ func (o *serveOptions) brokerSource(ctx context.Context, cfg *server.Config) (*f
 	if err != nil {
 		return nil, err
 	}
-	return dnspkg.BrokerSource(ctx, cs, o.federation, cfg)
+	mcs, err := mcsclient.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return dnspkg.BrokerSource(ctx, cs, mcs, o.federation, cfg)
 }

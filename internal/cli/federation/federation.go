@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
@@ -300,8 +301,12 @@ func newController() *cobra.Command {
 			if !leaderElect {
 				identity = ""
 			}
+			brokerMCS, err := mcsclient.NewForConfig(rc)
+			if err != nil {
+				return err
+			}
 			return brokerstatus.Run(cmd.Context(), brokerstatus.Options{
-				Config: cfg, Broker: broker, Workers: workers, Identity: identity, Component: "strait-federation-controller",
+				Config: cfg, Broker: broker, BrokerMCS: brokerMCS, Workers: workers, Identity: identity, Component: "strait-federation-controller",
 			})
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -32,8 +33,9 @@ import (
 // New returns the `status` command.
 func New() *cobra.Command {
 	var (
-		kube   *kubeconfig.Flags
-		format string
+		kube          *kubeconfig.Flags
+		format        string
+		allowInsecure bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -49,7 +51,7 @@ func New() *cobra.Command {
 			}
 			ctx, cancel := contextWithTimeout(cmd.Context())
 			defer cancel()
-			st, err := gather(ctx, cfg, name)
+			st, err := gather(ctx, cfg, name, allowInsecure)
 			if err != nil {
 				return err
 			}
@@ -66,6 +68,7 @@ func New() *cobra.Command {
 	}
 	kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Cluster: "the member cluster"})
 	output.AddFlag(cmd, &format)
+	cmd.Flags().BoolVar(&allowInsecure, "allow-insecure-broker", false, "accept a stored broker credential that skips TLS verification (labs only), as the agent's flag of that name")
 	return cmd
 }
 
@@ -75,7 +78,7 @@ func contextWithTimeout(ctx context.Context) (context.Context, context.CancelFun
 
 // gather reads the member cluster and, with the member's own broker credential, the broker.
 // A broker that cannot be reached is reported, not an error: the member keeps working.
-func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statuspkg.Status, error) {
+func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInsecure bool) (*statuspkg.Status, error) {
 	local, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -92,9 +95,9 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statusp
 	if err != nil {
 		return nil, fmt.Errorf("context %s has not joined a clusterset (run `strait join`): %w", contextName, err)
 	}
-	bc, err := clusterset.BrokerRESTConfig(ctx, local)
+	bc, err := clusterset.BrokerRESTConfig(ctx, local, allowInsecure)
 	if err != nil {
-		return nil, fmt.Errorf("context %s has no broker credential (run `strait join`): %w", contextName, err)
+		return nil, fmt.Errorf("context %s: %w", contextName, err)
 	}
 	st := &statuspkg.Status{Cluster: contextName, ClusterID: id, Broker: bc.Host}
 	view, err := agentView(ctx, local)
@@ -128,24 +131,29 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string) (*statusp
 	if err != nil {
 		return brokerErr(err)
 	}
-	recs, err := brokerMCS.MulticlusterV1beta1().ServiceImports(metav1.NamespaceAll).List(ctx, sel)
-	if err != nil {
-		return brokerErr(err)
-	}
-	globalRecs, err := broker.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, sel)
-	if err != nil {
-		return brokerErr(err)
+	// A member may read only the registered members' namespaces: read them one by one.
+	var ptrs []*mcsv1beta1.ServiceImport
+	var globalRecs []discoveryv1.EndpointSlice
+	for _, m := range members {
+		recs, err := brokerMCS.MulticlusterV1beta1().ServiceImports(m.Namespace).List(ctx, sel)
+		if err != nil {
+			return brokerErr(err)
+		}
+		for i := range recs.Items {
+			ptrs = append(ptrs, &recs.Items[i])
+		}
+		slices, err := broker.DiscoveryV1().EndpointSlices(m.Namespace).List(ctx, sel)
+		if err != nil {
+			return brokerErr(err)
+		}
+		globalRecs = append(globalRecs, slices.Items...)
 	}
 	st.BrokerReachable = true
 	services, err := local.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing Services in %s: %w", contextName, err)
 	}
-	st.GlobalServices = statuspkg.GlobalServices(id, services.Items, globalRecs.Items)
-	ptrs := make([]*mcsv1beta1.ServiceImport, len(recs.Items))
-	for i := range recs.Items {
-		ptrs[i] = &recs.Items[i]
-	}
+	st.GlobalServices = statuspkg.GlobalServices(id, services.Items, globalRecs)
 	st.Members, st.Conflicts = statuspkg.Build(members, view, ptrs)
 	return st, nil
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
@@ -38,10 +39,11 @@ const LeaseName = "strait-federation-status"
 // Options configure the status writer.
 type Options struct {
 	Config federation.Config
-	// Broker is a client of the broker allowed to read what federation.Cache reads, to
-	// update services/status in the federation namespace, to create events there, to
-	// create the federation namespace and, with Identity, to hold LeaseName.
-	Broker kubernetes.Interface
+	// Broker and BrokerMCS are clients of the broker allowed to read what federation.Cache
+	// reads, to update services/status in the federation namespace, to create events
+	// there, to create the federation namespace and, with Identity, to hold LeaseName.
+	Broker    kubernetes.Interface
+	BrokerMCS mcsclient.Interface
 	// Ping reaches the broker for the liveness tracker; nil never probes.
 	Ping leasewatch.Ping
 	// Identity, when set, makes the writer run only while it holds LeaseName.
@@ -129,7 +131,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	Setup(m, o.Broker, o.Config, o.Ping)
+	Setup(m, o.Broker, o.BrokerMCS, o.Config, o.Ping)
 	logger := klog.FromContext(ctx).WithValues("federationNamespace", o.Config.Namespace)
 	ctx = klog.NewContext(ctx, logger)
 	if err := ensureNamespace(ctx, o.Broker, o.Config.Namespace); err != nil {
@@ -139,8 +141,8 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // Setup declares the status writer's informers and loop on m.
-func Setup(m *controller.Manager, broker kubernetes.Interface, cfg federation.Config, ping leasewatch.Ping) {
-	c := federation.NewCache(m, broker, cfg, ping)
+func Setup(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.Interface, cfg federation.Config, ping leasewatch.Ping) {
+	c := federation.NewCache(m, broker, mcs, cfg, ping)
 	r := &Reconciler{Namespace: cfg.Namespace, Cache: c, Client: broker, Recorder: m.EventRecorder(broker)}
 	loop := m.NewLoop("federation-status", r)
 	recordKey := func(obj any) []string {
@@ -160,8 +162,8 @@ func Setup(m *controller.Manager, broker kubernetes.Interface, cfg federation.Co
 		return keys
 	}
 	loop.Watch(c.ServiceInformer, controller.ObjectKey)
-	loop.Watch(c.RecordInformer, recordKey)
-	loop.Watch(c.MembershipInformer, all)
+	loop.Watch(c.Records.Slices, recordKey)
+	loop.Watch(c.Records.Registry, all)
 	c.Liveness.OnChange(func(liveness.View, []liveness.Change) {
 		for _, k := range all(nil) {
 			loop.Enqueue(k)

@@ -17,6 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
+	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
@@ -70,7 +71,7 @@ func setup(t *testing.T, selector string) (*Reconciler, *fake.Clientset, *record
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := federation.NewCache(m, cs, federation.DefaultConfig(), nil)
+	c := federation.NewCache(m, cs, mcsfake.NewSimpleClientset(), federation.DefaultConfig(), nil)
 	go func() { _ = m.Start(ctx) }()
 	for deadline := time.Now().Add(10 * time.Second); !c.Synced(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {

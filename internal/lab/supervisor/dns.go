@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	dnspkg "github.com/strait-io/strait/internal/dns"
 	"github.com/strait-io/strait/internal/dns/server"
@@ -69,11 +70,15 @@ func dnsRunner(l *plan.Lab, broker *rest.Config) (func(context.Context) error, e
 	if err != nil {
 		return nil, err
 	}
+	brokerMCS, err := mcsclient.NewForConfig(broker)
+	if err != nil {
+		return nil, err
+	}
 	run := func(ctx context.Context) error {
 		cfg := base
 		// BrokerSource adds to these; every attempt starts from the lab's own.
 		cfg.Clusters, cfg.Zone.Federations = slices.Clone(base.Clusters), slices.Clone(base.Zone.Federations)
-		src, err := dnspkg.BrokerSource(ctx, client, federation.DefaultConfig(), &cfg)
+		src, err := dnspkg.BrokerSource(ctx, client, brokerMCS, federation.DefaultConfig(), &cfg)
 		if err != nil {
 			return err
 		}

@@ -117,11 +117,12 @@ func Readyz(c rest.Interface) Ping {
 // Probe pings the broker every interval until ctx ends, and records the answer in t. A
 // watch that fails with "connection refused" is retried by client-go without a word, so
 // only a request of our own tells that the broker went away and came back.
-func Probe(ctx context.Context, t *liveness.Tracker, ping Ping, interval time.Duration) {
+func Probe(ctx context.Context, t *liveness.Tracker, ping Ping, interval time.Duration, onReturn func(down time.Duration)) {
 	logger := klog.FromContext(ctx)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	wasUp := true
+	var downSince time.Time
 	for {
 		pctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
 		err := ping(pctx)
@@ -132,14 +133,19 @@ func Probe(ctx context.Context, t *liveness.Tracker, ping Ping, interval time.Du
 		case err != nil:
 			if wasUp {
 				logger.Info("Broker unreachable; withdrawals are frozen", "err", err)
+				downSince = time.Now()
 			}
 			t.BrokerUnreachable(err)
 			wasUp = false
 		default:
-			if !wasUp {
-				logger.Info("Broker reachable again; withdrawals resume after a full lease period")
-			}
 			t.BrokerReachable()
+			if !wasUp {
+				down := time.Since(downSince)
+				logger.Info("Broker reachable again; withdrawals resume after a full lease period", "unreachableFor", down.Round(time.Second))
+				if onReturn != nil {
+					onReturn(down)
+				}
+			}
 			wasUp = true
 		}
 		select {
@@ -152,9 +158,10 @@ func Probe(ctx context.Context, t *liveness.Tracker, ping Ping, interval time.Du
 
 // Options of Setup.
 type Options struct {
-	// Leases and Memberships are broker informers of the members' heartbeat Leases and
-	// membership ConfigMaps (other objects are ignored); Memberships may be nil.
-	Leases, Memberships cache.SharedIndexInformer
+	// Leases and Memberships are broker informers of the members' heartbeat Leases and of
+	// the membership registry (other objects are ignored); Memberships may be nil.
+	Leases      controller.EventSource
+	Memberships cache.SharedIndexInformer
 	// Broker lists every broker informer of the component, whose watch errors mark the
 	// broker unreachable.
 	Broker []cache.SharedIndexInformer
@@ -162,6 +169,10 @@ type Options struct {
 	Ping Ping
 	// Interval of the probe and of the tracker's evaluation; 0 means 2 s and 1 s.
 	ProbeInterval, EvaluateInterval time.Duration
+	// OnReturn is called when the broker answers again after an outage. client-go retries
+	// a refused watch with a backoff that reaches a minute, so a reader that wants updates
+	// at once afterwards starts fresh informers (the agent starts a new term).
+	OnReturn func(down time.Duration)
 }
 
 // Setup feeds t from the broker within m: lease and membership handlers, watch errors,
@@ -183,7 +194,7 @@ func Setup(m *controller.Manager, t *liveness.Tracker, o Options) {
 	}
 	if o.Ping != nil {
 		m.GoFirst("broker probe", func(ctx context.Context) error {
-			Probe(ctx, t, o.Ping, o.ProbeInterval)
+			Probe(ctx, t, o.Ping, o.ProbeInterval, o.OnReturn)
 			return nil
 		})
 	}
