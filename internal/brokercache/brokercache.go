@@ -39,6 +39,7 @@ import (
 	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/policy"
 )
 
 // Cache is the broker as one member (or strait dns) sees it.
@@ -476,4 +477,14 @@ func (l leaseNSLister) List(sel labels.Selector) ([]*coordinationv1.Lease, error
 
 func (l leaseNSLister) Get(name string) (*coordinationv1.Lease, error) {
 	return typedOne[coordinationv1.Lease](l.k.get(l.ns, name))
+}
+
+// Policy is the clusterset's namespace policy (package policy); an error when it is
+// malformed, so callers change nothing rather than guess.
+func (c *Cache) Policy() (policy.Clusterset, error) {
+	cm, err := c.ConfigMap(clusterset.NamespacePolicyConfigMap)
+	if err != nil {
+		return policy.Clusterset{}, err
+	}
+	return policy.ParseClusterset(cm)
 }

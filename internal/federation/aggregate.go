@@ -14,6 +14,7 @@ import (
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/policy"
 )
 
 // Snapshot is everything the broker holds about a federation at one moment.
@@ -28,6 +29,9 @@ type Snapshot struct {
 	// cannot observe leases over time (a one-shot command) leaves it empty: every member is
 	// then Held.
 	Liveness liveness.View
+	// Policy is the clusterset's namespace policy: a shard of a cluster that may not
+	// export into the Service's namespace is not published.
+	Policy policy.Clusterset
 }
 
 // Health is a shard's health and why.
@@ -174,6 +178,9 @@ func Aggregate(snap *Snapshot, svc *corev1.Service) ServiceStatus {
 		h := ShardHealth(shard, snap.Liveness.State(m.ID), wasDown(svc, m.ID))
 		if problem := nodePortMismatch(svc, shard); h.Healthy && problem != "" {
 			h = Health{Reason: ReasonNodePortMismatch, Message: problem}
+		}
+		if msg, ok := snap.Policy.Allows(svc.Namespace, m.ID); !ok {
+			h = Health{Reason: ReasonNamespaceNotAllowed, Message: msg + "; left out of DNS"}
 		}
 		ss := ShardStatus{Cluster: m.ID, Region: m.Region, Zone: m.Zone, Health: h}
 		if shard != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/dns/zone"
 	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/policy"
 )
 
 var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -65,6 +66,22 @@ func view(states map[string]liveness.State) liveness.View {
 
 // brokerNodePorts are brokerService's node ports, as a shard on them reports them.
 var brokerNodePorts = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 30001}, {Name: "dns", Protocol: corev1.ProtocolUDP, Port: 30002}}
+
+// The clusterset's namespace policy decides whose shards count: a cluster that may not
+// export into the federation namespace is not published.
+func TestAggregateHonoursTheNamespacePolicy(t *testing.T) {
+	snap := snapshot()
+	snap.Policy = policy.Clusterset{Namespaces: map[string][]string{DefaultNamespace: {"c1"}}}
+	st := Aggregate(snap, brokerService())
+	for _, sh := range st.Shards {
+		if sh.Cluster != "c1" && (sh.Healthy || sh.Reason != ReasonNamespaceNotAllowed) {
+			t.Errorf("shard %s: %+v, want NamespaceNotAllowed", sh.Cluster, sh.Health)
+		}
+	}
+	if !st.Shards[0].Healthy {
+		t.Errorf("c1, allowed: %+v", st.Shards[0])
+	}
+}
 
 // A shard whose member refused the broker's node port is not published: DNS hands out one
 // port for every shard's nodes.

@@ -75,6 +75,9 @@ const (
 	ReasonMemberDown       = "MemberDown"
 	ReasonShardConflict    = "ShardConflict"
 	ReasonNodePortMismatch = "NodePortMismatch"
+	// ReasonNamespaceNotAllowed: the clusterset's namespace policy does not let the
+	// cluster export into the federated Service's namespace.
+	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
 )
 
 // Config names the federation. Every component (agents, the status writer, strait dns and

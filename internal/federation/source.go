@@ -27,6 +27,7 @@ import (
 	"github.com/strait-io/strait/internal/dns/zone"
 	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/liveness/leasewatch"
+	"github.com/strait-io/strait/internal/policy"
 )
 
 // ZoneService is the DNS view of a federated Service: every placed shard, with its ingress
@@ -139,7 +140,15 @@ func (c *Cache) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return buildSnapshot(c.cfg, svcs, members, recs, c.Liveness.View())
+	p, err := c.Records.Policy()
+	if err != nil {
+		return nil, err
+	}
+	snap, err := buildSnapshot(c.cfg, svcs, members, recs, c.Liveness.View())
+	if snap != nil {
+		snap.Policy = p
+	}
+	return snap, err
 }
 
 // buildSnapshot assembles a snapshot. Only the shards of registered members count.
@@ -184,7 +193,22 @@ func ReadSnapshot(ctx context.Context, broker kubernetes.Interface, cfg Config) 
 		}
 		recs = append(recs, ptrs(list.Items)...)
 	}
-	return buildSnapshot(cfg, ptrs(svcs.Items), members, recs, liveness.View{})
+	cm, err := broker.CoreV1().ConfigMaps(clusterset.ClustersetNamespace).Get(ctx, clusterset.NamespacePolicyConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		cm, err = nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the namespace policy on the broker: %w", err)
+	}
+	p, err := policy.ParseClusterset(cm)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := buildSnapshot(cfg, ptrs(svcs.Items), members, recs, liveness.View{})
+	if snap != nil {
+		snap.Policy = p
+	}
+	return snap, err
 }
 
 func ptrs[T any](items []T) []*T {

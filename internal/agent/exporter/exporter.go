@@ -27,10 +27,11 @@ import (
 	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/env"
-	"github.com/strait-io/strait/internal/agent/policy"
 	"github.com/strait-io/strait/internal/agent/slicesync"
+	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/mcs"
+	"github.com/strait-io/strait/internal/policy"
 	"github.com/strait-io/strait/internal/records"
 )
 
@@ -53,6 +54,8 @@ type Exporter struct {
 	// Records and RecordSlices list the broker's records of every member.
 	Records      mcslisters.ServiceImportLister
 	RecordSlices discoverylisters.EndpointSliceLister
+	// Policy returns the clusterset's namespace policy; nil skips it.
+	Policy func() (policy.Clusterset, error)
 }
 
 // Reconcile publishes or withdraws the export of one Service and updates its conditions.
@@ -121,6 +124,15 @@ func (e *Exporter) validate(ns, name string, exp *mcsv1beta1.ServiceExport, svc 
 	}
 	if msg, ok := policy.ExportAllowed(e.Namespaces, ns); !ok {
 		return invalid(policy.ReasonNamespaceNotAllowed, msg)
+	}
+	if e.Policy != nil {
+		// Importers enforce the clusterset's policy whatever this member does; saying so
+		// here tells the exporting team why nobody imports it.
+		if p, err := e.Policy(); err == nil {
+			if msg, ok := p.Allows(ns, e.ClusterID); !ok {
+				return invalid(policy.ReasonNamespaceNotAllowed, msg)
+			}
+		}
 	}
 	via := exp.Annotations[AnnotationExportVia]
 	if err := CheckVia(via, svc); err != nil {
@@ -322,7 +334,7 @@ func Setup(e *env.Env) error {
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS, Broker: e.Broker.Kube, BrokerMCS: e.Broker.MCS,
 		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
 		Nodes: nodes.Lister(), Ingresses: ingresses.Lister(),
-		Records: recordSILister, RecordSlices: recordSliceLister,
+		Records: recordSILister, RecordSlices: recordSliceLister, Policy: e.Records.Policy,
 	})
 	// exportsOf lists the exports of a namespace ("" for all) that want to be reached a
 	// given way (any way if via is "").
@@ -355,6 +367,13 @@ func Setup(e *env.Env) error {
 	loop.Watch(slices.Informer(), controller.LabelKey(discoveryv1.LabelServiceName))
 	loop.Watch(recordSIs, recordKey)
 	loop.Watch(namespaces.Informer(), inNamespace)
+	// The clusterset's namespace policy changing can change every export's Valid condition.
+	loop.Watch(e.Records.Registry, func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok && o.GetName() == clusterset.NamespacePolicyConfigMap {
+			return exportsOf(metav1.NamespaceAll, "")
+		}
+		return nil
+	})
 	// Node changes (addresses, readiness) matter to exports through node ports.
 	loop.Watch(nodes.Informer(), func(any) []string { return exportsOf(metav1.NamespaceAll, ViaNodePort) })
 	// Ingress changes matter to the exports through an Ingress host in their namespace.

@@ -27,6 +27,7 @@ import (
 	"github.com/strait-io/strait/internal/controller"
 	gs "github.com/strait-io/strait/internal/globalservice"
 	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/policy"
 	"github.com/strait-io/strait/internal/records"
 )
 
@@ -90,6 +91,8 @@ type Importer struct {
 	RecordSlices discoverylisters.EndpointSliceLister
 	Liveness     Liveness
 	Recorder     record.EventRecorder
+	// Policy returns the clusterset's namespace policy; nil is the default policy.
+	Policy func() (policy.Clusterset, error)
 }
 
 // Reconcile writes the remote slices of one Service.
@@ -150,6 +153,12 @@ func (im *Importer) remotes(ns, name string, have []*discoveryv1.EndpointSlice) 
 	if err != nil {
 		return nil, err
 	}
+	clustersetPolicy := policy.Clusterset{}
+	if im.Policy != nil {
+		if clustersetPolicy, err = im.Policy(); err != nil {
+			return nil, err // a malformed policy changes nothing
+		}
+	}
 	served := map[string]bool{}
 	for _, s := range have {
 		served[s.Labels[mcsv1beta1.LabelSourceCluster]] = true
@@ -158,6 +167,9 @@ func (im *Importer) remotes(ns, name string, have []*discoveryv1.EndpointSlice) 
 	for _, r := range recs {
 		cluster, ok := clusterset.ClusterIDFromNamespace(r.Namespace)
 		if !ok || cluster == im.ClusterID {
+			continue
+		}
+		if _, allowed := clustersetPolicy.Allows(ns, cluster); !allowed {
 			continue
 		}
 		if im.Liveness.State(cluster).Serve(served[cluster]) {
@@ -192,7 +204,7 @@ func Setup(e *env.Env) error {
 	imp := e.Manager.NewLoop("global-import", &Importer{
 		ClusterID: e.ClusterID, Local: e.Member.Kube,
 		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSliceLister,
-		Liveness: e.Liveness, Recorder: e.Recorder,
+		Liveness: e.Liveness, Recorder: e.Recorder, Policy: e.Records.Policy,
 	})
 	recordKey := func(obj any) []string {
 		if m, ok := obj.(metav1.Object); ok {
@@ -207,14 +219,28 @@ func Setup(e *env.Env) error {
 		l.Watch(slices.Informer(), controller.LabelKey(discoveryv1.LabelServiceName))
 		l.Watch(recordSlices, recordKey)
 	}
-	// A member's verdict changing changes what every global Service serves.
-	e.OnLiveness(func(liveness.View, []liveness.Change) {
+	// A member's verdict, or the namespace policy, changing changes what every global
+	// Service serves.
+	all := func() []string {
+		var keys []string
 		list, _ := services.Lister().List(labels.Everything())
 		for _, svc := range list {
 			if gs.OptionsOf(svc).Global {
-				imp.Enqueue(svc.Namespace + "/" + svc.Name)
+				keys = append(keys, svc.Namespace+"/"+svc.Name)
 			}
 		}
+		return keys
+	}
+	e.OnLiveness(func(liveness.View, []liveness.Change) {
+		for _, k := range all() {
+			imp.Enqueue(k)
+		}
+	})
+	imp.Watch(e.Records.Registry, func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok && o.GetName() == clusterset.NamespacePolicyConfigMap {
+			return all()
+		}
+		return nil
 	})
 	return nil
 }

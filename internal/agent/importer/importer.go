@@ -39,13 +39,13 @@ import (
 	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/env"
-	"github.com/strait-io/strait/internal/agent/policy"
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/names"
+	"github.com/strait-io/strait/internal/policy"
 	"github.com/strait-io/strait/internal/records"
 )
 
@@ -65,6 +65,8 @@ type Importer struct {
 
 	// Liveness gives the verdict on each member (package liveness).
 	Liveness Liveness
+	// Policy returns the clusterset's namespace policy; nil is the default policy.
+	Policy func() (policy.Clusterset, error)
 	// Recorder records events on ServiceImports; nil records none.
 	Recorder record.EventRecorder
 }
@@ -120,19 +122,31 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	clustersetPolicy, err := im.policy()
+	if err != nil {
+		return err // a malformed policy changes nothing
+	}
 	var exports []mcs.Export
 	for _, r := range recs {
 		e, ok := records.FromServiceImport(r)
 		if !ok {
 			continue
 		}
-		if msg, allowed := policy.Import(ns, e.Cluster, namespace); !allowed {
+		msg, allowed := clustersetPolicy.Allows(ns, e.Cluster)
+		if allowed {
+			msg, allowed = policy.Import(ns, e.Cluster, namespace)
+		}
+		if !allowed {
 			klog.FromContext(ctx).V(2).Info("Ignoring export", "key", key, "cluster", e.Cluster, "reason", msg)
 			continue
 		}
 		exports = append(exports, e)
 	}
 	exports, hosts := mcs.SplitByHost(exports)
+	if len(hosts) > 0 && !clustersetPolicy.AllowsHostImport(ns) {
+		klog.FromContext(ctx).V(2).Info("Not importing through an Ingress host: the clusterset's namespace policy does not list the namespace in hostImports", "key", key)
+		hosts = nil
+	}
 	if err := im.ensureHostService(ctx, ns, name, hosts); err != nil {
 		return err
 	}
@@ -160,6 +174,13 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 		return err
 	}
 	return im.ensureServiceImport(ctx, res, svc, served)
+}
+
+func (im *Importer) policy() (policy.Clusterset, error) {
+	if im.Policy == nil {
+		return policy.Clusterset{}, nil
+	}
+	return im.Policy()
 }
 
 // DerivedService is the Service that backs an import.
@@ -557,7 +578,7 @@ func Setup(e *env.Env) error {
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS,
 		Records: recordSILister, RecordSlices: recordSliceLister,
 		Namespaces: namespaces.Lister(), Imports: imports.Lister(), Services: services.Lister(), Slices: slices.Lister(),
-		Liveness: e.Liveness, Recorder: e.Recorder,
+		Liveness: e.Liveness, Recorder: e.Recorder, Policy: e.Records.Policy,
 	})
 	recordKey := func(obj any) []string {
 		if o, ok := obj.(metav1.Object); ok {
@@ -581,6 +602,13 @@ func Setup(e *env.Env) error {
 		return keys
 	}
 	loop.Watch(recordSIs, recordKey)
+	// The namespace policy changing can change every import.
+	loop.Watch(e.Records.Registry, func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok && o.GetName() == clusterset.NamespacePolicyConfigMap {
+			return recordKeys("")
+		}
+		return nil
+	})
 	loop.Watch(recordSlices, recordKey)
 	loop.Watch(namespaces.Informer(), func(obj any) []string {
 		if o, ok := obj.(metav1.Object); ok {

@@ -28,7 +28,7 @@ import (
 func objects(now time.Time, selector string) []runtime.Object {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: federation.DefaultNamespace, Name: "web", Generation: 1},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Port: 80, NodePort: 30080}}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80, NodePort: 30080}}},
 	}
 	if selector != "" {
 		svc.Annotations = map[string]string{federation.AnnotationClusters: selector}
