@@ -23,6 +23,7 @@ import (
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/lab/labtest"
 	"github.com/strait-io/strait/internal/lab/supervisor"
+	"github.com/strait-io/strait/internal/policy"
 	statuspkg "github.com/strait-io/strait/internal/status"
 )
 
@@ -211,7 +212,7 @@ func TestMultiClusterServices(t *testing.T) {
 	unexport(t, c3, "demo", "hello")
 
 	// A member's broker credential cannot touch another member's records.
-	brokerCfg, err := clusterset.BrokerRESTConfig(ctx, c2.kube)
+	brokerCfg, err := clusterset.BrokerRESTConfig(ctx, c2.kube, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,6 +418,9 @@ func TestExportWithoutPodRouting(t *testing.T) {
 func exportViaIngress(t *testing.T, lab *labtest.Lab, c1, c2 mcsCluster) {
 	ctx := context.Background()
 	const host = "front-edge.edge.svc.cluster.local"
+	// An import through an Ingress host takes the Service's own cluster.local name: only
+	// where the clusterset's namespace policy says so.
+	setNamespacePolicy(t, c1.kube, "hostImports: [shop]\n")
 	if _, err := c1.kube.AppsV1().Deployments("shop").Create(ctx, deployment("shop", "front", 1, 80), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -501,5 +505,22 @@ func exportViaIngress(t *testing.T, lab *labtest.Lab, c1, c2 mcsCluster) {
 	})
 	if _, err := c1.kube.CoreV1().Services("shop").Get(ctx, "front", metav1.GetOptions{}); err != nil {
 		t.Errorf("the exporting cluster's own Service was touched: %v", err)
+	}
+}
+
+// setNamespacePolicy writes the clusterset's namespace policy on the broker (cluster01).
+func setNamespacePolicy(t *testing.T, broker kubernetes.Interface, data string) {
+	t.Helper()
+	ctx := context.Background()
+	cms := broker.CoreV1().ConfigMaps(clusterset.ClustersetNamespace)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: clusterset.NamespacePolicyConfigMap, Namespace: clusterset.ClustersetNamespace},
+		Data: map[string]string{policy.PolicyKey: data}}
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
 	}
 }
