@@ -410,6 +410,16 @@ func (c *Cache) ImportLister() mcslisters.ServiceImportLister { return importLis
 // LeaseLister is the members' Leases as a client-go lister.
 func (c *Cache) LeaseLister() coordinationlisters.LeaseLister { return leaseLister{c.Leases} }
 
+// nsLister is one namespace of a kind, as client-go's namespace listers are.
+type nsLister[T any] struct {
+	k  *Kind
+	ns string
+}
+
+func (l nsLister[T]) List(sel labels.Selector) ([]*T, error) { return typed[T](l.k.listIn(l.ns, sel)) }
+
+func (l nsLister[T]) Get(name string) (*T, error) { return typedOne[T](l.k.get(l.ns, name)) }
+
 type sliceLister struct{ k *Kind }
 
 func (l sliceLister) List(sel labels.Selector) ([]*discoveryv1.EndpointSlice, error) {
@@ -417,20 +427,7 @@ func (l sliceLister) List(sel labels.Selector) ([]*discoveryv1.EndpointSlice, er
 }
 
 func (l sliceLister) EndpointSlices(ns string) discoverylisters.EndpointSliceNamespaceLister {
-	return sliceNSLister{l.k, ns}
-}
-
-type sliceNSLister struct {
-	k  *Kind
-	ns string
-}
-
-func (l sliceNSLister) List(sel labels.Selector) ([]*discoveryv1.EndpointSlice, error) {
-	return typed[discoveryv1.EndpointSlice](l.k.listIn(l.ns, sel))
-}
-
-func (l sliceNSLister) Get(name string) (*discoveryv1.EndpointSlice, error) {
-	return typedOne[discoveryv1.EndpointSlice](l.k.get(l.ns, name))
+	return nsLister[discoveryv1.EndpointSlice]{l.k, ns}
 }
 
 type importLister struct{ k *Kind }
@@ -440,20 +437,7 @@ func (l importLister) List(sel labels.Selector) ([]*mcsv1beta1.ServiceImport, er
 }
 
 func (l importLister) ServiceImports(ns string) mcslisters.ServiceImportNamespaceLister {
-	return importNSLister{l.k, ns}
-}
-
-type importNSLister struct {
-	k  *Kind
-	ns string
-}
-
-func (l importNSLister) List(sel labels.Selector) ([]*mcsv1beta1.ServiceImport, error) {
-	return typed[mcsv1beta1.ServiceImport](l.k.listIn(l.ns, sel))
-}
-
-func (l importNSLister) Get(name string) (*mcsv1beta1.ServiceImport, error) {
-	return typedOne[mcsv1beta1.ServiceImport](l.k.get(l.ns, name))
+	return nsLister[mcsv1beta1.ServiceImport]{l.k, ns}
 }
 
 type leaseLister struct{ k *Kind }
@@ -463,20 +447,7 @@ func (l leaseLister) List(sel labels.Selector) ([]*coordinationv1.Lease, error) 
 }
 
 func (l leaseLister) Leases(ns string) coordinationlisters.LeaseNamespaceLister {
-	return leaseNSLister{l.k, ns}
-}
-
-type leaseNSLister struct {
-	k  *Kind
-	ns string
-}
-
-func (l leaseNSLister) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
-	return typed[coordinationv1.Lease](l.k.listIn(l.ns, sel))
-}
-
-func (l leaseNSLister) Get(name string) (*coordinationv1.Lease, error) {
-	return typedOne[coordinationv1.Lease](l.k.get(l.ns, name))
+	return nsLister[coordinationv1.Lease]{l.k, ns}
 }
 
 // Policy is the clusterset's namespace policy (package policy); an error when it is

@@ -121,19 +121,6 @@ func RecordKey(obj metav1.Object) (string, bool) {
 
 const labelSourceCluster = mcsv1beta1.LabelSourceCluster
 
-// ReadyCount counts the ready endpoints of slices.
-func ReadyCount(slices []*discoveryv1.EndpointSlice) int {
-	n := 0
-	for _, s := range slices {
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready == nil || *e.Conditions.Ready {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 // Remote is one member's published endpoints of a global Service.
 type Remote struct {
 	Cluster string

@@ -158,3 +158,17 @@ func suffix(family discoveryv1.AddressType) string {
 	}
 	return "ipv4"
 }
+
+// ReadyEndpoints counts the ready endpoints of slices (a missing condition counts as
+// ready, as the EndpointSlice API says).
+func ReadyEndpoints(slices []*discoveryv1.EndpointSlice) int {
+	n := 0
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -8,6 +8,7 @@ package env
 import (
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -16,6 +17,7 @@ import (
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
 	"github.com/strait-io/strait/internal/brokercache"
+	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/externalservice/probe"
 	"github.com/strait-io/strait/internal/federation"
@@ -68,6 +70,17 @@ type Env struct {
 	// Recorder records events in the member cluster.
 	Recorder record.EventRecorder
 	Settings Settings
+}
+
+// OnPolicy has loop reconcile the keys keys returns whenever the clusterset's namespace
+// policy changes.
+func (e *Env) OnPolicy(loop *controller.Loop, keys func() []string) {
+	loop.Watch(e.Records.Registry, func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok && o.GetName() == clusterset.NamespacePolicyConfigMap {
+			return keys()
+		}
+		return nil
+	})
 }
 
 // OnLiveness registers fn to run when a member's verdict or the freeze changes.

@@ -28,7 +28,6 @@ import (
 
 	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/agent/slicesync"
-	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/policy"
@@ -368,12 +367,7 @@ func Setup(e *env.Env) error {
 	loop.Watch(recordSIs, recordKey)
 	loop.Watch(namespaces.Informer(), inNamespace)
 	// The clusterset's namespace policy changing can change every export's Valid condition.
-	loop.Watch(e.Records.Registry, func(obj any) []string {
-		if o, ok := obj.(metav1.Object); ok && o.GetName() == clusterset.NamespacePolicyConfigMap {
-			return exportsOf(metav1.NamespaceAll, "")
-		}
-		return nil
-	})
+	e.OnPolicy(loop, func() []string { return exportsOf(metav1.NamespaceAll, "") })
 	// Node changes (addresses, readiness) matter to exports through node ports.
 	loop.Watch(nodes.Informer(), func(any) []string { return exportsOf(metav1.NamespaceAll, ViaNodePort) })
 	// Ingress changes matter to the exports through an Ingress host in their namespace.

@@ -203,19 +203,6 @@ func ownSlices(list []*discoveryv1.EndpointSlice) []*discoveryv1.EndpointSlice {
 	return out
 }
 
-// readyEndpoints counts ready endpoints (a missing condition counts as ready).
-func readyEndpoints(list []*discoveryv1.EndpointSlice) int {
-	n := 0
-	for _, s := range list {
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready == nil || *e.Conditions.Ready {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 // nodeList converts lister output for clusterset.TopologyFromNodes.
 func nodeList(nodes []*corev1.Node) []corev1.Node {
 	out := make([]corev1.Node, len(nodes))

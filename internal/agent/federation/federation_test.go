@@ -473,7 +473,7 @@ func TestReadyEndpointsIgnoreStraitSlices(t *testing.T) {
 	own := localSlice(true, false)
 	own.Labels[discoveryv1.LabelManagedBy] = "endpointslice-controller.k8s.io"
 	own.Labels[clusterset.ManagedByLabel] = clusterset.ManagedByValue
-	if n := readyEndpoints(ownSlices([]*discoveryv1.EndpointSlice{own, remote})); n != 1 {
+	if n := records.ReadyEndpoints(ownSlices([]*discoveryv1.EndpointSlice{own, remote})); n != 1 {
 		t.Errorf("ready %d, want 1 (remote endpoints of a global Service do not count, the Service's own do)", n)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Event reasons on member Services.
@@ -295,7 +296,7 @@ func (r *Reporter) shard(ns, name string, broker *corev1.Service, isBroker bool)
 	if err != nil {
 		return s, err
 	}
-	s.ReadyEndpoints = readyEndpoints(ownSlices(slices))
+	s.ReadyEndpoints = records.ReadyEndpoints(ownSlices(slices))
 	s.Ingress = federation.ShardIngress(local, nodes, isBroker)
 	s.ClusterIPs = federation.ClusterIPs(local)
 	return s, nil

@@ -132,7 +132,7 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 				}
 			}
 			var conflicts []string
-			want, conflicts = gs.Desired(svc, opts, gs.ReadyCount(own), remotes)
+			want, conflicts = gs.Desired(svc, opts, records.ReadyEndpoints(own), remotes)
 			if im.Recorder != nil {
 				if opts.Problem != "" {
 					im.Recorder.Event(svc, corev1.EventTypeWarning, "GlobalServiceAnnotation", opts.Problem)
@@ -236,11 +236,6 @@ func Setup(e *env.Env) error {
 			imp.Enqueue(k)
 		}
 	})
-	imp.Watch(e.Records.Registry, func(obj any) []string {
-		if o, ok := obj.(metav1.Object); ok && o.GetName() == clusterset.NamespacePolicyConfigMap {
-			return all()
-		}
-		return nil
-	})
+	e.OnPolicy(imp, all)
 	return nil
 }

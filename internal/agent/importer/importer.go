@@ -603,12 +603,7 @@ func Setup(e *env.Env) error {
 	}
 	loop.Watch(recordSIs, recordKey)
 	// The namespace policy changing can change every import.
-	loop.Watch(e.Records.Registry, func(obj any) []string {
-		if o, ok := obj.(metav1.Object); ok && o.GetName() == clusterset.NamespacePolicyConfigMap {
-			return recordKeys("")
-		}
-		return nil
-	})
+	e.OnPolicy(loop, func() []string { return recordKeys("") })
 	loop.Watch(recordSlices, recordKey)
 	loop.Watch(namespaces.Informer(), func(obj any) []string {
 		if o, ok := obj.(metav1.Object); ok {
