@@ -101,7 +101,7 @@ func DefaultConfig() Config {
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig of the member cluster (default: in-cluster, or $KUBECONFIG)")
 	fs.StringVar(&c.Context, "context", c.Context, "kubeconfig context of the member cluster")
-	fs.StringVar(&c.ClusterID, "cluster-id", c.ClusterID, "cluster ID (default: the ClusterProperty cluster.clusterset.k8s.io that `strait join` wrote)")
+	fs.StringVar(&c.ClusterID, "cluster-id", c.ClusterID, "cluster ID (default: the ClusterProperty cluster.clusterset.k8s.io that strait join wrote)")
 	fs.StringVar(&c.MetricsAddress, "metrics-bind-address", c.MetricsAddress, "address of the Prometheus /metrics endpoint; 0 disables it")
 	fs.StringVar(&c.HealthAddress, "health-probe-bind-address", c.HealthAddress, "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect a leader among replicas through a Lease in "+clusterset.SystemNamespace)

@@ -1,5 +1,5 @@
 // Package doctor finds the hand-made ways of calling outside services by local names that
-// go wrong (seeds 000 and 001): ExternalName Services holding IP addresses or names invented
+// go wrong: ExternalName Services holding IP addresses or names invented
 // in CoreDNS's hosts block, targetPorts an ExternalName silently ignores, selector-less
 // Services without endpoints or whose port names do not match them, hand-written endpoints
 // nothing answers at, hosts entries that shadow Service names, and exports in conflict. For

@@ -170,7 +170,7 @@ func validateTargets(spec v1alpha1.ExternalServiceSpec, path *field.Path) field.
 }
 
 // ValidateHostname checks a hostname target: a DNS name of at most 253 characters that is
-// not an IP address (an IP in a name field is the seed's ExternalName mistake).
+// not an IP address (an IP in a name field is the classic ExternalName mistake).
 func ValidateHostname(h string, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if len(h) > MaxHostname {

@@ -1,4 +1,4 @@
-// Package federation implements federated Services (seed 004, Kubernetes federation v1) on
+// Package federation implements federated Services (as Kubernetes federation v1 did) on
 // top of the broker: a Service applied to the broker's federation namespace is placed, by
 // every selected member's agent, in that member under the same namespace and name; each
 // member reports its shard (ingress addresses, ready endpoints) as a record in its own broker

@@ -13,9 +13,9 @@ import (
 	"github.com/strait-io/strait/internal/mcs"
 )
 
-// ViaIngress exports a Service through the host of an Ingress that routes to it (seed 000,
-// scenario 1: the remote service is reached as abc.com). Importers get an ExternalName
-// Service to the host instead of addresses.
+// ViaIngress exports a Service through the host of an Ingress that routes to it (the remote
+// service is reached as, say, abc.com). Importers get an ExternalName Service to the host
+// instead of addresses.
 const ViaIngress = "ingress"
 
 // AnnotationIngressHost on a ServiceExport through an Ingress picks the host when the

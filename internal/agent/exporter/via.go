@@ -12,7 +12,7 @@ import (
 )
 
 // AnnotationExportVia on a ServiceExport publishes addresses other clusters can reach when
-// pod IPs are not routable between clusters (seed 000): "nodeport" publishes every Ready
+// pod IPs are not routable between clusters: "nodeport" publishes every Ready
 // node's InternalIP with the Service's node ports, "loadbalancer" the Service's load
 // balancer ingress IPs with its ports. Importers then route the ClusterSet IP to those.
 // "ingress" publishes the host of an Ingress instead (see FindIngressRoute).

@@ -97,7 +97,7 @@ func New() *cobra.Command {
 		Example: "  strait doctor -A\n  strait doctor -n prod --fix\n  strait doctor -n test-1 -o yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format); err != nil {
+			if err := output.Validate(format, false); err != nil {
 				return err
 			}
 			cfg, name, err := kube.RESTConfig()
@@ -134,7 +134,7 @@ func New() *cobra.Command {
 	fl.BoolVar(&o.Probe, "probe", o.Probe, "probe hand-written endpoint addresses with a TCP connect")
 	fl.DurationVar(&o.ProbeTimeout, "probe-timeout", o.ProbeTimeout, "how long one probe waits for an answer")
 	fl.DurationVar(&o.FixTimeout, "fix-timeout", o.FixTimeout, "how long --fix waits for one ExternalService to become Ready")
-	output.AddFlag(cmd, &format)
+	output.AddFlag(cmd, &format, false)
 	return cmd
 }
 

@@ -79,7 +79,7 @@ func newStatus() *cobra.Command {
 		Example: "  strait federation status --context cluster01\n" +
 			"  strait federation status --context cluster01 --domain example.com -o yaml",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format); err != nil {
+			if err := output.Validate(format, true); err != nil {
 				return err
 			}
 			if err := cfg.Validate(); err != nil {
@@ -139,7 +139,7 @@ func newStatus() *cobra.Command {
 	cmd.Flags().DurationVar(&ttl, "ttl", ttl, "default TTL of the records shown, as given to strait dns serve --ttl")
 	cfg.AddFlags(cmd.Flags())
 	cmd.Flags().DurationVar(&cfg.Grace, "member-grace-period", cfg.Grace, "how long after a member's lease expired its shards still count as healthy")
-	output.AddFlag(cmd, &format)
+	output.AddFlag(cmd, &format, true)
 	return cmd
 }
 

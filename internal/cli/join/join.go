@@ -34,13 +34,13 @@ func (f *kubeFlags) add(cmd *cobra.Command) {
 	})
 	fl := cmd.Flags()
 	fl.DurationVar(&f.timeout, "timeout", clusterset.DefaultTimeout, "how long to wait for the API servers (CRDs, tokens, namespace deletion)")
-	output.AddFlag(cmd, &f.output)
+	output.AddFlag(cmd, &f.output, false)
 	_ = cmd.MarkFlagRequired("broker-context")
 }
 
 // configs resolves the member and broker contexts to client configurations.
 func (f *kubeFlags) configs() (member, broker *rest.Config, memberName, brokerName string, err error) {
-	if err := output.Validate(f.output); err != nil {
+	if err := output.Validate(f.output, false); err != nil {
 		return nil, nil, "", "", err
 	}
 	member, memberName, err = f.member.RESTConfig()

@@ -189,7 +189,7 @@ func newStatus(o *options) *cobra.Command {
 		Short: "Show the lab's clusters, addresses, processes and health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format); err != nil {
+			if err := output.Validate(format, true); err != nil {
 				return err
 			}
 			dir, err := o.dir()
@@ -209,7 +209,7 @@ func newStatus(o *options) *cobra.Command {
 			return nil
 		},
 	}
-	output.AddFlag(cmd, &format)
+	output.AddFlag(cmd, &format, true)
 	return cmd
 }
 

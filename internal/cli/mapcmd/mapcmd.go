@@ -55,7 +55,7 @@ func New() *cobra.Command {
 			"ones out of the endpoints, so traffic fails over among several targets.\n\n" +
 			"A hostname cannot have its port remapped and cannot be mixed with IP addresses: Strait does\n" +
 			"not resolve names itself (see docs/externalservice.md).",
-		Example: "  # seed 001: MySQL of the test-1 environment on 192.168.1.10:3307, called as mysql:3306\n" +
+		Example: "  # MySQL of the test-1 environment on 192.168.1.10:3307, called as mysql:3306\n" +
 			"  strait map mysql -n test-1 --to 192.168.1.10:3307 --port 3306\n" +
 			"  # a service behind another cluster's NodePort, called on port 80\n" +
 			"  strait map k8s3-s3 -n prod --to 192.168.0.199:30099 --port 80 --port-name http\n" +
@@ -87,7 +87,7 @@ func New() *cobra.Command {
 	fl.Lookup("dry-run").NoOptDefVal = dryRunClient
 	fl.BoolVar(&o.wait, "wait", false, "wait until the agent reports the ExternalService Ready")
 	fl.DurationVar(&o.timeout, "timeout", time.Minute, "how long --wait waits")
-	output.AddFlag(cmd, &o.output)
+	output.AddFlag(cmd, &o.output, false)
 	_ = cmd.MarkFlagRequired("to")
 	cmd.PreRunE = func(*cobra.Command, []string) error {
 		o.Protocol = corev1.Protocol(*protocol)
@@ -102,7 +102,7 @@ func New() *cobra.Command {
 }
 
 func (o *options) run(ctx context.Context, w io.Writer) error {
-	if err := output.Validate(o.output); err != nil {
+	if err := output.Validate(o.output, false); err != nil {
 		return err
 	}
 	switch o.dryRun {
@@ -117,7 +117,7 @@ func (o *options) run(ctx context.Context, w io.Writer) error {
 	}
 	if o.dryRun == dryRunClient {
 		format := o.output
-		if format == output.Table || format == output.Wide {
+		if format == output.Table {
 			format = output.YAML
 		}
 		_, err := output.Structured(w, format, obj)

@@ -20,18 +20,27 @@ const (
 	YAML  = "yaml"
 )
 
-// AddFlag registers -o/--output on a command.
-func AddFlag(cmd *cobra.Command, target *string) {
-	cmd.Flags().StringVarP(target, "output", "o", "", "output format: json, yaml or wide (default: a table)")
+// AddFlag registers -o/--output on a command; wide says whether it has a wide table.
+func AddFlag(cmd *cobra.Command, target *string, wide bool) {
+	formats := "json or yaml"
+	if wide {
+		formats = "json, yaml or wide"
+	}
+	cmd.Flags().StringVarP(target, "output", "o", "", "output format: "+formats+" (default: a table)")
 }
 
-// Validate checks the -o value.
-func Validate(format string) error {
-	switch format {
-	case Table, Wide, JSON, YAML:
+// Validate checks the -o value of a command; wide says whether it has a wide table.
+func Validate(format string, wide bool) error {
+	switch {
+	case format == Table, format == JSON, format == YAML, format == Wide && wide:
 		return nil
+	case format == Wide:
+		return fmt.Errorf("--output wide is not supported by this command; use json or yaml")
 	}
-	return fmt.Errorf("--output %q is not supported; use json, yaml or wide", format)
+	if wide {
+		return fmt.Errorf("--output %q is not supported; use json, yaml or wide", format)
+	}
+	return fmt.Errorf("--output %q is not supported; use json or yaml", format)
 }
 
 // Structured prints v as JSON or YAML and reports whether the format was one of them.

@@ -5,6 +5,7 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -42,7 +43,7 @@ func New() *cobra.Command {
 		Short: "Show the clusterset as a member sees it: members, broker, leases, exports, imports and conflicts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format); err != nil {
+			if err := output.Validate(format, true); err != nil {
 				return err
 			}
 			cfg, name, err := kube.RESTConfig()
@@ -59,7 +60,7 @@ func New() *cobra.Command {
 			if ok, err := output.Structured(w, format, st); ok {
 				return err
 			}
-			print(w, st)
+			print(w, st, format == output.Wide)
 			if !st.BrokerReachable {
 				return fmt.Errorf("the broker is not reachable: %s", st.BrokerError)
 			}
@@ -67,7 +68,7 @@ func New() *cobra.Command {
 		},
 	}
 	kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Cluster: "the member cluster"})
-	output.AddFlag(cmd, &format)
+	output.AddFlag(cmd, &format, true)
 	cmd.Flags().BoolVar(&allowInsecure, "allow-insecure-broker", false, "accept a stored broker credential that skips TLS verification (labs only), as the agent's flag of that name")
 	return cmd
 }
@@ -92,8 +93,11 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInse
 		return nil, err
 	}
 	id, err := clusterset.LocalClusterID(ctx, dyn)
-	if err != nil {
-		return nil, fmt.Errorf("context %s has not joined a clusterset (run `strait join`): %w", contextName, err)
+	switch {
+	case errors.Is(err, clusterset.ErrNoClusterID):
+		return nil, fmt.Errorf("context %s has not joined a clusterset (run strait join): %w", contextName, err)
+	case err != nil:
+		return nil, fmt.Errorf("context %s: reading its cluster ID: %w", contextName, err)
 	}
 	bc, err := clusterset.BrokerRESTConfig(ctx, local, allowInsecure)
 	if err != nil {
@@ -174,7 +178,7 @@ func agentView(ctx context.Context, local kubernetes.Interface) (*liveness.Publi
 	return &p, nil
 }
 
-func print(w io.Writer, st *statuspkg.Status) {
+func print(w io.Writer, st *statuspkg.Status, wide bool) {
 	reach := "reachable"
 	if !st.BrokerReachable {
 		reach = "NOT reachable: " + st.BrokerError
@@ -197,8 +201,17 @@ func print(w io.Writer, st *statuspkg.Status) {
 	}
 	fmt.Fprintf(w, "ServiceImports in %s: %d\n\n", st.Cluster, st.Imports)
 	t := output.NewTable(w)
-	fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tSTATE\tEXPORTS\tCONFLICTS\tREASON")
+	if wide {
+		fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tSTATE\tEXPORTS\tCONFLICTS\tRENEWAL SEEN\tREASON")
+	} else {
+		fmt.Fprintln(t, "MEMBER\tREGION\tZONE\tSTATE\tEXPORTS\tCONFLICTS\tREASON")
+	}
 	for _, m := range st.Members {
+		if wide {
+			// How long before the agent's view was written it last saw the member renew.
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.ID, m.Region, m.Zone, m.State, m.Exports, m.Conflicts, m.LastRenewal, orDash(m.Reason))
+			continue
+		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.ID, m.Region, m.Zone, m.State, m.Exports, m.Conflicts, orDash(m.Reason))
 	}
 	t.Flush()
