@@ -378,6 +378,14 @@ func (a *Agent) env(m *controller.Manager) (*env.Env, error) {
 		},
 	}
 	e.Settings.Federation.Grace = a.cfg.GracePeriod
+	// Ready means caches synced (the manager checks that) and the broker answering: a
+	// rollout waits for an agent that can see the clusterset.
+	m.AddReadyCheck("broker", func() error {
+		if b := e.Liveness.View().Broker; !b.Reachable {
+			return fmt.Errorf("the broker is unreachable since %s: %s", b.Since.UTC().Format(time.RFC3339), b.Error)
+		}
+		return nil
+	})
 	if err := records.SetWatchErrorHandler(leasewatch.WatchErrors(e.Liveness)); err != nil {
 		return nil, err
 	}
