@@ -71,6 +71,8 @@ type Config struct {
 	Workers     int
 	// Prober runs the health checks of ExternalService targets; the zero value dials
 	// directly. The lab sets one that dials inside the cluster's network namespace.
+	// Prober.AllowCIDRs (--allow-health-check-cidrs) lets checks reach loopback,
+	// link-local and metadata addresses, which they refuse otherwise.
 	Prober probe.Prober
 	// Federation configures federated Services (namespace and name of the federation).
 	Federation agentfederation.Config
@@ -105,6 +107,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "how often the member lease on the broker is renewed")
 	fs.DurationVar(&c.GracePeriod, "member-grace-period", c.GracePeriod, "how long after its lease duration (3 heartbeats) a member whose lease renewals stopped is withdrawn from imports, global Services and federation")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "reconcile workers per reconciler")
+	fs.Var(probe.CIDRs{P: &c.Prober.AllowCIDRs}, "allow-health-check-cidrs", "ranges ExternalService health checks may reach although they are loopback, link-local or cloud metadata addresses (refused otherwise), comma-separated, e.g. 127.0.0.0/8")
 	c.Federation.AddFlags(fs)
 }
 
