@@ -1,8 +1,8 @@
 package server
 
 import (
+	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"net"
 	"net/netip"
 	"sync"
@@ -98,13 +98,21 @@ type limiter struct {
 	maxResp, maxByt float64 // bucket sizes
 	slip            uint32
 	v4, v6          int
-	seed            maphash.Seed
+	mask4           uint64
+	mask6           [2]uint64
 	shards          [rrlShards]limiterShard
+}
+
+// prefixKey is a client prefix as the map key: the masked address bits (cheaper to hash
+// than a netip.Prefix).
+type prefixKey struct {
+	hi, lo uint64
+	v4     bool
 }
 
 type limiterShard struct {
 	mu      sync.Mutex
-	buckets map[netip.Prefix]*bucket
+	buckets map[prefixKey]*bucket
 	_       [40]byte // keeps neighbouring shards' locks off one cache line
 }
 
@@ -118,12 +126,20 @@ type bucket struct {
 
 func newLimiter(c RRLConfig) *limiter {
 	l := &limiter{rate: float64(c.ResponsesPerSecond), byteRate: float64(c.BytesPerSecond), slip: uint32(c.Slip),
-		v4: c.IPv4PrefixLength, v6: c.IPv6PrefixLength, seed: maphash.MakeSeed()}
+		v4: c.IPv4PrefixLength, v6: c.IPv6PrefixLength}
 	if l.v4 == 0 {
 		l.v4 = DefaultRRLIPv4PrefixLength
 	}
 	if l.v6 == 0 {
 		l.v6 = DefaultRRLIPv6PrefixLength
+	}
+	l.mask4 = ^uint64(0) << (32 - l.v4) & 0xffffffff
+	l.mask6 = [2]uint64{^uint64(0) << (64 - min(l.v6, 64)), 0}
+	if l.v6 == 0 {
+		l.mask6[0] = 0
+	}
+	if l.v6 > 64 {
+		l.mask6[1] = ^uint64(0) << (128 - l.v6)
 	}
 	w := c.Window
 	if w == 0 {
@@ -131,26 +147,31 @@ func newLimiter(c RRLConfig) *limiter {
 	}
 	l.maxResp, l.maxByt = max(l.rate*w.Seconds(), 1), max(l.byteRate*w.Seconds(), 1)
 	for i := range l.shards {
-		l.shards[i].buckets = map[netip.Prefix]*bucket{}
+		l.shards[i].buckets = map[prefixKey]*bucket{}
 	}
 	return l
 }
 
-// prefix is the client's group.
-func (l *limiter) prefix(a netip.Addr) netip.Prefix {
-	bits := l.v6
+// key is the client's group: its address masked to the prefix length.
+func (l *limiter) key(a netip.Addr) prefixKey {
 	if a.Is4() {
-		bits = l.v4
+		b := a.As4()
+		return prefixKey{lo: uint64(binary.BigEndian.Uint32(b[:])) & l.mask4, v4: true}
 	}
-	p, _ := a.Prefix(bits)
-	return p
+	b := a.As16()
+	return prefixKey{hi: binary.BigEndian.Uint64(b[:8]) & l.mask6[0], lo: binary.BigEndian.Uint64(b[8:]) & l.mask6[1]}
+}
+
+// shard spreads keys over the shards (a multiplicative hash's top bits).
+func (k prefixKey) shard() int {
+	return int((k.hi*0x9E3779B97F4A7C15 ^ k.lo*0xC2B2AE3D27D4EB4F) >> 58 % rrlShards)
 }
 
 // take charges one response of size bytes to the client's prefix at now and says whether
 // it goes out whole, truncated or not at all.
 func (l *limiter) take(a netip.Addr, size int, now time.Time) verdict {
-	p := l.prefix(a)
-	sh := &l.shards[maphash.Comparable(l.seed, p)%rrlShards]
+	p := l.key(a)
+	sh := &l.shards[p.shard()]
 	t := now.UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
