@@ -9,6 +9,13 @@
 #    Medians over RUNS runs; the two servers alternate within each run.
 # 2. Failover time of the server (Update with a zone's only shard down -> a client's answer
 #    changed from A to CNAME), p50/p99 over 200 flips, from BenchmarkFailover.
+# 3. Response rate limiting (RRL): its cost in QPS (strait dns with RRL off and with RRL on
+#    at a limit dnsperf never reaches, alternating, RUNS runs), its cost per response
+#    (BenchmarkServeRRL), and the limit itself: strait dns capped at RRL_BYTES bytes of
+#    answers per second per client prefix (and, separately, at the default 1000 responses
+#    per second) under dnsperf at full speed from 127.0.0.1 (one prefix), RRL_RUNS runs:
+#    the answers sent whole per second, read from the server's /metrics, against the cap.
+#    The comparison with CoreDNS (1.) runs strait dns with RRL off, as CoreDNS has none.
 #
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
@@ -21,10 +28,14 @@ services=${SERVICES:-1000}
 latency_qps=${LATENCY_QPS:-5000}
 clients=${CLIENTS:-8}
 outstanding=${OUTSTANDING:-200}
+rrl_bytes=${RRL_BYTES:-100000}
+rrl_rps=${RRL_RPS:-1000}
+rrl_runs=${RRL_RUNS:-3}
+rrl_outstanding=${RRL_OUTSTANDING:-10000}
 domain=fed.example.com
 
-for tool in dnsperf dig python3; do
-	command -v "$tool" >/dev/null || { echo "bench-dns: $tool is needed (Debian: dnsperf, dnsutils, python3)" >&2; exit 1; }
+for tool in dnsperf dig python3 curl; do
+	command -v "$tool" >/dev/null || { echo "bench-dns: $tool is needed (Debian: dnsperf, dnsutils, python3, curl)" >&2; exit 1; }
 done
 coredns="$($strait lab binaries)/coredns"
 work=$(mktemp -d)
@@ -59,10 +70,25 @@ $strait dns zonefile --domain $domain --nameserver ns1.$domain=127.0.0.1 --from-
 # Every name of the zone, asked for A (CNAMEs are followed by both servers).
 awk '$4 == "A" || $4 == "CNAME" { print $1, "A" }' "$work/db.$domain" | sort -u >"$work/queries"
 
+# strait dns instances: RRL off (compared with CoreDNS and with RRL on), RRL on at a limit
+# never reached, and capped by bytes and by responses per second (with /metrics).
+serve() { # name port extra-flags...
+	local name=$1 port=$2
+	shift 2
+	$strait dns serve --domain $domain --listen 127.0.0.1:"$port" --nameserver ns1.$domain=127.0.0.1 \
+		--from-file "$work/services.yaml" --interval 1h "$@" >"$work/$name.log" 2>&1 &
+	pids+=($!)
+}
 strait_port=$(free_port)
-$strait dns serve --domain $domain --listen 127.0.0.1:"$strait_port" --nameserver ns1.$domain=127.0.0.1 \
-	--from-file "$work/services.yaml" --interval 1h >"$work/strait.log" 2>&1 &
-pids+=($!)
+serve strait "$strait_port" --rrl-responses-per-second 0
+rrl_on_port=$(free_port)
+serve rrl-on "$rrl_on_port" --rrl-responses-per-second 1000000000 --rrl-bytes-per-second 1000000000
+rrl_bytes_port=$(free_port)
+rrl_bytes_metrics=$(free_port)
+serve rrl-bytes "$rrl_bytes_port" --rrl-responses-per-second 0 --rrl-bytes-per-second "$rrl_bytes" --metrics-bind-address 127.0.0.1:"$rrl_bytes_metrics"
+rrl_rps_port=$(free_port)
+rrl_rps_metrics=$(free_port)
+serve rrl-rps "$rrl_rps_port" --rrl-responses-per-second "$rrl_rps" --metrics-bind-address 127.0.0.1:"$rrl_rps_metrics"
 coredns_port=$(free_port)
 cat >"$work/Corefile" <<EOF
 $domain:$coredns_port {
@@ -75,7 +101,7 @@ pids+=($!)
 
 ask() { dig +short +time=1 +tries=2 @127.0.0.1 -p "$1" "$2" "$3" 2>/dev/null | grep -v '^;' | sort || true; }
 probe=svc0000.bench.fed.svc.zone-b.region1.$domain
-for port in "$strait_port" "$coredns_port"; do
+for port in "$strait_port" "$coredns_port" "$rrl_on_port" "$rrl_bytes_port" "$rrl_rps_port"; do
 	for ((i = 0; i < 100; i++)); do
 		[[ -n "$(ask "$port" "$probe" A)" ]] && break
 		sleep 0.1
@@ -142,3 +168,53 @@ printf '| services | p50 (ms) | p99 (ms) |\n|---|---|---|\n'
 go test -run '^$' -bench BenchmarkFailover -benchtime 200x ./internal/dns/server/ |
 	awk '/^BenchmarkFailover/ { split($1, n, "[=-]"); for (i = 1; i <= NF; i++) { if ($(i+1) == "p50-µs") p50 = $i; if ($(i+1) == "p99-µs") p99 = $i }
 		printf "| %s | %.2f | %.2f |\n", n[2], p50 / 1000, p99 / 1000 }'
+
+echo
+echo "RRL cost: QPS with RRL off and on (limit never reached), $runs runs alternating, dnsperf -l $limit -c $clients -q $outstanding:"
+declare -A rqps
+for ((r = 1; r <= runs; r++)); do
+	order=(off on)
+	((r % 2 == 0)) && order=(on off)
+	for s in "${order[@]}"; do
+		port=$strait_port
+		[[ $s == on ]] && port=$rrl_on_port
+		read -r q l <<<"$(qps_run "$port")"
+		rqps[$s]+="$q "
+	done
+done
+printf '| RRL | QPS p50 | QPS min | QPS max | runs |\n|---|---|---|---|---|\n'
+for s in off on; do
+	read -ra q <<<"${rqps[$s]}"
+	printf '| %s | %s | %s | %s | %s|\n' "$s" "$(median "${q[@]}")" "$(printf '%s\n' "${q[@]}" | sort -g | head -1)" \
+		"$(printf '%s\n' "${q[@]}" | sort -g | tail -1)" "${rqps[$s]}"
+done
+echo
+echo "RRL cost per response (BenchmarkServeRRL: answer, pack, RRL decision; -count 5, median ns/op):"
+go test -run '^$' -bench BenchmarkServeRRL -benchtime 1s -count 5 ./internal/dns/server/ |
+	awk '/^BenchmarkServeRRL/ { sub(/-[0-9]+$/, "", $1); print $1, $3 }' | sort -k1,1 -k2,2g |
+	awk '{ v[$1] = v[$1] " " $2; n[$1]++ } END { for (k in v) { split(v[k], a, " "); printf "| %s | %s ns/op |\n", k, a[int((n[k] + 1) / 2)] } }' | sort
+
+metric() { # port name -> value (sum over label values matching the filter $3)
+	curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" -v f="${3:-}" '$1 ~ "^"m && index($1, f) { s += $2 } END { printf "%.0f\n", s }'
+}
+cap_run() { # dns-port metrics-port -> "bytes/s responses/s slipped/s dropped/s dnsperf-completed/s"
+	local b0 r0 s0 d0 b1 r1 s1 d1 out secs done
+	b0=$(metric "$2" strait_dns_response_bytes_total udp) r0=$(metric "$2" strait_dns_responses_total udp)
+	s0=$(metric "$2" strait_dns_rrl_limited_responses_total slipped) d0=$(metric "$2" strait_dns_rrl_limited_responses_total dropped)
+	out=$(dnsperf -s 127.0.0.1 -p "$1" -d "$work/queries" -l "$limit" -c "$clients" -q "$rrl_outstanding" -t 1 2>&1)
+	b1=$(metric "$2" strait_dns_response_bytes_total udp) r1=$(metric "$2" strait_dns_responses_total udp)
+	s1=$(metric "$2" strait_dns_rrl_limited_responses_total slipped) d1=$(metric "$2" strait_dns_rrl_limited_responses_total dropped)
+	secs=$(awk '/Run time \(s\):/ { print $4 }' <<<"$out")
+	done=$(awk '/Queries completed:/ { print $3 }' <<<"$out")
+	awk -v s="$secs" -v b=$((b1 - b0)) -v r=$((r1 - r0)) -v sl=$((s1 - s0)) -v d=$((d1 - d0)) -v c="$done" \
+		'BEGIN { printf "%.0f %.0f %.0f %.0f %.0f\n", b / s, r / s, sl / s, d / s, c / s }'
+}
+echo
+echo "RRL limit: dnsperf at full speed from one prefix (127.0.0.1), -q $rrl_outstanding -t 1, $rrl_runs runs of $limit s, slip 2; answers sent whole per second from /metrics:"
+printf '| limit | run | answer bytes/s sent whole | answers/s sent whole | slipped (TC) /s | dropped /s | dnsperf responses/s |\n|---|---|---|---|---|---|---|\n'
+for ((r = 1; r <= rrl_runs; r++)); do
+	read -r b q sl d c <<<"$(cap_run "$rrl_bytes_port" "$rrl_bytes_metrics")"
+	printf '| %s bytes/s | %d | %s | %s | %s | %s | %s |\n' "$rrl_bytes" "$r" "$b" "$q" "$sl" "$d" "$c"
+	read -r b q sl d c <<<"$(cap_run "$rrl_rps_port" "$rrl_rps_metrics")"
+	printf '| %s responses/s | %d | %s | %s | %s | %s | %s |\n' "$rrl_rps" "$r" "$b" "$q" "$sl" "$d" "$c"
+done

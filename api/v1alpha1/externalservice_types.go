@@ -287,7 +287,13 @@ type TargetStatus struct {
 	Address string `json:"address"`
 	// Health is the target's state.
 	Health TargetHealth `json:"health"`
-	// Message says why the last check failed.
+	// Reason is set when the target is out of use for a reason other than failed checks:
+	// HealthCheckRefused (the agent does not probe loopback, link-local or metadata
+	// addresses unless its --allow-health-check-cidrs allows them).
+	//
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says why the last check failed, or why it was not run.
 	//
 	// +optional
 	Message string `json:"message,omitempty"`
@@ -319,4 +325,8 @@ const (
 	ReasonServiceNotOwned = "ServiceNotOwned"
 	// ReasonApplyFailed: writing the Service or its EndpointSlices failed; retried.
 	ReasonApplyFailed = "ApplyFailed"
+	// ReasonHealthCheckRefused: no target is in use, and the health checks of some are
+	// refused: they are, or resolve to, loopback, link-local or cloud metadata addresses
+	// the agent's --allow-health-check-cidrs does not allow. Also a target's reason.
+	ReasonHealthCheckRefused = "HealthCheckRefused"
 )

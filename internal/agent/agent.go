@@ -72,6 +72,8 @@ type Config struct {
 	Workers     int
 	// Prober runs the health checks of ExternalService targets; the zero value dials
 	// directly. The lab sets one that dials inside the cluster's network namespace.
+	// Prober.AllowCIDRs (--allow-health-check-cidrs) lets checks reach loopback,
+	// link-local and metadata addresses, which they refuse otherwise.
 	Prober probe.Prober
 	// Federation configures federated Services (namespace and name of the federation).
 	Federation agentfederation.Config
@@ -110,6 +112,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.GracePeriod, "member-grace-period", c.GracePeriod, "how long after its lease duration (3 heartbeats) a member whose lease renewals stopped is withdrawn from imports, global Services and federation")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "reconcile workers per reconciler")
 	fs.BoolVar(&c.AllowInsecureBroker, "allow-insecure-broker", c.AllowInsecureBroker, "accept a stored broker credential that skips TLS verification (labs only)")
+	fs.Var(probe.CIDRs{P: &c.Prober.AllowCIDRs}, "allow-health-check-cidrs", "ranges ExternalService health checks may reach although they are loopback, link-local or cloud metadata addresses (refused otherwise), comma-separated, e.g. 127.0.0.0/8")
 	c.Federation.AddFlags(fs)
 }
 

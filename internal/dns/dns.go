@@ -9,11 +9,16 @@ package dns
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/dns/zone"
@@ -149,4 +154,24 @@ func hashRecords(rs []zone.Record) uint64 {
 		fmt.Fprintln(h, r.String(), r.Service)
 	}
 	return h.Sum64()
+}
+
+// DefaultOwner is the owner ID of a strait dns that reads the clusterset's broker, when
+// --owner is not given: see OwnerID. The broker's kube-system namespace is readable with a
+// member's broker credential.
+func DefaultOwner(ctx context.Context, broker kubernetes.Interface, domain string) (string, error) {
+	ns, err := broker.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading the broker's kube-system namespace, whose UID makes the default owner ID (or give --owner): %w", err)
+	}
+	return OwnerID(string(ns.UID), domain), nil
+}
+
+// OwnerID is "strait-" and 16 hex digits of a hash of the clusterset's identity (the UID of
+// the broker's kube-system namespace, which lives as long as the broker cluster) and the
+// federation domain: two installations, or one installation's two domains, never share an
+// owner by default. It is a valid label value and ownership-record owner.
+func OwnerID(clustersetUID, domain string) string {
+	h := sha256.Sum256([]byte("strait.io/dns-owner/v1\x00" + clustersetUID + "\x00" + strings.ToLower(strings.TrimSuffix(domain, "."))))
+	return "strait-" + hex.EncodeToString(h[:8])
 }

@@ -12,6 +12,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/dns/zone"
 )
@@ -185,5 +191,28 @@ func TestFileSource(t *testing.T) {
 	}
 	if _, err := (FileSource{Path: filepath.Join(t.TempDir(), "missing")}).Services(context.Background()); err == nil {
 		t.Error("a missing file read without error")
+	}
+}
+
+func TestDefaultOwner(t *testing.T) {
+	broker := func(uid string) *fake.Clientset {
+		return fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system", UID: types.UID(uid)}})
+	}
+	ctx := context.Background()
+	a, err := DefaultOwner(ctx, broker("0b6e6f0e-1111"), "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, _ := DefaultOwner(ctx, broker("0b6e6f0e-1111"), "Example.com.")
+	otherSet, _ := DefaultOwner(ctx, broker("7c1d2a9f-2222"), "example.com")
+	otherDomain, _ := DefaultOwner(ctx, broker("0b6e6f0e-1111"), "fed.example.com")
+	if a != same || a == otherSet || a == otherDomain || otherSet == otherDomain {
+		t.Errorf("owners: %s %s %s %s", a, same, otherSet, otherDomain)
+	}
+	if !strings.HasPrefix(a, "strait-") || len(a) != len("strait-")+16 || len(validation.IsValidLabelValue(a)) > 0 {
+		t.Errorf("owner %q is not a label value of the expected form", a)
+	}
+	if _, err := DefaultOwner(ctx, fake.NewClientset(), "example.com"); err == nil || !strings.Contains(err.Error(), "give --owner") {
+		t.Errorf("no kube-system: %v", err)
 	}
 }

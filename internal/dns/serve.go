@@ -3,7 +3,13 @@ package dns
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
@@ -25,6 +31,9 @@ type ServeConfig struct {
 	Interval time.Duration
 	// AllowEmpty: an empty list from the source is real and empties the zone.
 	AllowEmpty bool
+	// MetricsAddress, when set and not "0", serves the server's metrics (and the Go
+	// runtime's) on /metrics there.
+	MetricsAddress string
 	// Bind calls start, which opens every socket of the server before it returns, and
 	// returns its error; nil calls start directly. The lab passes a function that runs start
 	// inside its router's network namespace, so the sockets live there.
@@ -51,6 +60,14 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		return err
 	}
 	logger := klog.FromContext(ctx)
+	if cfg.MetricsAddress != "" && cfg.MetricsAddress != "0" {
+		stop, err := serveMetrics(cfg.MetricsAddress, srv.Metrics())
+		if err != nil {
+			return err
+		}
+		defer stop()
+		logger.Info("Serving metrics", "address", cfg.MetricsAddress, "path", "/metrics")
+	}
 	for i, a := range srv.Addrs() {
 		logger.Info("Serving DNS", "domain", cfg.Server.Zone.Domain, "address", a.String(), "cluster", cfg.Server.Listeners[i].Cluster)
 	}
@@ -91,4 +108,20 @@ func BrokerSource(ctx context.Context, broker kubernetes.Interface, brokerMCS mc
 	cfg.Clusters = append(cfg.Clusters, locations...)
 	cfg.Zone.Federations = append(cfg.Zone.Federations, fed.Name)
 	return src, nil
+}
+
+// serveMetrics serves reg and the Go runtime's and process's metrics on /metrics at addr,
+// until stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
+	runtime := prometheus.NewRegistry()
+	runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listening on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, runtime}, promhttp.HandlerOpts{}))
+	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.Serve(l) }()
+	return func() { _ = s.Close() }, nil
 }

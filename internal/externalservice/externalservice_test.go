@@ -2,6 +2,7 @@ package externalservice
 
 import (
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/strait-io/strait/api/v1alpha1"
+	"github.com/strait-io/strait/internal/externalservice/probe"
 )
 
 func object(name string, spec v1alpha1.ExternalServiceSpec) *v1alpha1.ExternalService {
@@ -253,6 +255,23 @@ func TestObserve(t *testing.T) {
 	}
 	if s.Message != "" {
 		t.Errorf("healthy target keeps message %q", s.Message)
+	}
+
+	// A refused check takes a healthy target out at once, with the reason; a later pass
+	// clears the reason (and brings it back after the healthy threshold).
+	refused := &probe.RefusedError{Addr: netip.MustParseAddr("169.254.169.254"), Kind: probe.KindMetadata}
+	s = Observe(s, refused, hc)
+	if s.Health != v1alpha1.HealthUnhealthy || s.Reason != v1alpha1.ReasonHealthCheckRefused || s.Message != refused.Error() {
+		t.Errorf("refused: %+v", s)
+	}
+	st := TargetStatuses(v1alpha1.ExternalServiceSpec{Ports: []v1alpha1.ServicePort{port("", 80, 0)}, Targets: []v1alpha1.Target{ip("10.0.0.1")},
+		HealthCheck: &v1alpha1.HealthCheck{TCP: &v1alpha1.TCPHealthCheck{}}}, map[string]State{"10.0.0.1:80": s}, nil, metav1.Now())
+	if st[0].Reason != v1alpha1.ReasonHealthCheckRefused || !strings.HasPrefix(st[0].Message, "not probed: 169.254.169.254 is a cloud metadata address") {
+		t.Errorf("target status: %+v", st[0])
+	}
+	s = Observe(Observe(s, nil, hc), nil, hc)
+	if s.Health != v1alpha1.HealthHealthy || s.Reason != "" {
+		t.Errorf("after passes: %+v", s)
 	}
 }
 

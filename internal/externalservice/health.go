@@ -1,6 +1,7 @@
 package externalservice
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/strait-io/strait/api/v1alpha1"
+	"github.com/strait-io/strait/internal/externalservice/probe"
 )
 
 // State is the health of one target, as the results of its checks came in.
@@ -17,6 +19,9 @@ type State struct {
 	Successes, Failures int32
 	// Message is the error of the latest failed check.
 	Message string
+	// Reason is ReasonHealthCheckRefused when the latest check was not run because its
+	// target is an address the agent does not probe.
+	Reason string
 }
 
 // NewState is a target's state before its first check.
@@ -26,7 +31,19 @@ func NewState() State { return State{Health: v1alpha1.HealthUnknown} }
 // unhealthy turns Unhealthy after UnhealthyThreshold failures in a row; an unhealthy one
 // turns Healthy after HealthyThreshold passes in a row. A target not yet checked counts as
 // healthy at its first pass, so a new ExternalService serves at once.
+//
+// A check the prober refused (probe.ErrRefused: the target is, or resolves to, a
+// loopback, link-local or metadata address the agent may not probe) takes the target out
+// at once, with the reason: nothing vouches for it, and a refusal does not go away by
+// itself.
 func Observe(s State, err error, hc v1alpha1.HealthCheck) State {
+	s.Reason = ""
+	if errors.Is(err, probe.ErrRefused) {
+		s.Successes = 0
+		s.Failures++
+		s.Message, s.Reason, s.Health = err.Error(), v1alpha1.ReasonHealthCheckRefused, v1alpha1.HealthUnhealthy
+		return s
+	}
 	if err == nil {
 		s.Failures, s.Message = 0, ""
 		s.Successes++
@@ -62,7 +79,7 @@ func TargetStatuses(spec v1alpha1.ExternalServiceSpec, health map[string]State, 
 			}
 			st.Health = s.Health
 			if s.Health != v1alpha1.HealthHealthy {
-				st.Message = s.Message
+				st.Message, st.Reason = s.Message, s.Reason
 			}
 		}
 		if p, ok := prev[addr]; ok && p.Health == st.Health {
@@ -88,7 +105,7 @@ func HealthOf(statuses []v1alpha1.TargetStatus) Health {
 // mode, given its targets' statuses. LastTransitionTime is left for the caller.
 func ReadyCondition(es *v1alpha1.ExternalService, mode v1alpha1.ServiceMode, statuses []v1alpha1.TargetStatus) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: es.Generation}
-	var used, unknown int
+	var used, unknown, refused int
 	var failing []string
 	for _, s := range statuses {
 		if Used(s.Health) {
@@ -99,6 +116,9 @@ func ReadyCondition(es *v1alpha1.ExternalService, mode v1alpha1.ServiceMode, sta
 		if s.Health == v1alpha1.HealthUnknown {
 			unknown++
 		}
+		if s.Reason == v1alpha1.ReasonHealthCheckRefused {
+			refused++
+		}
 	}
 	sort.Strings(failing)
 	what := fmt.Sprintf("Service %s", es.Name)
@@ -106,6 +126,9 @@ func ReadyCondition(es *v1alpha1.ExternalService, mode v1alpha1.ServiceMode, sta
 		what = fmt.Sprintf("ExternalName Service %s -> %s", es.Name, es.Spec.Targets[0].Hostname)
 	}
 	switch {
+	case used == 0 && refused > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonHealthCheckRefused
+		c.Message = fmt.Sprintf("%s is written but no target is in use; %d of %d are not probed: %s", what, refused, len(statuses), strings.Join(failing, "; "))
 	case used == 0:
 		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoHealthyTargets
 		c.Message = fmt.Sprintf("%s is written but no target passes its health check: %s", what, strings.Join(failing, "; "))

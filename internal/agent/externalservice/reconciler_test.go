@@ -3,6 +3,8 @@ package externalservice
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/strait-io/strait/api/v1alpha1"
 	es "github.com/strait-io/strait/internal/externalservice"
+	"github.com/strait-io/strait/internal/externalservice/probe"
 )
 
 // env is a reconciler against a fake API whose caches are rebuilt from the API before
@@ -484,5 +487,86 @@ func TestReconcileHealthFailover(t *testing.T) {
 	}
 	if c := readyCondition(t, e.status("db")); c.Status != metav1.ConditionTrue {
 		t.Errorf("condition %+v", c)
+	}
+}
+
+// nameTable resolves host names from a map.
+type nameTable map[string]string
+
+func (n nameTable) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	a, ok := n[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return []netip.Addr{netip.MustParseAddr(a)}, nil
+}
+
+// pipeDialer connects every dial that gets through the guard to nothing, successfully.
+type pipeDialer struct{}
+
+func (pipeDialer) DialContext(context.Context, string, string) (net.Conn, error) {
+	a, b := net.Pipe()
+	b.Close()
+	return a, nil
+}
+
+// TestReconcileRefusedHealthChecks runs the real prober's guard through the checker: a
+// target that is, or resolves to, a metadata address is not probed, is out of use, and the
+// status says why; the admin's allowance lets it be checked.
+func TestReconcileRefusedHealthChecks(t *testing.T) {
+	hc := &v1alpha1.HealthCheck{TCP: &v1alpha1.TCPHealthCheck{}, IntervalSeconds: 1, TimeoutSeconds: 1, HealthyThreshold: 1, UnhealthyThreshold: 3}
+	run := func(t *testing.T, allow []netip.Prefix, x *v1alpha1.ExternalService, done func(v1alpha1.ExternalServiceStatus) bool) v1alpha1.ExternalServiceStatus {
+		t.Helper()
+		e := newEnv(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		prober := probe.Prober{Dialer: pipeDialer{}, AllowCIDRs: allow, Resolver: nameTable{"metadata.example.com": "169.254.169.254"}}
+		e.rec.Health = NewChecker(ctx, prober, func(k string) { e.queued <- k })
+		e.put(x)
+		e.mustReconcile(x.Name)
+		deadline := time.After(10 * time.Second)
+		for !done(e.status(x.Name)) {
+			select {
+			case <-e.queued:
+				e.mustReconcile(x.Name)
+			case <-deadline:
+				t.Fatalf("timed out; status %+v", e.status(x.Name))
+			}
+		}
+		return e.status(x.Name)
+	}
+
+	// An ExternalName whose host name resolves to the metadata address.
+	name := newES("meta", "1", v1alpha1.ExternalServiceSpec{Ports: []v1alpha1.ServicePort{{Port: 80}},
+		Targets: []v1alpha1.Target{{Hostname: "metadata.example.com"}}, HealthCheck: hc})
+	st := run(t, nil, name, func(st v1alpha1.ExternalServiceStatus) bool {
+		return len(st.Targets) == 1 && st.Targets[0].Reason != ""
+	})
+	tg := st.Targets[0]
+	if tg.Health != v1alpha1.HealthUnhealthy || tg.Reason != v1alpha1.ReasonHealthCheckRefused ||
+		tg.Message != "not probed: metadata.example.com resolves to 169.254.169.254, which is a cloud metadata address; the agent checks loopback, link-local and metadata addresses only in ranges its --allow-health-check-cidrs allows" {
+		t.Errorf("target %+v", tg)
+	}
+	if c := readyCondition(t, st); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonHealthCheckRefused || !strings.Contains(c.Message, "1 of 1 are not probed") {
+		t.Errorf("condition %+v", c)
+	}
+
+	// An IP target at AWS's IPv6 metadata address beside a pod address: the pod address is
+	// checked and used, the metadata address is not probed and not used.
+	ips := ipSpec(80, "fd00:ec2::254", "10.1.0.5")
+	ips.HealthCheck = hc
+	st = run(t, nil, newES("db", "2", ips), func(st v1alpha1.ExternalServiceStatus) bool {
+		return len(st.Targets) == 2 && st.Targets[0].Reason != "" && st.Targets[1].Health == v1alpha1.HealthHealthy
+	})
+	if c := readyCondition(t, st); c.Reason != v1alpha1.ReasonReady || st.ReadyTargets != 1 || !strings.Contains(c.Message, "[fd00:ec2::254]:80: not probed") {
+		t.Errorf("condition %+v, %d ready", c, st.ReadyTargets)
+	}
+
+	// Allowed by the admin, both are checked.
+	st = run(t, []netip.Prefix{netip.MustParsePrefix("fd00:ec2::254/128")}, newES("db", "3", ips), func(st v1alpha1.ExternalServiceStatus) bool {
+		return len(st.Targets) == 2 && st.Targets[0].Health == v1alpha1.HealthHealthy && st.Targets[1].Health == v1alpha1.HealthHealthy
+	})
+	if st.Targets[0].Reason != "" || st.ReadyTargets != 2 {
+		t.Errorf("allowed: %+v", st)
 	}
 }

@@ -5,6 +5,7 @@ package dns
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -88,6 +89,12 @@ func (z *zoneFlags) config() (zone.Config, error) {
 
 type serveOptions struct {
 	zone           zoneFlags
+	rrl            server.RRLConfig
+	rrlExempt      []string
+	maxTCPConns    int
+	tcpIdleTimeout time.Duration
+	metricsAddr    string
+	ownershipKey   string
 	listen         []string
 	clusterListen  []string
 	clusterSource  []string
@@ -146,7 +153,18 @@ func newServe() *cobra.Command {
 	o.federation.AddFlags(fs)
 	fs.DurationVar(&o.interval, "interval", dnspkg.DefaultInterval, "how often the services are read")
 	fs.BoolVar(&o.allowEmpty, "allow-empty", false, "treat an empty service list as real: empty the zone and delete published records")
-	fs.StringVar(&o.owner, "owner", "strait", "owner ID written in ownership records and labels; publishers with another owner are never touched")
+	fs.StringVar(&o.owner, "owner", "", "owner ID written in ownership records and labels; publishers with another owner are never touched (default with --broker-context: strait-<hash of the broker's kube-system namespace UID and --domain>, unique per clusterset and domain; required with --from-file when publishing)")
+	fs.StringVar(&o.ownershipKey, "ownership-key-file", "", "file holding the base64 key (at least 16 bytes) that signs RFC 2136 ownership records (default: derived from the TSIG secret with HKDF-SHA256)")
+	fs.IntVar(&o.rrl.ResponsesPerSecond, "rrl-responses-per-second", 1000, "response rate limit: UDP responses per second to one client prefix; 0 turns this limit off")
+	fs.IntVar(&o.rrl.BytesPerSecond, "rrl-bytes-per-second", 0, "response rate limit: bytes of UDP responses per second to one client prefix; 0 turns this limit off")
+	fs.DurationVar(&o.rrl.Window, "rrl-window", server.DefaultRRLWindow, "how much of the rate a client prefix may spend at once")
+	fs.IntVar(&o.rrl.Slip, "rrl-slip", 2, "every Nth response over the limit is sent truncated (TC=1) so real clients retry over TCP; the others are dropped; 0 drops all")
+	fs.IntVar(&o.rrl.IPv4PrefixLength, "rrl-ipv4-prefix-length", server.DefaultRRLIPv4PrefixLength, "IPv4 clients are limited together per prefix of this length")
+	fs.IntVar(&o.rrl.IPv6PrefixLength, "rrl-ipv6-prefix-length", server.DefaultRRLIPv6PrefixLength, "IPv6 clients are limited together per prefix of this length")
+	fs.StringSliceVar(&o.rrlExempt, "rrl-exempt", nil, "client prefixes never rate limited, comma-separated (member clusters' --cluster-source prefixes and --cluster-listen listeners always are)")
+	fs.IntVar(&o.maxTCPConns, "max-tcp-connections", server.DefaultMaxTCPConnections, "concurrent TCP connections over all listeners; more are closed at once; -1: no cap")
+	fs.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", server.DefaultTCPIdleTimeout, "close a TCP connection that sends no query for this long")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "address of the Prometheus /metrics endpoint, e.g. :9153; 0 disables it")
 	fs.StringVar(&o.rfcServer, "rfc2136-server", "", "publish with RFC 2136 dynamic updates to this primary server, HOST:PORT")
 	fs.StringVar(&o.rfcZone, "rfc2136-zone", "", "zone to update (default: --domain)")
 	fs.StringVar(&o.rfcKeyName, "rfc2136-key-name", "", "TSIG key name")
@@ -162,7 +180,15 @@ func (o *serveOptions) serverConfig() (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
-	cfg := server.Config{Zone: zcfg, MaxUDPSize: o.maxUDPSize, UDPSockets: o.udpSockets}
+	cfg := server.Config{Zone: zcfg, MaxUDPSize: o.maxUDPSize, UDPSockets: o.udpSockets, RRL: o.rrl,
+		MaxTCPConnections: o.maxTCPConns, TCPIdleTimeout: o.tcpIdleTimeout}
+	for _, e := range o.rrlExempt {
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return cfg, fmt.Errorf("--rrl-exempt %q: want a prefix such as 192.0.2.0/24", e)
+		}
+		cfg.RRL.Exempt = append(cfg.RRL.Exempt, p)
+	}
 	listen := o.listen
 	if len(listen) == 0 && len(o.clusterListen) == 0 {
 		listen = []string{":53"}
@@ -206,7 +232,29 @@ func (o *serveOptions) serverConfig() (server.Config, error) {
 	return cfg, nil
 }
 
-func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
+// publishing reports whether any publisher is configured.
+func (o *serveOptions) publishing() bool { return o.rfcServer != "" || o.epNamespace != "" }
+
+// ownershipKeyFor returns the key that signs RFC 2136 ownership records: --ownership-key-file,
+// else one derived from the TSIG secret (see rfc2136.DeriveOwnershipKey), and where it
+// came from.
+func (o *serveOptions) ownershipKeyFor(tsigSecret string) ([]byte, string, error) {
+	if o.ownershipKey == "" {
+		key, err := rfc2136.DeriveOwnershipKey(tsigSecret)
+		return key, "derived from the TSIG secret", err
+	}
+	raw, err := os.ReadFile(o.ownershipKey)
+	if err != nil {
+		return nil, "", fmt.Errorf("--ownership-key-file: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil || len(key) < rfc2136.MinOwnershipKeyLength {
+		return nil, "", fmt.Errorf("--ownership-key-file %s: want at least %d random bytes, base64 encoded (e.g. `openssl rand -base64 32`)", o.ownershipKey, rfc2136.MinOwnershipKeyLength)
+	}
+	return key, "--ownership-key-file", nil
+}
+
+func (o *serveOptions) publishers(ctx context.Context, domain string) ([]dnspkg.Publisher, error) {
 	var out []dnspkg.Publisher
 	if o.rfcServer != "" {
 		secret, err := os.ReadFile(o.rfcSecretFile)
@@ -217,11 +265,16 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 		if z == "" {
 			z = domain
 		}
-		p, err := rfc2136.New(rfc2136.Config{Server: o.rfcServer, Zone: z, KeyName: o.rfcKeyName, Algorithm: o.rfcKeyAlg,
-			Secret: strings.TrimSpace(string(secret)), Owner: o.owner})
+		key, from, err := o.ownershipKeyFor(string(secret))
 		if err != nil {
 			return nil, err
 		}
+		p, err := rfc2136.New(rfc2136.Config{Server: o.rfcServer, Zone: z, Domain: domain, KeyName: o.rfcKeyName, Algorithm: o.rfcKeyAlg,
+			Secret: strings.TrimSpace(string(secret)), Owner: o.owner, OwnershipKey: key})
+		if err != nil {
+			return nil, err
+		}
+		klog.FromContext(ctx).Info("Publishing with RFC 2136", "server", o.rfcServer, "zone", z, "domain", domain, "owner", o.owner, "ownershipKey", from)
 		out = append(out, &publisher{name: "rfc2136 " + o.rfcServer + " zone " + z, timeout: o.publishTimeout,
 			publish: func(ctx context.Context, records []zone.Record, allowEmpty bool) ([]string, error) {
 				res, err := p.Publish(ctx, records, rfc2136.Options{AllowEmpty: allowEmpty})
@@ -238,13 +291,17 @@ func (o *serveOptions) publishers(domain string) ([]dnspkg.Publisher, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := dnsendpoint.New(client, dnsendpoint.Config{Namespace: o.epNamespace, Owner: o.owner})
+		p, err := dnsendpoint.New(client, dnsendpoint.Config{Namespace: o.epNamespace, Owner: o.owner, Domain: domain})
 		if err != nil {
 			return nil, err
 		}
+		klog.FromContext(ctx).Info("Publishing DNSEndpoints", "namespace", o.epNamespace, "domain", domain, "owner", o.owner)
 		out = append(out, &publisher{name: "dnsendpoint " + o.epNamespace, timeout: o.publishTimeout,
 			publish: func(ctx context.Context, records []zone.Record, allowEmpty bool) ([]string, error) {
 				res, err := p.Publish(ctx, records, dnsendpoint.Options{AllowEmpty: allowEmpty})
+				if len(res.Ignored) > 0 {
+					klog.FromContext(ctx).Info("DNSEndpoints with our labels that are not ours were left alone", "names", res.Ignored)
+				}
 				return res.Conflicts, err
 			}})
 	}
@@ -259,23 +316,39 @@ func (o *serveOptions) run(ctx context.Context) error {
 	case o.fromFile != "" && useBroker:
 		return errors.New("give either --from-file or --broker-context/--broker-kubeconfig, not both")
 	}
+	if o.fromFile != "" && o.publishing() && o.owner == "" {
+		return errors.New("--owner is required with --from-file when publishing: give an owner ID unique to this installation and domain (with --broker-context it is derived from the clusterset)")
+	}
 	cfg, err := o.serverConfig()
 	if err != nil {
 		return err
 	}
 	var source dnspkg.Source = dnspkg.FileSource{Path: o.fromFile}
 	if useBroker {
-		src, err := o.brokerSource(ctx, &cfg)
+		broker, brokerMCS, err := o.brokerClients()
+		if err != nil {
+			return err
+		}
+		if o.owner == "" && o.publishing() {
+			if o.owner, err = dnspkg.DefaultOwner(ctx, broker, cfg.Zone.Domain); err != nil {
+				return err
+			}
+		}
+		if err := o.federation.Validate(); err != nil {
+			return err
+		}
+		src, err := dnspkg.BrokerSource(ctx, broker, brokerMCS, o.federation, &cfg)
 		if err != nil {
 			return err
 		}
 		source = src
 	}
-	pubs, err := o.publishers(cfg.Zone.Domain)
+	pubs, err := o.publishers(ctx, cfg.Zone.Domain)
 	if err != nil {
 		return err
 	}
-	return dnspkg.Serve(ctx, dnspkg.ServeConfig{Server: cfg, Source: source, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty})
+	return dnspkg.Serve(ctx, dnspkg.ServeConfig{Server: cfg, Source: source, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty,
+		MetricsAddress: o.metricsAddr})
 }
 
 // publisher adapts one publisher to the runner: a name for logs, a time limit per publish,
@@ -336,24 +409,20 @@ func newZonefile() *cobra.Command {
 	return cmd
 }
 
-// brokerSource reads the federated Services, members, leases and shard records from the
-// broker named by the flags; it waits for its caches, and adds the members' locations and
-// the federation's short-name zone to the server configuration.
-func (o *serveOptions) brokerSource(ctx context.Context, cfg *server.Config) (*federation.Source, error) {
-	if err := o.federation.Validate(); err != nil {
-		return nil, err
-	}
+// brokerClients are the clients of the broker named by the flags, from which the
+// federated Services, members, leases and shard records are read.
+func (o *serveOptions) brokerClients() (kubernetes.Interface, mcsclient.Interface, error) {
 	rc, _, err := o.broker.RESTConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mcs, err := mcsclient.NewForConfig(rc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return dnspkg.BrokerSource(ctx, cs, mcs, o.federation, cfg)
+	return cs, mcs, nil
 }

@@ -3,7 +3,9 @@ package dns
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,11 +77,17 @@ func TestServe(t *testing.T) {
 	if err := os.WriteFile(secret, []byte(b.Secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	ownershipKey := filepath.Join(dir, "ownership.key")
+	if err := os.WriteFile(ownershipKey, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	c1 := freeAddr(t)
+	metrics := freeAddr(t)
 	cmd := New()
 	cmd.SetArgs([]string{"serve", "--domain", "fed.example.com", "--listen", addr, "--cluster-listen", "cluster01=" + c1,
-		"--from-file", services, "--interval", "100ms",
+		"--from-file", services, "--interval", "100ms", "--owner", "test-install", "--ownership-key-file", ownershipKey,
+		"--metrics-bind-address", metrics,
 		"--rfc2136-server", b.Addr, "--rfc2136-zone", "example.com", "--rfc2136-key-name", b.KeyName, "--rfc2136-key-secret-file", secret})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -133,6 +141,23 @@ func TestServe(t *testing.T) {
 	if got := b.Dig("www.example.com.", "A"); !slices.Equal(got, []string{"www.example.com. 300 IN A 192.0.2.80"}) {
 		t.Errorf("someone else's record: %v", got)
 	}
+	if got := b.Dig("_strait."+zoneA, "TXT"); len(got) != 1 || !strings.Contains(got[0], "strait/owner=test-install,") || !strings.Contains(got[0], ",strait/mac=") {
+		t.Errorf("ownership record: %v", got)
+	}
+
+	// The metrics endpoint serves the server's counters.
+	exchange(addr, "www.example.org.", dns.TypeA) // REFUSED
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"strait_dns_refused_queries_total 1", `strait_dns_responses_total{transport="udp"}`, "strait_dns_rrl_limited_responses_total", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 func TestZonefile(t *testing.T) {
@@ -166,6 +191,9 @@ func TestZonefile(t *testing.T) {
 		{[]string{"serve", "--domain", "example.com"}, "no source of federated services: give --broker-context (the clusterset's broker) or --from-file"},
 		{[]string{"serve", "--domain", "example.com", "--from-file", services, "--broker-context", "b"}, "either --from-file or --broker-context"},
 		{[]string{"serve", "--domain", "example.com", "--from-file", services, "--cluster-source", "c1"}, "want CLUSTER=PREFIX"},
+		{[]string{"serve", "--domain", "example.com", "--from-file", services, "--rfc2136-server", "127.0.0.1:53"}, "--owner is required with --from-file when publishing"},
+		{[]string{"serve", "--domain", "example.com", "--from-file", services, "--rrl-exempt", "10.0.0.1"}, "--rrl-exempt"},
+		{[]string{"serve", "--domain", "example.com", "--from-file", services, "--rrl-slip", "20"}, "slip 20"},
 	} {
 		cmd := New()
 		cmd.SetArgs(c.args)

@@ -1,6 +1,7 @@
 // Package bindtest runs a real BIND 9 (Debian's bind9 package: named, and dig from
 // bind9-dnsutils) for tests: one primary zone on 127.0.0.1 and a free port, in a temporary
-// directory, that accepts TSIG-signed dynamic updates and zone transfers.
+// directory, that accepts TSIG-signed dynamic updates and zone transfers. A second key may
+// only update TXT records, as the keys ACME DNS-01 clients hold.
 package bindtest
 
 import (
@@ -32,6 +33,9 @@ type Server struct {
 	Zone string
 	// KeyName, Algorithm and Secret make the TSIG key allowed to update and transfer.
 	KeyName, Algorithm, Secret string
+	// TXTKeyName and TXTSecret make a key (same algorithm) that may update TXT records
+	// anywhere in the zone and nothing else.
+	TXTKeyName, TXTSecret string
 
 	t   testing.TB
 	log *syncBuffer
@@ -58,10 +62,12 @@ func Start(t testing.TB, o Options) *Server {
 	if o.Zone == "" {
 		o.Zone = "example.com"
 	}
-	secret := make([]byte, 32)
+	secret, txtSecret := make([]byte, 32), make([]byte, 32)
 	rand.Read(secret)
+	rand.Read(txtSecret)
 	s := &Server{Host: "127.0.0.1", Zone: strings.TrimSuffix(o.Zone, ".") + ".", KeyName: "strait-test",
-		Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString(secret), t: t}
+		Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString(secret),
+		TXTKeyName: "txt-only-test", TXTSecret: base64.StdEncoding.EncodeToString(txtSecret), t: t}
 	var lastErr error
 	for range 5 { // a free port found now can be taken before named binds it
 		port, err := FreePort(s.Host)
@@ -98,14 +104,18 @@ func (s *Server) run(t testing.TB, named string, o Options) error {
 };
 controls { };
 key %[5]q { algorithm %[6]s; secret %[7]q; };
+key %[10]q { algorithm %[6]s; secret %[11]q; };
 zone %[8]q {
 	type primary;
 	file %[9]q;
-	allow-update { key %[5]q; };
+	update-policy {
+		grant %[5]q zonesub ANY;
+		grant %[10]q zonesub TXT;
+	};
 	allow-transfer { key %[5]q; };
 };
 `, dir, filepath.Join(dir, "named.pid"), filepath.Join(dir, "session.key"), s.Port, s.KeyName, s.Algorithm, s.Secret,
-		strings.TrimSuffix(s.Zone, "."), zoneFile)
+		strings.TrimSuffix(s.Zone, "."), zoneFile, s.TXTKeyName, s.TXTSecret)
 	confFile := filepath.Join(dir, "named.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		return err
@@ -226,6 +236,19 @@ func (s *Server) NSUpdate(commands ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		s.t.Fatalf("nsupdate: %v: %s", err, out)
 	}
+}
+
+// NSUpdateTXTOnly runs nsupdate with the TXT-only key and returns its error: the server
+// refuses (REFUSED) any change to another type.
+func (s *Server) NSUpdateTXTOnly(commands ...string) error {
+	s.t.Helper()
+	script := fmt.Sprintf("server %s %d\nzone %s\n%s\nsend\n", s.Host, s.Port, s.Zone, strings.Join(commands, "\n"))
+	cmd := exec.Command("nsupdate", "-y", s.Algorithm+":"+s.TXTKeyName+":"+s.TXTSecret)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nsupdate: %w: %s", err, out)
+	}
+	return nil
 }
 
 func (s *Server) dig(args ...string) ([]string, error) {

@@ -7,6 +7,10 @@
 // clusters apart either by the address the query arrives on (one Listener per member, its
 // Cluster set) or by the query's source address (Sources, a prefix per member, for a shared
 // listener). A query matching neither is answered as from outside every cluster.
+//
+// Protections (protect.go): response rate limiting per client prefix over UDP with slip,
+// as BIND's RRL; a cap on concurrent TCP connections and an idle timeout on them; and
+// Prometheus metrics of refused and limited queries (Metrics).
 package server
 
 import (
@@ -22,6 +26,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/strait-io/strait/internal/dns/zone"
@@ -60,6 +65,15 @@ type Config struct {
 	// UDPSockets is how many SO_REUSEPORT sockets serve each UDP listener (the kernel spreads
 	// clients across them); 0 means GOMAXPROCS.
 	UDPSockets int
+	// RRL limits UDP responses per client prefix; the zero value turns it off.
+	RRL RRLConfig
+	// MaxTCPConnections caps the concurrent TCP connections of all listeners together;
+	// connections beyond it are closed as soon as they are accepted. 0 means
+	// DefaultMaxTCPConnections; negative: no cap.
+	MaxTCPConnections int
+	// TCPIdleTimeout closes a TCP connection that sends no query for this long (the wait
+	// for its first query included); 0 means DefaultTCPIdleTimeout.
+	TCPIdleTimeout time.Duration
 }
 
 // Server is the authoritative server.
@@ -68,6 +82,13 @@ type Server struct {
 	maxUDP  int
 	sources []Source // longest prefix first
 	static  map[string]zone.Location
+
+	rrl       *limiter       // nil: RRL off
+	rrlExempt []netip.Prefix // Exempt and the Sources' prefixes
+	metrics   *metrics
+	conns     *connCap
+	idle      time.Duration
+	clock     func() time.Time // RRL's clock; tests freeze it
 
 	mu     sync.Mutex // serialises Update
 	serial uint32
@@ -84,9 +105,29 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Zone.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, maxUDP: cfg.MaxUDPSize, static: map[string]zone.Location{}}
+	s := &Server{cfg: cfg, maxUDP: cfg.MaxUDPSize, static: map[string]zone.Location{}, metrics: newMetrics(), idle: cfg.TCPIdleTimeout, clock: time.Now}
 	if s.maxUDP == 0 {
 		s.maxUDP = DefaultMaxUDPSize
+	}
+	if err := cfg.RRL.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.RRL.Enabled() {
+		s.rrl = newLimiter(cfg.RRL)
+		s.rrlExempt = append(s.rrlExempt, cfg.RRL.Exempt...)
+		for _, src := range cfg.Sources {
+			s.rrlExempt = append(s.rrlExempt, src.Prefix)
+		}
+	}
+	if cfg.TCPIdleTimeout < 0 {
+		return nil, fmt.Errorf("TCP idle timeout %s must not be negative", cfg.TCPIdleTimeout)
+	}
+	if s.idle == 0 {
+		s.idle = DefaultTCPIdleTimeout
+	}
+	s.conns = &connCap{max: int64(cfg.MaxTCPConnections), m: s.metrics}
+	if s.conns.max == 0 {
+		s.conns.max = DefaultMaxTCPConnections
 	}
 	if s.maxUDP < dns.MinMsgSize || s.maxUDP > dns.MaxMsgSize {
 		return nil, fmt.Errorf("UDP payload size %d is outside %d..%d", s.maxUDP, dns.MinMsgSize, dns.MaxMsgSize)
@@ -168,7 +209,9 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("listening on %s/tcp: %w", l.Addr, err))
 		}
-		s.servers = append(s.servers, &dns.Server{Listener: tl, Handler: h, MsgAcceptFunc: acceptFunc})
+		idle := s.idle
+		s.servers = append(s.servers, &dns.Server{Listener: &capListener{Listener: tl, cap: s.conns}, Handler: h, MsgAcceptFunc: acceptFunc,
+			ReadTimeout: idle, IdleTimeout: func() time.Duration { return idle }})
 		// The UDP sockets share the port the TCP listener got (it may have been :0).
 		addr := tl.Addr().String()
 		s.addrs = append(s.addrs, tl.Addr())
@@ -222,6 +265,11 @@ func (s *Server) Wait() error { return <-s.done }
 // Addrs returns the bound addresses of the listeners (one per Listener, in order).
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
+// Metrics is the registry of the server's metrics: responses and their bytes by transport,
+// REFUSED queries, responses limited by RRL (dropped or slipped), refused and open TCP
+// connections. `strait dns serve --metrics-bind-address` serves it on /metrics.
+func (s *Server) Metrics() *prometheus.Registry { return s.metrics.reg }
+
 // reusePort lets several UDP sockets share one port, so reads are spread across cores.
 func reusePort(_, _ string, c syscall.RawConn) error {
 	var serr error
@@ -262,8 +310,66 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	case *net.TCPAddr:
 		src, _ = netip.AddrFromSlice(a.IP)
 	}
-	m := h.s.Respond(r, Client{Addr: src.Unmap(), Cluster: h.cluster, UDP: udp})
-	w.WriteMsg(m)
+	src = src.Unmap()
+	m := h.s.Respond(r, Client{Addr: src, Cluster: h.cluster, UDP: udp})
+	h.s.write(w, r, m, src, udp && h.cluster == "", h.s.clock)
+}
+
+// write sends m, unless RRL limits it (UDP queries on a shared listener only, limitable),
+// and counts it. now is only called when RRL needs the time.
+func (s *Server) write(w dns.ResponseWriter, r, m *dns.Msg, src netip.Addr, limitable bool, now func() time.Time) {
+	mt := s.metrics
+	if m.Rcode == dns.RcodeRefused {
+		mt.refused.Inc()
+	}
+	buf, err := m.Pack()
+	if err != nil {
+		return
+	}
+	if limitable && s.rrl != nil && src.IsValid() && !s.exempt(src) {
+		switch s.rrl.take(src, len(buf), now()) {
+		case drop:
+			mt.limitedDrop.Inc()
+			return
+		case slip:
+			mt.limitedSlip.Inc()
+			w.WriteMsg(slipped(r, m))
+			return
+		}
+	}
+	if _, err := w.Write(buf); err != nil {
+		return
+	}
+	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+		mt.responsesTCP.Inc()
+		mt.bytesTCP.Add(float64(len(buf)))
+	} else {
+		mt.responsesUDP.Inc()
+		mt.bytesUDP.Add(float64(len(buf)))
+	}
+}
+
+func (s *Server) exempt(a netip.Addr) bool {
+	for _, p := range s.rrlExempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// slipped is the truncated response RRL sends instead of m: the header and question with
+// TC set and no records but the OPT, as BIND's slip; a real client retries over TCP.
+func slipped(r, m *dns.Msg) *dns.Msg {
+	tc := new(dns.Msg)
+	tc.SetReply(r)
+	tc.Authoritative, tc.Rcode, tc.Truncated = m.Authoritative, m.Rcode, true
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			tc.Extra = append(tc.Extra, rr)
+		}
+	}
+	return tc
 }
 
 // Client describes where a query came from.

@@ -199,3 +199,30 @@ func (z *Zone) ZoneFile() string {
 	}
 	return b.String()
 }
+
+// IsServiceName reports whether name (absolute or not, any case) is one of the names the
+// model derives for a service under domain: <svc>.<ns>.<fed>.svc.<domain> (global),
+// ...svc.<region>.<domain> and ...svc.<zone>.<region>.<domain>. Publishers use it to keep
+// to their own subtree: a name of any other shape, or outside the domain, is never theirs,
+// whatever records it holds. The domain must be valid (see Config.Validate).
+func IsServiceName(domain, name string) bool {
+	d, err := normalizeDomain("domain", domain)
+	if err != nil {
+		return false
+	}
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	rel, ok := strings.CutSuffix(n, "."+d)
+	if !ok || checkName("name", n+".") != nil {
+		return false
+	}
+	labels := strings.Split(rel, ".")
+	if len(labels) < 4 || len(labels) > 6 || labels[3] != "svc" {
+		return false
+	}
+	for _, l := range labels {
+		if checkLabel("label", l) != nil {
+			return false
+		}
+	}
+	return true
+}

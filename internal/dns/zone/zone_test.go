@@ -357,3 +357,31 @@ func TestZoneFile(t *testing.T) {
 		t.Errorf("zone file:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestIsServiceName(t *testing.T) {
+	z := seedZone(t)
+	for _, r := range z.Records() {
+		if !IsServiceName("example.com", r.Name) {
+			t.Errorf("record name %s is not a service name", r.Name)
+		}
+	}
+	for name, want := range map[string]bool{
+		"nginx.mynamespace.myfederation.svc.example.com.":                           true,
+		"nginx.mynamespace.myfederation.svc.us-central1.example.com":                true,
+		"NGINX.mynamespace.myfederation.svc.us-central1-a.us-central1.Example.com.": true,
+		"www.example.com.": false,
+		"example.com.":     false,
+		"svc.example.com.": false,
+		"mynamespace.myfederation.svc.example.com.":               false, // an empty non-terminal
+		"nginx.mynamespace.myfederation.svc.a.b.c.example.com.":   false,
+		"nginx.mynamespace.myfederation.other.example.com.":       false,
+		"_strait.nginx.mynamespace.myfederation.svc.example.com.": false,
+		"nginx.mynamespace.myfederation.svc.example.org.":         false,
+		"nginx.mynamespace.myfederation.svc.notexample.com.":      false,
+		"nginx.mynamespace.myfederation.":                         false, // short names are not published
+	} {
+		if got := IsServiceName("example.com.", name); got != want {
+			t.Errorf("IsServiceName(%s) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -3,6 +3,10 @@
 // what lets the lab check addresses that live in a cluster's network namespace; in a
 // cluster it is a plain net.Dialer. Errors are reduced to stable messages, so a target's
 // status does not change with every ephemeral port.
+//
+// Checks never reach loopback, link-local or cloud metadata addresses (guard.go) unless
+// the cluster admin allows them: an ExternalService's author must not be able to use the
+// agent, which may run with the node's network or a cloud identity, to probe them.
 package probe
 
 import (
@@ -12,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -22,21 +27,91 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-// Prober checks addresses through its Dialer; the zero value dials directly.
-type Prober struct {
-	Dialer Dialer
+// Resolver looks host names up; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// Prober checks addresses through its Dialer; the zero value dials directly and refuses
+// loopback, link-local and metadata addresses (see Guard).
+type Prober struct {
+	Dialer Dialer
+	// AllowCIDRs are ranges checks may reach although the guard refuses them (e.g.
+	// 127.0.0.0/8 for a target on the agent's own host); the agent's
+	// --allow-health-check-cidrs.
+	AllowCIDRs []netip.Prefix
+	// Unrestricted turns the guard off: for checks a person runs from their own machine.
+	Unrestricted bool
+	// Resolver resolves host names before the guard looks at their addresses; nil means
+	// net.DefaultResolver.
+	Resolver Resolver
+}
+
+// dialer is where connections are opened. The default dialer checks again, at connect
+// time, the address the socket actually connects to.
 func (p Prober) dialer() Dialer {
-	if p.Dialer == nil {
+	if p.Dialer != nil {
+		return p.Dialer
+	}
+	if p.Unrestricted {
 		return &net.Dialer{}
 	}
-	return p.Dialer
+	return &net.Dialer{Control: Guard{Allow: p.AllowCIDRs}.control}
+}
+
+// dial resolves address, refuses it when the guard refuses any of its addresses, and
+// connects to the checked addresses themselves (never to the name again), so a DNS answer
+// that changes between the check and the connection (rebinding) cannot bring the check to
+// a refused address.
+func (p Prober) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if p.Unrestricted {
+		return p.dialer().DialContext(ctx, network, address)
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, err
+	}
+	g := Guard{Allow: p.AllowCIDRs}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+		host = ""
+	} else {
+		r := p.Resolver
+		if r == nil {
+			r = net.DefaultResolver
+		}
+		if addrs, err = r.LookupNetIP(ctx, "ip", host); err != nil {
+			return nil, err
+		}
+		if len(addrs) == 0 {
+			return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+		}
+	}
+	for _, a := range addrs {
+		if err := g.Check(a); err != nil {
+			return nil, err.(*RefusedError).forHost(host)
+		}
+	}
+	var first error
+	for _, a := range addrs {
+		c, err := p.dialer().DialContext(ctx, network, net.JoinHostPort(a.Unmap().String(), port))
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
 }
 
 // TCP succeeds when a TCP connection to address opens before ctx ends.
 func (p Prober) TCP(ctx context.Context, address string) error {
-	c, err := p.dialer().DialContext(ctx, "tcp", address)
+	c, err := p.dial(ctx, "tcp", address)
 	if err != nil {
 		return Reason(ctx, err)
 	}
@@ -48,7 +123,8 @@ func (p Prober) TCP(ctx context.Context, address string) error {
 // success.
 func (p Prober) HTTP(ctx context.Context, address, path string) error {
 	client := &http.Client{
-		Transport: &http.Transport{DialContext: p.dialer().DialContext, DisableKeepAlives: true},
+		// No proxy: the check must reach the target itself, through the guard.
+		Transport: &http.Transport{DialContext: p.dial, DisableKeepAlives: true, Proxy: nil},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -70,8 +146,13 @@ func (p Prober) HTTP(ctx context.Context, address, path string) error {
 	return nil
 }
 
-// Reason reduces a dial or request error to a stable message.
+// Reason reduces a dial or request error to a stable message. A guard's refusal is
+// returned as it is (a *RefusedError).
 func Reason(ctx context.Context, err error) error {
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		return refused
+	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return errors.New("connection refused")

@@ -6,7 +6,12 @@
 // On the Kubernetes side the publisher owns only the objects it created: they carry the
 // managed-by label and its owner label, it lists by those labels, and it never updates or
 // deletes an object without them (a same-named object someone else made is a conflict, left
-// alone). Deletes are preconditioned on the UID and resourceVersion it read.
+// alone). Deletes are preconditioned on the UID and resourceVersion it read. It publishes
+// only the service names its zone model derives under its federation domain, and an object
+// carrying its labels that lists any other name, or whose name does not match the service
+// it names, is not its own either: it is never updated or deleted. Owner IDs are unique per
+// clusterset and domain by default (see internal/dns.DefaultOwner), so two installations
+// sharing a namespace never take each other's objects for their own.
 package dnsendpoint
 
 import (
@@ -54,6 +59,8 @@ type Config struct {
 	Namespace string
 	// Owner identifies this publisher; a label value.
 	Owner string
+	// Domain is the federation domain: only its service names are published.
+	Domain string
 }
 
 // Options qualify one Publish.
@@ -67,6 +74,10 @@ type Result struct {
 	Created, Updated, Deleted []string
 	// Conflicts are desired objects whose name is taken by an object this publisher does not own.
 	Conflicts []string
+	// Ignored are objects with this publisher's labels that are not its own (they list a
+	// name outside its domain's service names, or do not match the service they name);
+	// they were left alone.
+	Ignored []string
 }
 
 // ErrEmptyDesired is returned when an empty desired set would delete published objects.
@@ -85,6 +96,9 @@ func New(client dynamic.Interface, cfg Config) (*Publisher, error) {
 	}
 	if errs := validation.IsValidLabelValue(cfg.Owner); len(errs) > 0 || cfg.Owner == "" {
 		return nil, fmt.Errorf("invalid owner %q: a non-empty label value", cfg.Owner)
+	}
+	if err := (zone.Config{Domain: cfg.Domain}).Validate(); err != nil {
+		return nil, fmt.Errorf("invalid federation domain: %w", err)
 	}
 	return &Publisher{client: client.Resource(GVR), cfg: cfg}, nil
 }
@@ -114,6 +128,9 @@ func (p *Publisher) Objects(desired []zone.Record) (map[string]*unstructured.Uns
 		name := strings.TrimSuffix(strings.ToLower(r.Name), ".")
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 			return nil, fmt.Errorf("record %s: invalid name: %s", r, strings.Join(errs, "; "))
+		}
+		if !zone.IsServiceName(p.cfg.Domain, name) {
+			return nil, fmt.Errorf("record %s is not a service name of the federation domain %s", r, p.cfg.Domain)
 		}
 		var target string
 		switch {
@@ -171,6 +188,28 @@ func (p *Publisher) Objects(desired []zone.Record) (map[string]*unstructured.Uns
 	return out, nil
 }
 
+// own reports whether an object with this publisher's labels is its own: named after the
+// service its annotation names, listing only service names of the federation domain.
+// Labels alone prove nothing (anyone who may create DNSEndpoints can set them).
+func (p *Publisher) own(u *unstructured.Unstructured) bool {
+	parts := strings.Split(u.GetAnnotations()[ServiceAnnotation], "/")
+	if len(parts) != 3 || u.GetName() != ObjectName(zone.ServiceKey{Federation: parts[0], Namespace: parts[1], Name: parts[2]}) {
+		return false
+	}
+	endpoints, _, err := unstructured.NestedSlice(u.Object, "spec", "endpoints")
+	if err != nil {
+		return false
+	}
+	for _, e := range endpoints {
+		m, ok := e.(map[string]any)
+		name, _ := m["dnsName"].(string)
+		if !ok || !zone.IsServiceName(p.cfg.Domain, name) {
+			return false
+		}
+	}
+	return true
+}
+
 // Publish makes the owned DNSEndpoint objects describe exactly desired: it creates, updates
 // and deletes only objects carrying this publisher's labels. desired must be complete and
 // authoritative; an empty set that would delete objects is refused unless allowed.
@@ -185,8 +224,15 @@ func (p *Publisher) Publish(ctx context.Context, desired []zone.Record, opts Opt
 		return res, fmt.Errorf("listing DNSEndpoints in %s: %w", p.cfg.Namespace, err)
 	}
 	have := map[string]*unstructured.Unstructured{}
+	notOurs := map[string]bool{}
 	for i := range list.Items {
-		have[list.Items[i].GetName()] = &list.Items[i]
+		u := &list.Items[i]
+		if !p.own(u) {
+			notOurs[u.GetName()] = true
+			res.Ignored = append(res.Ignored, u.GetName())
+			continue
+		}
+		have[u.GetName()] = u
 	}
 	if len(want) == 0 && len(have) > 0 && !opts.AllowEmpty {
 		return res, fmt.Errorf("%w: refusing to delete the %d DNSEndpoints published in %s (allow an empty set explicitly to do that)",
@@ -197,6 +243,10 @@ func (p *Publisher) Publish(ctx context.Context, desired []zone.Record, opts Opt
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		obj := want[name]
 		cur, ok := have[name]
+		if notOurs[name] {
+			res.Conflicts = append(res.Conflicts, name)
+			continue
+		}
 		if !ok {
 			_, err := ns.Create(ctx, obj, metav1.CreateOptions{FieldManager: "strait-dns"})
 			switch {

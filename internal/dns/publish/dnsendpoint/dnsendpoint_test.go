@@ -9,14 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/yaml"
 
+	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/dns/zone"
 	"github.com/strait-io/strait/internal/lab/labtest"
 )
@@ -45,7 +49,7 @@ func records(t *testing.T, svcs []zone.Service) []zone.Record {
 }
 
 func TestObjects(t *testing.T) {
-	p := &Publisher{cfg: Config{Namespace: "dns", Owner: "lab"}}
+	p := &Publisher{cfg: Config{Namespace: "dns", Owner: "lab", Domain: zoneCfg.Domain}}
 	objs, err := p.Objects(records(t, services(false)))
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +104,13 @@ spec:
 	if _, err := p.Objects([]zone.Record{{Name: "x.example.com.", Type: zone.TypeA, Addr: netip.MustParseAddr("192.0.2.1")}}); err == nil {
 		t.Error("a record without service was accepted")
 	}
+	if _, err := p.Objects([]zone.Record{{Name: "www.fed.example.com.", Type: zone.TypeA, Addr: netip.MustParseAddr("192.0.2.1"),
+		Service: zone.ServiceKey{Name: "a", Namespace: "b", Federation: "c"}}}); err == nil || !strings.Contains(err.Error(), "not a service name") {
+		t.Errorf("a name outside the service names was accepted: %v", err)
+	}
+	if _, err := New(nil, Config{Namespace: "dns", Owner: "x"}); err == nil || !strings.Contains(err.Error(), "invalid federation domain") {
+		t.Errorf("no domain: %v", err)
+	}
 	if _, err := New(nil, Config{Namespace: "Bad_NS", Owner: "x"}); err == nil || !strings.Contains(err.Error(), `invalid namespace "Bad_NS"`) {
 		t.Errorf("bad namespace: %v", err)
 	}
@@ -146,7 +157,7 @@ func TestPublishOnLab(t *testing.T) {
 		}
 	}
 
-	p, err := New(client, Config{Namespace: ns, Owner: "lab"})
+	p, err := New(client, Config{Namespace: ns, Owner: "lab", Domain: zoneCfg.Domain})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +218,60 @@ func TestPublishOnLab(t *testing.T) {
 		t.Errorf("our object after the allowed empty publish: %v", err)
 	}
 	untouched()
+}
+
+// TestLabelsAloneAreNotOwnership: objects that carry our labels but list a name outside the
+// domain's service names, or are not named after the service they name, are never updated
+// or deleted, and a desired object of that name is a conflict.
+func TestLabelsAloneAreNotOwnership(t *testing.T) {
+	ctx := context.Background()
+	ours := map[string]any{clusterset.ManagedByLabel: clusterset.ManagedByValue, OwnerLabel: "lab"}
+	webName := ObjectName(zone.ServiceKey{Namespace: "shop", Name: "web", Federation: "f"})
+	dbName := ObjectName(zone.ServiceKey{Namespace: "shop", Name: "db", Federation: "f"})
+	obj := func(name, service, dnsName string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint",
+			"metadata": map[string]any{"name": name, "namespace": "dns", "labels": ours,
+				"annotations": map[string]any{ServiceAnnotation: service}},
+			"spec": map[string]any{"endpoints": []any{map[string]any{
+				"dnsName": dnsName, "recordType": "A", "targets": []any{"192.0.2.200"},
+			}}},
+		}}
+	}
+	foreign := []*unstructured.Unstructured{
+		obj(webName, "f/shop/web", "www.example.com"),                                                                // a name outside the domain
+		obj("forged", "f/shop/forged", "forged.shop.f.svc.fed.example.com"),                                          // not named after its service
+		obj(ObjectName(zone.ServiceKey{Namespace: "x", Name: "y", Federation: "f"}), "f/x/y", "api.fed.example.com"), // not a service name
+	}
+	var objs []runtime.Object
+	for _, u := range foreign {
+		objs = append(objs, u.DeepCopy())
+	}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{GVR: "DNSEndpointList"}, objs...)
+	p, err := New(client, Config{Namespace: "dns", Owner: "lab", Domain: zoneCfg.Domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Publish(ctx, records(t, services(true)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Created, []string{dbName}) || !slices.Equal(res.Conflicts, []string{webName}) || len(res.Ignored) != 3 {
+		t.Errorf("publish: %+v", res)
+	}
+	res, err = p.Publish(ctx, nil, Options{AllowEmpty: true})
+	if err != nil || !slices.Equal(res.Deleted, []string{dbName}) {
+		t.Errorf("allowed empty publish: %+v %v", res, err)
+	}
+	for _, u := range foreign {
+		got, err := client.Resource(GVR).Namespace("dns").Get(ctx, u.GetName(), metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", u.GetName(), err)
+		}
+		if !equality.Semantic.DeepEqual(got.Object["spec"], u.Object["spec"]) {
+			t.Errorf("%s changed: %v", u.GetName(), got.Object["spec"])
+		}
+	}
 }
 
 func installCRD(ctx context.Context, t *testing.T, client dynamic.Interface) {

@@ -1,6 +1,9 @@
 package rfc2136
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"maps"
 	"net"
@@ -34,14 +37,51 @@ func (z rrsets) add(rr dns.RR) {
 
 // ownership is the parsed value of an ownership TXT record.
 type ownership struct {
-	heritage, owner, resource string
+	heritage, owner, resource, mac string
 }
 
-// ownerValue is the TXT value marking a name as owned by owner, for a resource (the
-// federated service), in the style of ExternalDNS's registry.
-func ownerValue(owner, resource string) string {
-	return "heritage=strait,strait/owner=" + owner + ",strait/resource=" + resource
+// macLabel starts the MAC input: it separates these MACs from any other use of the key.
+const macLabel = "strait.io/dns-ownership/v1"
+
+// ownerKey is this publisher's identity in ownership records: its owner ID, the key that
+// signs its records and the federation domain it keeps to.
+type ownerKey struct {
+	owner  string
+	key    []byte
+	domain string // absolute, lower case
 }
+
+// mac binds an ownership record to this installation: HMAC-SHA256 with the ownership key
+// over the owner, the name the record guards and the resource (federated service). A party
+// without the key cannot write a record that verifies, and one record cannot be moved to
+// another name, owner or service.
+func (k ownerKey) mac(name, resource string) string {
+	h := hmac.New(sha256.New, k.key)
+	for _, part := range []string{macLabel, k.owner, strings.ToLower(name), resource} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// value is the TXT value marking name as owned by this publisher, for a resource (the
+// federated service), in the style of ExternalDNS's registry plus the MAC.
+func (k ownerKey) value(name, resource string) string {
+	return "heritage=strait,strait/owner=" + k.owner + ",strait/resource=" + resource + ",strait/mac=" + k.mac(name, resource)
+}
+
+// verifies reports whether o is this publisher's record for name: heritage, owner and a MAC
+// that only the ownership key can produce.
+func (k ownerKey) verifies(name string, o ownership) bool {
+	if o.heritage != "strait" || o.owner != k.owner || o.mac == "" {
+		return false
+	}
+	return hmac.Equal([]byte(o.mac), []byte(k.mac(name, o.resource)))
+}
+
+// mine reports whether name is in this publisher's subtree: a global, region or zone name
+// of a service under its federation domain. Nothing else is ever read as ours.
+func (k ownerKey) mine(name string) bool { return zone.IsServiceName(k.domain, name) }
 
 func parseOwnership(txt *dns.TXT) ownership {
 	var o ownership
@@ -54,22 +94,30 @@ func parseOwnership(txt *dns.TXT) ownership {
 			o.owner = v
 		case "strait/resource":
 			o.resource = v
+		case "strait/mac":
+			o.mac = v
 		}
 	}
 	return o
 }
 
-// ownerOf returns the ownership TXT RRset of name and whether it says owner owns the name.
-// The RRset must be exactly one strait TXT record naming owner: anything else at the
-// ownership name (a second TXT, another owner) means the name is not ours.
-func (z rrsets) ownerOf(name, owner string) ([]dns.RR, ownership, bool) {
-	set := z[ownerPrefix+name]
-	txts := set[dns.TypeTXT]
-	if len(set) != 1 || len(txts) != 1 {
-		return nil, ownership{}, false
+// ownerOf returns the ownership TXT RRset of name, the record in it that proves that this
+// publisher owns the name, and that record's content; ok is false when the name is not
+// ours. Other TXT records at the ownership name (someone else's, forged, or written by an
+// older version without a MAC) are never ours and never touched, but they are part of the
+// RRset the update's prerequisite pins, so an update applies only to the zone as read.
+func (z rrsets) ownerOf(name string, k ownerKey) (set []dns.RR, mine *dns.TXT, o ownership, ok bool) {
+	if !k.mine(name) {
+		return nil, nil, ownership{}, false
 	}
-	o := parseOwnership(txts[0].(*dns.TXT))
-	return txts, o, o.heritage == "strait" && o.owner == owner
+	set = z[ownerPrefix+name][dns.TypeTXT]
+	for _, rr := range set {
+		txt := rr.(*dns.TXT)
+		if o := parseOwnership(txt); k.verifies(name, o) {
+			return set, txt, o, true
+		}
+	}
+	return nil, nil, ownership{}, false
 }
 
 // change is what one UPDATE does to one name, in RFC 2136 section form.
@@ -82,13 +130,14 @@ type change struct {
 	released bool
 }
 
-// plan computes the changes that turn the zone's content at the names owner owns into
-// desired, claiming free names and leaving every name owned by someone else alone.
-// desired is validated: names inside the zone, lower case, types A, AAAA, CNAME.
-func plan(current rrsets, desired map[string][]dns.RR, services map[string]string, owner string) (changes []change, conflicts []string) {
+// plan computes the changes that turn the zone's content at the names k owns into desired,
+// claiming free names and leaving every name owned by someone else alone. desired is
+// validated: service names under k's domain, lower case, types A, AAAA, CNAME. Names
+// outside k's subtree are never looked at, whatever ownership records they carry.
+func plan(current rrsets, desired map[string][]dns.RR, services map[string]string, k ownerKey) (changes []change, conflicts []string) {
 	for _, name := range slices.Sorted(maps.Keys(desired)) {
 		want := desired[name]
-		txt, _, ours := current.ownerOf(name, owner)
+		txt, _, _, ours := current.ownerOf(name, k)
 		c := change{name: name, service: services[name]}
 		switch {
 		case ours:
@@ -115,7 +164,7 @@ func plan(current rrsets, desired map[string][]dns.RR, services map[string]strin
 		case len(current[name]) == 0 && len(current[ownerPrefix+name]) == 0:
 			// A free name is claimed only if it is still free when the update is applied.
 			c.prereq = []dns.RR{nameNotUsed(name), nameNotUsed(ownerPrefix + name)}
-			c.insert = append([]dns.RR{ownerTXT(name, owner, c.service, want[0].Header().Ttl)}, want...)
+			c.insert = append([]dns.RR{ownerTXT(name, k.value(name, c.service), want[0].Header().Ttl)}, want...)
 		default:
 			conflicts = append(conflicts, name)
 			continue
@@ -127,7 +176,7 @@ func plan(current rrsets, desired map[string][]dns.RR, services map[string]strin
 		if _, ok := desired[name]; ok || strings.HasPrefix(name, ownerPrefix) {
 			continue
 		}
-		txt, o, ours := current.ownerOf(name, owner)
+		txt, mine, o, ours := current.ownerOf(name, k)
 		if !ours {
 			continue
 		}
@@ -137,7 +186,7 @@ func plan(current rrsets, desired map[string][]dns.RR, services map[string]strin
 				c.remove = append(c.remove, deleteRRset(name, t))
 			}
 		}
-		c.remove = append(c.remove, deleteRR(txt[0]))
+		c.remove = append(c.remove, deleteRR(mine))
 		changes = append(changes, c)
 	}
 	// Owned ownership names whose name has gone (deleted by hand) are released too.
@@ -149,11 +198,11 @@ func plan(current rrsets, desired map[string][]dns.RR, services map[string]strin
 		if _, ok := desired[name]; ok {
 			continue
 		}
-		txt, o, ours := current.ownerOf(name, owner)
+		txt, mine, o, ours := current.ownerOf(name, k)
 		if !ours {
 			continue
 		}
-		changes = append(changes, change{name: name, service: o.resource, prereq: prereqExact(txt), remove: []dns.RR{deleteRR(txt[0])}, released: true})
+		changes = append(changes, change{name: name, service: o.resource, prereq: prereqExact(txt), remove: []dns.RR{deleteRR(mine)}, released: true})
 	}
 	return changes, conflicts
 }
@@ -207,20 +256,30 @@ func deleteRR(rr dns.RR) dns.RR {
 	return c
 }
 
-func ownerTXT(name, owner, resource string, ttl uint32) dns.RR {
-	return &dns.TXT{Hdr: dns.RR_Header{Name: ownerPrefix + name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl},
-		Txt: []string{ownerValue(owner, resource)}}
+// ownerTXT is the ownership record of name with value, split into character-strings of at
+// most 255 octets (a long owner and resource can exceed one); readers join them again.
+func ownerTXT(name, value string, ttl uint32) dns.RR {
+	var parts []string
+	for len(value) > 255 {
+		parts = append(parts, value[:255])
+		value = value[255:]
+	}
+	parts = append(parts, value)
+	return &dns.TXT{Hdr: dns.RR_Header{Name: ownerPrefix + name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: parts}
 }
 
 // desiredRRs validates records for the zone and converts them, grouped by name.
 // It returns the RRs and the resource (federated service) of each name.
-func desiredRRs(zoneName string, records []zone.Record) (map[string][]dns.RR, map[string]string, error) {
+func desiredRRs(zoneName string, k ownerKey, records []zone.Record) (map[string][]dns.RR, map[string]string, error) {
 	out := map[string][]dns.RR{}
 	services := map[string]string{}
 	for _, r := range records {
 		name := strings.ToLower(dns.Fqdn(r.Name))
 		if !dns.IsSubDomain(zoneName, name) || name == zoneName {
 			return nil, nil, fmt.Errorf("record %s is not below the zone %s", r.Name, zoneName)
+		}
+		if !k.mine(name) {
+			return nil, nil, fmt.Errorf("record %s is not a service name of the federation domain %s", r.Name, k.domain)
 		}
 		if strings.HasPrefix(name, ownerPrefix) {
 			return nil, nil, fmt.Errorf("record %s: names starting with %q hold ownership records", r.Name, ownerPrefix)

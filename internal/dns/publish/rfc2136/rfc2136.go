@@ -1,18 +1,25 @@
 // Package rfc2136 publishes the federation's records to a DNS server people already run
 // (BIND, Knot, PowerDNS, Windows DNS) with TSIG-signed dynamic updates (RFC 2136, RFC 8945).
 //
-// Ownership works like ExternalDNS's TXT registry: every name the publisher writes has a TXT
-// record at _strait.<name> saying "heritage=strait,strait/owner=<owner>,...". It modifies or
-// deletes only names that carry its owner's record, claims a name only when nothing is there
-// (both checked again by the server through RFC 2136 prerequisites, so a record someone
-// adds between our read and our write is never overwritten), and reads the zone with a
-// signed zone transfer. All changes to a zone go in one UPDATE message, which the server
+// Ownership works like ExternalDNS's TXT registry, made unforgeable: every name the
+// publisher writes has a TXT record at _strait.<name> saying
+// "heritage=strait,strait/owner=<owner>,strait/resource=<fed>/<ns>/<svc>,strait/mac=<mac>",
+// where the MAC is an HMAC-SHA256, with a key only this installation holds, over the owner,
+// the name and the resource. The publisher looks only at the names its zone model produces
+// under its federation domain (zone.IsServiceName), never at anything else in the zone; it
+// modifies or deletes only names whose ownership record carries its owner and a valid MAC,
+// and claims a name only when nothing is there (both checked again by the server through
+// RFC 2136 prerequisites, so a record someone adds between our read and our write is never
+// overwritten). A key that may only write TXT records (as ACME DNS-01 clients hold) can
+// therefore not make it delete anything. It reads the zone with a signed zone transfer. All changes to a zone go in one UPDATE message, which the server
 // applies entirely or not at all; only when that message would exceed 64 KiB are the
 // changes split, each federated service's names still together in one message.
 package rfc2136
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -40,6 +47,9 @@ type Config struct {
 	Server string
 	// Zone is the zone the records go to (e.g. "example.com"); it contains the federation domain.
 	Zone string
+	// Domain is the federation domain (e.g. "fed.example.com"), Zone or below it. Only the
+	// service names the zone model derives under it are ever read as ours or changed.
+	Domain string
 	// KeyName, Algorithm (BIND name, default hmac-sha256) and Secret (base64) are the TSIG key.
 	KeyName   string
 	Algorithm string
@@ -47,6 +57,10 @@ type Config struct {
 	// Owner identifies this publisher in ownership records; two publishers with different
 	// owners never touch each other's names.
 	Owner string
+	// OwnershipKey signs the ownership records (HMAC-SHA256), at least MinOwnershipKeyLength
+	// bytes: a record without a valid MAC under this key is never ours. See
+	// DeriveOwnershipKey for a key derived from the TSIG secret.
+	OwnershipKey []byte
 	// Timeout bounds each exchange with the server; 0 means 10s.
 	Timeout time.Duration
 }
@@ -81,12 +95,32 @@ type Result struct {
 	Conflicts []string
 }
 
+// MinOwnershipKeyLength is the shortest ownership key accepted, in bytes.
+const MinOwnershipKeyLength = 16
+
+// ownershipKeyInfo separates the ownership key derived from a TSIG secret from any other
+// key derived from it (HKDF "info", RFC 5869).
+const ownershipKeyInfo = "strait.io/dns-ownership-key/v1"
+
+// DeriveOwnershipKey derives an ownership key from a base64 TSIG secret with HKDF-SHA256
+// (RFC 5869), domain-separated by its info string, so the key that signs ownership records
+// is never the TSIG key itself and nothing signed with one verifies with the other. Anyone
+// who can compute it already holds the TSIG key, which can change the whole zone anyway.
+func DeriveOwnershipKey(tsigSecret string) ([]byte, error) {
+	secret, err := base64.StdEncoding.DecodeString(strings.TrimSpace(tsigSecret))
+	if err != nil || len(secret) == 0 {
+		return nil, errors.New("the TSIG secret is not base64")
+	}
+	return hkdf.Key(sha256.New, secret, nil, ownershipKeyInfo, 32)
+}
+
 // Publisher keeps a zone's federation records in line with the desired set.
 type Publisher struct {
 	cfg       Config
 	zone      string
 	key       string
 	algorithm string
+	own       ownerKey
 }
 
 // New validates the configuration.
@@ -114,6 +148,14 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.Owner == "" || strings.ContainsAny(cfg.Owner, ",=\"\\ ") {
 		return nil, fmt.Errorf("invalid owner %q: non-empty, without ',', '=', quotes, backslashes or spaces", cfg.Owner)
 	}
+	domain := strings.ToLower(dns.Fqdn(cfg.Domain))
+	if _, ok := dns.IsDomainName(cfg.Domain); !ok || cfg.Domain == "" || !dns.IsSubDomain(p.zone, domain) {
+		return nil, fmt.Errorf("invalid federation domain %q: it must be the zone %s or below it", cfg.Domain, p.zone)
+	}
+	if len(cfg.OwnershipKey) < MinOwnershipKeyLength {
+		return nil, fmt.Errorf("the ownership key is %d bytes; at least %d are needed", len(cfg.OwnershipKey), MinOwnershipKeyLength)
+	}
+	p.own = ownerKey{owner: cfg.Owner, key: append([]byte(nil), cfg.OwnershipKey...), domain: domain}
 	if p.cfg.Timeout == 0 {
 		p.cfg.Timeout = 10 * time.Second
 	}
@@ -125,7 +167,7 @@ func New(cfg Config) (*Publisher, error) {
 // complete and authoritative (never the result of a failed read). Invalid records, an
 // unreachable server or a rejected key return an error before anything is changed.
 func (p *Publisher) Publish(ctx context.Context, desired []zone.Record, opts Options) (Result, error) {
-	want, services, err := desiredRRs(p.zone, desired)
+	want, services, err := desiredRRs(p.zone, p.own, desired)
 	if err != nil {
 		return Result{}, err
 	}
@@ -133,7 +175,7 @@ func (p *Publisher) Publish(ctx context.Context, desired []zone.Record, opts Opt
 	if err != nil {
 		return Result{}, err
 	}
-	changes, conflicts := plan(current, want, services, p.cfg.Owner)
+	changes, conflicts := plan(current, want, services, p.own)
 	res := Result{Conflicts: conflicts}
 	if len(want) == 0 && !opts.AllowEmpty {
 		released := 0
@@ -172,8 +214,9 @@ func (p *Publisher) Publish(ctx context.Context, desired []zone.Record, opts Opt
 	return res, nil
 }
 
-// Published returns the records at the names this publisher owns (A, AAAA, CNAME), sorted,
-// each with the federated service its ownership record names.
+// Published returns the records at the names this publisher owns (A, AAAA, CNAME): service
+// names of its domain with a valid ownership record of its own, sorted, each with the
+// federated service its ownership record names.
 func (p *Publisher) Published(ctx context.Context) ([]zone.Record, error) {
 	current, err := p.read(ctx)
 	if err != nil {
@@ -181,7 +224,7 @@ func (p *Publisher) Published(ctx context.Context) ([]zone.Record, error) {
 	}
 	var out []zone.Record
 	for name, sets := range current {
-		_, o, ours := current.ownerOf(name, p.cfg.Owner)
+		_, _, o, ours := current.ownerOf(name, p.own)
 		if !ours {
 			continue
 		}
