@@ -10,7 +10,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Client rate limits: the client-go default of 5 QPS, burst 10, is far too low for the agent.
@@ -35,7 +34,9 @@ type BrokerEndpoint struct {
 }
 
 // EndpointFromConfig takes the broker endpoint from the client configuration the user has for
-// it (its kubeconfig context), reading a CA file if the context refers to one.
+// it (its kubeconfig context), reading a CA file if the context refers to one. Only where the
+// broker is and how to verify it are taken: how the user authenticates (exec and
+// auth-provider plugins, token files, client certificates) stays the user's own.
 func EndpointFromConfig(cfg *rest.Config) (BrokerEndpoint, error) {
 	ep := BrokerEndpoint{Server: cfg.Host, CAData: cfg.CAData, ServerName: cfg.ServerName, Insecure: cfg.Insecure}
 	if len(ep.CAData) == 0 && cfg.CAFile != "" {
@@ -48,19 +49,23 @@ func EndpointFromConfig(cfg *rest.Config) (BrokerEndpoint, error) {
 	return ep, nil
 }
 
-// BrokerKubeconfig builds the kubeconfig a member's agent uses for the broker: the member's
-// service account token, with its broker namespace as the default namespace.
-func BrokerKubeconfig(ep BrokerEndpoint, id string, token []byte) ([]byte, error) {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["broker"] = &clientcmdapi.Cluster{
-		Server: ep.Server, CertificateAuthorityData: ep.CAData,
-		TLSServerName: ep.ServerName, InsecureSkipTLSVerify: ep.Insecure,
+// Credential is the self-contained credential of a member holding token: the server, its CA
+// and TLS server name, and the token, nothing else.
+func (ep BrokerEndpoint) Credential(token string) BrokerCredential {
+	c := BrokerCredential{Server: ep.Server, CAData: ep.CAData, ServerName: ep.ServerName, Insecure: ep.Insecure, Token: token}
+	if c.Insecure {
+		// client-go refuses a CA together with skipping verification.
+		c.CAData = nil
 	}
-	user := legacyAgentServiceAccount + "@" + MemberNamespace(id)
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: string(token)}
-	cfg.Contexts["broker"] = &clientcmdapi.Context{Cluster: "broker", AuthInfo: user, Namespace: MemberNamespace(id)}
-	cfg.CurrentContext = "broker"
-	return clientcmd.Write(*cfg)
+	c.Expiry = TokenExpiry(token)
+	return c
+}
+
+// BrokerKubeconfig builds the kubeconfig a member's agent uses for the broker (see
+// BrokerCredential.Kubeconfig): the member's token, with its broker namespace as the
+// default namespace.
+func BrokerKubeconfig(ep BrokerEndpoint, id string, token []byte) ([]byte, error) {
+	return ep.Credential(string(token)).Kubeconfig(id)
 }
 
 // ReadBrokerCredential reads and checks the broker credential join stored in the member

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -37,11 +40,15 @@ type LeaveResult struct {
 	Actions   []Action `json:"actions"`
 }
 
-// Leave removes a member from the clusterset: on the broker its namespace (with every record
-// it published, so the other members drop its endpoints) and its ClusterRoleBinding; in the
-// member its broker credential and its About API ClusterProperty objects. The CRDs stay:
-// other software may keep data in them. Leave refuses to remove a broker record that
-// belongs to another cluster.
+// Leave removes a member from the clusterset. On the broker: first its registry record, so
+// it stops counting as a member at once; then its identity (ServiceAccount
+// strait-clusterset/member-<id>, which voids its tokens) and the Role that let it renew its
+// token; then its namespace, with every record it published, so the other members drop its
+// endpoints. In the member: its broker credential and its About API ClusterProperty objects.
+// The CRDs stay (other software may keep data in them), and so do the clusterset namespace
+// and the reader roles all members share, even when the last member leaves. Leave refuses to
+// remove a broker record that belongs to another cluster. A member still in the old layout
+// (before the registry) is removed as well.
 func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 	if o.Member == nil || o.Broker == nil {
 		return nil, errors.New("leave needs the member's and the broker's client configuration")
@@ -94,22 +101,42 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 			o.MemberName, ErrNotMember, o.BrokerName, ClusterIDProperty, uid)
 	}
 
-	// What exists, and whose it is.
+	// What exists, and whose it is: the registry record, else the record of the old layout,
+	// else the label of the member namespace says.
+	core := broker.kube.CoreV1()
+	owner := func(cm *corev1.ConfigMap) error {
+		if got := cm.Data[KeyClusterUID]; got != uid {
+			return fmt.Errorf("cluster ID %q on %s belongs to another cluster (kube-system uid %s, this is %s); not removing it",
+				id, o.BrokerName, orUnknown(got), uid)
+		}
+		return nil
+	}
+	record, err := core.ConfigMaps(ClustersetNamespace).Get(ctx, RegistryName(id), metav1.GetOptions{})
+	registered := err == nil
+	switch {
+	case registered:
+		if err := owner(record); err != nil {
+			return nil, err
+		}
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("%s: reading %s/%s: %w", o.BrokerName, ClustersetNamespace, RegistryName(id), err)
+	}
 	nsName := MemberNamespace(id)
-	ns, err := broker.kube.CoreV1().Namespaces().Get(ctx, nsName, metav1.GetOptions{})
+	ns, err := core.Namespaces().Get(ctx, nsName, metav1.GetOptions{})
 	nsExists := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("%s: reading namespace %s: %w", o.BrokerName, nsName, err)
 	}
-	if nsExists {
-		cm, err := broker.kube.CoreV1().ConfigMaps(nsName).Get(ctx, legacyMembershipConfigMap, metav1.GetOptions{})
+	if nsExists && !registered {
+		cm, err := core.ConfigMaps(nsName).Get(ctx, legacyMembershipConfigMap, metav1.GetOptions{})
 		switch {
-		case err == nil && cm.Data[KeyClusterUID] != uid:
-			return nil, fmt.Errorf("cluster ID %q on %s belongs to another cluster (kube-system uid %s, this is %s); not removing it",
-				id, o.BrokerName, orUnknown(cm.Data[KeyClusterUID]), uid)
+		case err == nil:
+			if err := owner(cm); err != nil {
+				return nil, err
+			}
 		case apierrors.IsNotFound(err) && ns.Labels[ManagedByLabel] != ManagedByValue:
 			return nil, fmt.Errorf("namespace %s on %s was not created by strait; not removing it", nsName, o.BrokerName)
-		case err != nil && !apierrors.IsNotFound(err):
+		case !apierrors.IsNotFound(err):
 			return nil, fmt.Errorf("%s: reading %s/%s: %w", o.BrokerName, nsName, legacyMembershipConfigMap, err)
 		}
 	}
@@ -118,9 +145,9 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("%s: reading Secret %s/%s: %w", o.MemberName, SystemNamespace, BrokerSecretName, err)
 	}
-	if !nsExists && !secretExists && localID == "" {
-		return nil, fmt.Errorf("%s is %w on %s: there is no namespace %s on the broker, no Secret %s/%s and no ClusterProperty %s",
-			o.MemberName, ErrNotMember, o.BrokerName, nsName, SystemNamespace, BrokerSecretName, ClusterIDProperty)
+	if !registered && !nsExists && !secretExists && localID == "" {
+		return nil, fmt.Errorf("%s is %w on %s: there is no record %s/%s and no namespace %s on the broker, no Secret %s/%s and no ClusterProperty %s",
+			o.MemberName, ErrNotMember, o.BrokerName, ClustersetNamespace, RegistryName(id), nsName, SystemNamespace, BrokerSecretName, ClusterIDProperty)
 	}
 
 	res := &LeaveResult{ClusterID: id, Broker: o.BrokerName, Actions: []Action{}}
@@ -135,43 +162,51 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 		return nil
 	}
 
-	// The broker first: once its namespace is gone the other members drop this member's
-	// endpoints, and the member keeps its credential until then, so a failed leave can be
-	// run again.
+	// The broker first, the record before anything else: from then on the member does not
+	// count, and the member keeps its credential until the broker is done, so a failed leave
+	// can be run again.
 	rbac := broker.kube.RbacV1()
-	if err := deleted(o.BrokerName, "ClusterRoleBinding", "", legacyReaderBinding(id),
-		rbac.ClusterRoleBindings().Delete(ctx, legacyReaderBinding(id), metav1.DeleteOptions{})); err != nil {
+	if registered {
+		uid := record.UID
+		if err := deleted(o.BrokerName, "ConfigMap", ClustersetNamespace, RegistryName(id),
+			core.ConfigMaps(ClustersetNamespace).Delete(ctx, RegistryName(id), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})); err != nil {
+			return res, err
+		}
+	}
+	if err := deleted(o.BrokerName, "ServiceAccount", ClustersetNamespace, RegistryName(id),
+		core.ServiceAccounts(ClustersetNamespace).Delete(ctx, RegistryName(id), metav1.DeleteOptions{})); err != nil {
+		return res, err
+	}
+	if err := deleted(o.BrokerName, "RoleBinding", ClustersetNamespace, MemberTokenRole(id),
+		rbac.RoleBindings(ClustersetNamespace).Delete(ctx, MemberTokenRole(id), metav1.DeleteOptions{})); err != nil {
+		return res, err
+	}
+	if err := deleted(o.BrokerName, "Role", ClustersetNamespace, MemberTokenRole(id),
+		rbac.Roles(ClustersetNamespace).Delete(ctx, MemberTokenRole(id), metav1.DeleteOptions{})); err != nil {
 		return res, err
 	}
 	if nsExists {
 		if err := deleted(o.BrokerName, "Namespace", "", nsName,
-			broker.kube.CoreV1().Namespaces().Delete(ctx, nsName, metav1.DeleteOptions{})); err != nil {
+			core.Namespaces().Delete(ctx, nsName, metav1.DeleteOptions{})); err != nil {
 			return res, err
 		}
 		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, o.Timeout, true, func(ctx context.Context) (bool, error) {
-			_, err := broker.kube.CoreV1().Namespaces().Get(ctx, nsName, metav1.GetOptions{})
+			_, err := core.Namespaces().Get(ctx, nsName, metav1.GetOptions{})
 			return apierrors.IsNotFound(err), nil
 		}); err != nil {
 			return res, fmt.Errorf("namespace %s on %s was not deleted within %s; run leave again: %w", nsName, o.BrokerName, o.Timeout, err)
 		}
 	}
-	// The reader role is shared; the last member to leave removes it.
-	bindings, err := rbac.ClusterRoleBindings().List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue})
-	if err != nil {
-		return res, fmt.Errorf("%s: listing ClusterRoleBindings: %w", o.BrokerName, err)
+	// A member of the old layout had a ClusterRoleBinding of its own.
+	if err := deleted(o.BrokerName, "ClusterRoleBinding", "", legacyReaderBinding(id),
+		rbac.ClusterRoleBindings().Delete(ctx, legacyReaderBinding(id), metav1.DeleteOptions{})); err != nil {
+		return res, err
 	}
-	inUse := false
-	for _, b := range bindings.Items {
-		if b.RoleRef.Kind == "ClusterRole" && b.RoleRef.Name == legacyReaderClusterRole {
-			inUse = true
-		}
+	j := &journal{}
+	if err := releaseLegacyReaderRole(ctx, j, o.BrokerName, broker.kube); err != nil {
+		return res, err
 	}
-	if !inUse {
-		if err := deleted(o.BrokerName, "ClusterRole", "", legacyReaderClusterRole,
-			rbac.ClusterRoles().Delete(ctx, legacyReaderClusterRole, metav1.DeleteOptions{})); err != nil {
-			return res, err
-		}
-	}
+	res.Actions = append(res.Actions, j.actions...)
 
 	if err := deleted(o.MemberName, "Secret", SystemNamespace, BrokerSecretName,
 		member.kube.CoreV1().Secrets(SystemNamespace).Delete(ctx, BrokerSecretName, metav1.DeleteOptions{})); err != nil {
@@ -184,4 +219,43 @@ func Leave(ctx context.Context, o LeaveOptions) (*LeaveResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// releaseLegacyReaderRole settles ClusterRole strait-member-reader once no member of the old
+// layout uses it: with its old, wide rules it is brought to the new ones and bound to the
+// members' group when the broker holds the new layout (the join that would have done it
+// migrated a member that left since), and deleted otherwise, as the old leave did for the
+// last member. The new ClusterRole is never deleted.
+func releaseLegacyReaderRole(ctx context.Context, j *journal, cluster string, kube kubernetes.Interface) error {
+	legacy, err := legacyReaderBindings(ctx, kube)
+	if err != nil || len(legacy) > 0 {
+		return err
+	}
+	role, err := kube.RbacV1().ClusterRoles().Get(ctx, legacyReaderClusterRole, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: reading ClusterRole %s: %w", cluster, legacyReaderClusterRole, err)
+	}
+	if role.Labels[ManagedByLabel] != ManagedByValue || reflect.DeepEqual(role.Rules, readerClusterRole().Rules) {
+		return nil
+	}
+	_, err = kube.CoreV1().Namespaces().Get(ctx, ClustersetNamespace, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return ensureClusterReader(ctx, j, cluster, kube)
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("%s: reading namespace %s: %w", cluster, ClustersetNamespace, err)
+	}
+	uid := role.UID
+	err = kube.RbacV1().ClusterRoles().Delete(ctx, legacyReaderClusterRole, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting ClusterRole %s in %s: %w", legacyReaderClusterRole, cluster, err)
+	}
+	j.record(Action{Cluster: cluster, Verb: Deleted, Kind: "ClusterRole", Name: legacyReaderClusterRole}, nil)
+	return nil
 }

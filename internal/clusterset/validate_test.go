@@ -229,17 +229,17 @@ func TestCheckLocalProperties(t *testing.T) {
 	}
 }
 
-func TestMembershipConfigMapRoundTrip(t *testing.T) {
+func TestRegistryConfigMapRoundTrip(t *testing.T) {
 	m := Member{
 		ID: "cluster02", ClusterSet: "prod", ClusterUID: "1234", Region: "r1", Zone: "z1",
 		PodCIDRs: []string{"10.2.0.0/16", "fd00:2::/48"}, ServiceCIDRs: []string{"10.102.0.0/16"},
 		Namespace: MemberNamespace("cluster02"), JoinedAt: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC),
 	}
-	cm := membershipConfigMap(m)
+	cm := registryConfigMap(m)
 	if cm.Data[KeyPodCIDRs] != "10.2.0.0/16,fd00:2::/48" || cm.Data[KeyJoinedAt] != "2025-06-01T12:00:00Z" {
 		t.Errorf("data %v", cm.Data)
 	}
-	got, err := MemberFromConfigMap(cm)
+	got, err := MemberFromRegistry(cm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,15 +254,16 @@ func TestMembershipConfigMapRoundTrip(t *testing.T) {
 		mutate func(*corev1.ConfigMap)
 		want   string
 	}{
-		{"claims another ID", func(cm *corev1.ConfigMap) { cm.Data[KeyClusterID] = "cluster01" }, `has clusterID "cluster01", but its namespace belongs to "cluster02"`},
-		{"not a member namespace", func(cm *corev1.ConfigMap) { cm.Namespace = "default" }, "is not in a member namespace"},
+		{"claims another ID", func(cm *corev1.ConfigMap) { cm.Data[KeyClusterID] = "cluster01" }, `has clusterID "cluster01", but its name belongs to "cluster02"`},
+		{"not in the clusterset namespace", func(cm *corev1.ConfigMap) { cm.Namespace = "default" }, "ConfigMap default/member-cluster02 is not a membership record"},
+		{"not a registry name", func(cm *corev1.ConfigMap) { cm.Name = "cluster02" }, "is not a membership record"},
 		{"bad CIDR", func(cm *corev1.ConfigMap) { cm.Data[KeyServiceCIDRs] = "10.102.0.0" }, `service CIDR "10.102.0.0" is not a CIDR`},
 		{"bad time", func(cm *corev1.ConfigMap) { cm.Data[KeyJoinedAt] = "yesterday" }, `joinedAt "yesterday" is not an RFC 3339 time`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bad := membershipConfigMap(m)
+			bad := registryConfigMap(m)
 			tc.mutate(bad)
-			if _, err := MemberFromConfigMap(bad); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := MemberFromRegistry(bad); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want %q", err, tc.want)
 			}
 		})

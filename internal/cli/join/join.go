@@ -67,15 +67,29 @@ func NewJoin() *cobra.Command {
 			"which may be one of the members). In the member it installs the Multi-Cluster Services CRDs,\n" +
 			"the About API ClusterProperty objects cluster.clusterset.k8s.io and clusterset.k8s.io, and\n" +
 			"the Secret strait-system/strait-broker with the member's broker credential. On the broker it\n" +
-			"creates the member's namespace strait-member-<id>, its service account and least-privilege\n" +
-			"RBAC (write its own namespace, read everyone's) and its membership record.\n\n" +
+			"creates the member's identity, ServiceAccount strait-clusterset/member-<id>, and its\n" +
+			"namespace strait-member-<id>, with least-privilege RBAC: the member writes only its own\n" +
+			"namespace, reads the records of every member namespace, the membership registry\n" +
+			"(strait-clusterset) and the federation namespace, and may renew its own token. Its\n" +
+			"registry record strait-clusterset/member-<id> is written last.\n\n" +
+			"The stored credential holds only the broker's URL, its CA and a token of the member's\n" +
+			"ServiceAccount that expires after --credential-ttl (the agent renews it); nothing of how you\n" +
+			"authenticate to the broker (exec plugins, certificates, files) is copied. A broker context\n" +
+			"that skips TLS verification is refused unless --allow-insecure-broker is given.\n\n" +
 			"It refuses a cluster ID that is not a DNS-1123 label, an ID used by another cluster, and pod\n" +
 			"or service CIDRs that overlap another member's, before writing anything. Running it again is\n" +
-			"safe: it changes nothing, or repairs what is missing.",
+			"safe: it repairs what is missing and writes a fresh token; it also moves a member of the old\n" +
+			"broker layout (before the registry) to this one.",
 		Example: "  strait join --context cluster02 --broker-context cluster01\n" +
 			"  strait join --context prod-eu --broker-context broker --cluster-id eu1 --region europe-west1 --zone europe-west1-b",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := clusterset.ValidateCredentialTTL(opts.CredentialTTL); err != nil {
+				return fmt.Errorf("--credential-ttl: %w", err)
+			}
+			if err := clusterset.ValidateFederationNamespace(opts.FederationNamespace); err != nil {
+				return fmt.Errorf("--federation-namespace: %w", err)
+			}
 			var err error
 			opts.Member, opts.Broker, opts.MemberName, opts.BrokerName, err = f.configs()
 			if err != nil {
@@ -85,6 +99,9 @@ func NewJoin() *cobra.Command {
 			res, err := clusterset.Join(cmd.Context(), opts)
 			if err != nil {
 				return err
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s\n", w)
 			}
 			return printJoin(cmd.OutOrStdout(), f.output, res)
 		},
@@ -99,6 +116,12 @@ func NewJoin() *cobra.Command {
 	fl.StringSliceVar(&opts.ServiceCIDRs, "service-cidr", nil, "service CIDRs of the cluster (default: its ServiceCIDR objects)")
 	fl.BoolVar(&opts.AllowOverlappingCIDRs, "allow-overlapping-cidrs", false, "allow CIDRs that overlap other members' (for data planes that translate addresses)")
 	fl.StringVar(&opts.BrokerServer, "broker-server", "", "broker API URL the member's agent uses (default: the server of --broker-context)")
+	fl.StringVar(&opts.FederationNamespace, "federation-namespace", clusterset.DefaultFederationNamespace,
+		"broker namespace whose Services are federated; members may read its Services and EndpointSlices (created if missing)")
+	fl.DurationVar(&opts.CredentialTTL, "credential-ttl", clusterset.DefaultCredentialTTL,
+		fmt.Sprintf("lifetime of the broker token stored in the member, from %s to %s; the agent renews it", clusterset.MinCredentialTTL, clusterset.MaxCredentialTTL))
+	fl.BoolVar(&opts.AllowInsecureBroker, "allow-insecure-broker", false,
+		"store a broker credential that skips TLS verification when the broker context does (labs only)")
 	return cmd
 }
 
@@ -111,9 +134,12 @@ func NewLeave() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "leave --context CLUSTER --broker-context BROKER",
 		Short: "Take a cluster out of its clusterset",
-		Long: "Leave undoes join: it deletes the member's namespace on the broker (with every record it\n" +
-			"published, so the other members drop its endpoints) and its ClusterRoleBinding, then the\n" +
-			"member's broker credential and its ClusterProperty objects. The CRDs stay installed.",
+		Long: "Leave undoes join. On the broker it deletes the member's registry record first, so it stops\n" +
+			"counting as a member at once, then its ServiceAccount (which voids its tokens) and token Role,\n" +
+			"then its namespace, with every record it published, so the other members drop its endpoints.\n" +
+			"In the member it deletes the broker credential and the ClusterProperty objects. The CRDs stay\n" +
+			"installed; so do the namespace strait-clusterset and the reader roles all members share, even\n" +
+			"when the last member leaves.",
 		Example: "  strait leave --context cluster02 --broker-context cluster01",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -144,6 +170,8 @@ func printJoin(w io.Writer, format string, res *clusterset.JoinResult) error {
 	fmt.Fprintf(w, "Cluster %s is a member of clusterset %q (broker %s).\n", m.ID, m.ClusterSet, res.Broker)
 	fmt.Fprintf(w, "  region %s, zone %s, pod CIDRs %s, service CIDRs %s\n",
 		orNone(m.Region), orNone(m.Zone), strings.Join(m.PodCIDRs, ","), strings.Join(m.ServiceCIDRs, ","))
+	fmt.Fprintf(w, "  broker credential: a token of ServiceAccount %s/%s, expires %s\n",
+		clusterset.ClustersetNamespace, clusterset.RegistryName(m.ID), res.CredentialExpiry.UTC().Format(time.RFC3339))
 	return printActions(w, res.Actions, "Nothing to change.")
 }
 
