@@ -215,7 +215,7 @@ func TestMembershipOnLab(t *testing.T) {
 		}
 		// Its tokens die with its ServiceAccount.
 		e.assertRevoked(t, old, "cluster03's token after leave")
-		if _, err := clusterset.BrokerRESTConfig(ctx, lab.Client("cluster03")); err == nil {
+		if _, err := clusterset.BrokerRESTConfig(ctx, lab.Client("cluster03"), false); err == nil {
 			t.Error("cluster03 still has a broker credential")
 		}
 		if _, err := clusterset.LocalClusterID(ctx, e.dyn(t, "cluster03")); !errors.Is(err, clusterset.ErrNoClusterID) {
