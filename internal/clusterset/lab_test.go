@@ -35,6 +35,7 @@ import (
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/lab/labtest"
+	"github.com/strait-io/strait/internal/liveness"
 )
 
 const (
@@ -1035,6 +1036,9 @@ func (e *labEnv) snapshot(t *testing.T) map[string]string {
 				o, err := apimeta.Accessor(item)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if kind == "ConfigMap" && o.GetName() == liveness.ViewConfigMap {
+					continue // the running agent's own view of the clusterset, not join's
 				}
 				version := o.GetResourceVersion()
 				if kind == "Namespace" {
