@@ -22,8 +22,11 @@ demo-down: build
 lab-binaries: build
 	./$(BIN) lab binaries
 
-# Everything CI must pass: vet, unit tests, and integration tests against real lab clusters.
+# Everything CI must pass: vet, the fast layer first (as an unprivileged user when run as
+# root, which proves it needs neither root nor a lab), then every test, integration tests
+# against real lab clusters included.
 test: build lab-binaries vet
+	./hack/test-unit-unprivileged.sh
 	$(GO) test -count=1 -timeout 60m ./...
 
 # The fast layer: every test that needs no root and no lab (lab-bound tests skip under -short).
