@@ -297,11 +297,6 @@ func (a *Agent) Run(ctx context.Context) error {
 // termRetry is the pause between leadership terms.
 const termRetry = 2 * time.Second
 
-// resyncAfter: a broker outage at least this long ends the term when the broker returns, so
-// the next one watches it with fresh informers instead of waiting out client-go's watch
-// backoff (up to a minute). The new term withdraws no one before a full lease period.
-const resyncAfter = 5 * time.Second
-
 // lead campaigns for the leader lease and reconciles while holding it: one term, with
 // informers, tracker and loops of its own, so a new term starts from a full list and
 // withdraws no one before it has watched a full lease period.
@@ -394,12 +389,8 @@ func (a *Agent) env(m *controller.Manager) (*env.Env, error) {
 	}
 	leasewatch.Setup(m, e.Liveness, leasewatch.Options{
 		Leases: records.Leases, Memberships: records.Registry,
-		Ping: leasewatch.Readyz(broker.Kube.Discovery().RESTClient()),
-		OnReturn: func(down time.Duration) {
-			if down >= resyncAfter {
-				m.Stop(fmt.Errorf("the broker answers again after %s: a new term lists it afresh", down.Round(time.Second)))
-			}
-		},
+		Ping:     leasewatch.Readyz(broker.Kube.Discovery().RESTClient()),
+		OnReturn: leasewatch.RestartOnReturn(m),
 	})
 	return e, nil
 }

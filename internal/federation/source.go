@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/strait-io/strait/internal/brokercache"
@@ -75,7 +77,10 @@ type Cache struct {
 // federation namespace and what a member reads (package brokercache): a member's broker
 // credential, or an administrator's. ping reaches the broker for the tracker (nil: never
 // probed, for fake clients).
-func NewCache(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.Interface, cfg Config, ping leasewatch.Ping) *Cache {
+//
+// onReturn, when set, is called when the broker answers again after an outage
+// (leasewatch.RestartOnReturn(m) starts the reader afresh).
+func NewCache(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.Interface, cfg Config, ping leasewatch.Ping, onReturn func(time.Duration)) *Cache {
 	fed := informers.NewSharedInformerFactoryWithOptions(broker, 0, informers.WithNamespace(cfg.Namespace),
 		informers.WithTransform(func(obj any) (any, error) {
 			if o, err := apimeta.Accessor(obj); err == nil {
@@ -92,7 +97,7 @@ func NewCache(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.
 	if err := c.Records.SetWatchErrorHandler(leasewatch.WatchErrors(c.Liveness)); err != nil {
 		m.Fail(err)
 	}
-	leasewatch.Setup(m, c.Liveness, leasewatch.Options{Leases: c.Records.Leases, Memberships: c.Records.Registry, Ping: ping})
+	leasewatch.Setup(m, c.Liveness, leasewatch.Options{Leases: c.Records.Leases, Memberships: c.Records.Registry, Ping: ping, OnReturn: onReturn})
 	return c
 }
 
@@ -230,7 +235,8 @@ type Source struct {
 	// others, and Rejected reports it.
 	Validate func(zone.Service) error
 
-	cache    *Cache
+	// current is the cache of the current run (see StartSource).
+	current  atomic.Pointer[Cache]
 	rejected []error
 
 	changes chan struct{}
@@ -243,31 +249,78 @@ func NewSource(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Source{cache: NewCache(m, broker, mcs, cfg, ping), changes: make(chan struct{}, 1)}
+	s := &Source{changes: make(chan struct{}, 1)}
+	s.current.Store(s.watch(m, NewCache(m, broker, mcs, cfg, ping, nil)))
+	return s, nil
+}
+
+// watch has c signal the source's changes.
+func (s *Source) watch(m *controller.Manager, c *Cache) *Cache {
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.signal() },
 		UpdateFunc: func(any, any) { s.signal() },
 		DeleteFunc: func(any) { s.signal() },
 	}
 	// Lease renewals change nothing by themselves; the tracker says when a verdict did.
-	for _, i := range []controller.EventSource{s.cache.ServiceInformer, s.cache.Records.Registry, s.cache.Records.Slices} {
+	for _, i := range []controller.EventSource{c.ServiceInformer, c.Records.Registry, c.Records.Slices} {
 		m.Watch(i, notify)
 	}
-	s.cache.Liveness.OnChange(func(liveness.View, []liveness.Change) { s.signal() })
-	return s, nil
+	c.Liveness.OnChange(func(liveness.View, []liveness.Change) { s.signal() })
+	return c
 }
 
-// StartSource runs a Source on a controller manager of its own, named component, until ctx
-// ends, and returns once its caches are complete (or with the error that stopped it).
+// StartSource runs a Source until ctx ends, on a controller manager of its own named
+// component, and returns once its caches are complete (or with the error that stopped it
+// first). When the broker answers again after an outage, the source starts a new run with
+// fresh informers and keeps answering from the previous one until the new one is complete.
 func StartSource(ctx context.Context, component string, broker kubernetes.Interface, mcs mcsclient.Interface, cfg Config) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Source{changes: make(chan struct{}, 1)}
+	ping := leasewatch.Readyz(broker.Discovery().RESTClient())
+	first := make(chan error, 1)
+	go func() {
+		logger := klog.FromContext(ctx)
+		for run := 0; ; run++ {
+			err := s.run(ctx, component, broker, mcs, cfg, ping, first)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case run == 0 && s.current.Load() == nil:
+				first <- err
+				return
+			case errors.Is(err, leasewatch.ErrBrokerReturned):
+				logger.Info("Reading the broker afresh", "reason", err)
+			default:
+				logger.Error(err, "Broker source stopped; starting again")
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(2 * time.Second):
+				}
+			}
+		}
+	}()
+	select {
+	case err := <-first:
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// run is one run of the source: a manager and its cache, which becomes current once
+// synced (the first time, first is told). It returns when the manager stops.
+func (s *Source) run(ctx context.Context, component string, broker kubernetes.Interface, mcs mcsclient.Interface, cfg Config, ping leasewatch.Ping, first chan<- error) error {
 	m, err := controller.NewManager(controller.Options{Name: component})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	src, err := NewSource(m, broker, mcs, cfg, leasewatch.Readyz(broker.Discovery().RESTClient()))
-	if err != nil {
-		return nil, err
-	}
+	c := s.watch(m, NewCache(m, broker, mcs, cfg, ping, leasewatch.RestartOnReturn(m)))
 	stopped := make(chan error, 1)
 	go func() { stopped <- m.Start(ctx) }()
 	err = wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
@@ -276,22 +329,30 @@ func StartSource(ctx context.Context, component string, broker kubernetes.Interf
 			if err == nil {
 				err = context.Cause(ctx)
 			}
+			stopped <- err
 			return false, err
 		default:
-			return src.Synced(), nil
+			return c.Synced(), nil
 		}
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		wasFirst := s.current.Swap(c) == nil
+		s.signal()
+		if wasFirst {
+			first <- nil
+		}
 	}
-	return src, nil
+	return <-stopped
 }
 
 // Synced reports whether the source's caches are complete.
-func (s *Source) Synced() bool { return s.cache.Synced() }
+func (s *Source) Synced() bool {
+	c := s.current.Load()
+	return c != nil && c.Synced()
+}
 
 // Liveness is the source's view of the members.
-func (s *Source) Liveness() liveness.View { return s.cache.Liveness.View() }
+func (s *Source) Liveness() liveness.View { return s.current.Load().Liveness.View() }
 
 // Changed receives a value when what Services returns may have changed: a broker object
 // changed, or a member's liveness verdict (the strait dns runner's Notifier).
@@ -306,7 +367,7 @@ func (s *Source) signal() {
 
 // Statuses returns every federated Service's status.
 func (s *Source) Statuses(context.Context) ([]ServiceStatus, error) {
-	snap, err := s.cache.Snapshot()
+	snap, err := s.current.Load().Snapshot()
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +402,7 @@ func (s *Source) Services(ctx context.Context) ([]zone.Service, error) {
 // Locations returns where the members are (membership region and zone), for the clusters
 // strait dns answers short names to (server.Config.Clusters).
 func (s *Source) Locations() ([]zone.Location, error) {
-	snap, err := s.cache.Snapshot()
+	snap, err := s.current.Load().Snapshot()
 	if err != nil {
 		return nil, err
 	}

@@ -146,9 +146,13 @@ type Tracker struct {
 	cfg   Config
 	clock clock.PassiveClock
 
-	mu        sync.Mutex
-	started   time.Time
-	resumed   time.Time // last time the broker became reachable again
+	mu      sync.Mutex
+	started time.Time
+	resumed time.Time // last time renewals were seen flowing again after an outage
+	// resyncing: the broker answers again but no lease renewal has been seen since, so the
+	// reader's watches may still be catching up (client-go retries a refused watch with a
+	// backoff of up to a minute): withdraw no one until a renewal shows they flow.
+	resyncing bool
 	reachable bool
 	since     time.Time
 	lastErr   string
@@ -221,7 +225,11 @@ func (t *Tracker) ObserveLease(id, token string, duration time.Duration, fresh b
 	}
 	m.token = token
 	if seen || fresh {
-		m.observed = t.clock.Now()
+		now := t.clock.Now()
+		m.observed = now
+		if t.resyncing && t.reachable {
+			t.resyncing, t.resumed = false, now
+		}
 	}
 }
 
@@ -269,14 +277,14 @@ func (t *Tracker) BrokerUnreachable(err error) {
 }
 
 // BrokerReachable records a successful request to the broker. Coming back from
-// unreachable starts a resync period: nothing is withdrawn until a full lease period has
-// been watched again.
+// unreachable starts a resync: nothing is withdrawn until a lease renewal has been seen
+// again (the reader's watches flow) and, from then, a full lease period has been watched.
 func (t *Tracker) BrokerReachable() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.reachable {
 		now := t.clock.Now()
-		t.reachable, t.since, t.resumed = true, now, now
+		t.reachable, t.since, t.resumed, t.resyncing = true, now, now, true
 		t.lastErr = ""
 	}
 }
@@ -337,6 +345,9 @@ func (t *Tracker) View() View {
 		if t.lastErr != "" {
 			v.FrozenReason += ": " + t.lastErr
 		}
+	case t.resyncing:
+		v.Frozen = true
+		v.FrozenReason = fmt.Sprintf("resyncing: the broker answers again since %s, but no lease renewal has been seen since", t.since.UTC().Format(time.RFC3339))
 	case counted >= DisruptionMinMembers && dead*2 > counted:
 		v.Frozen = true
 		v.FrozenReason = fmt.Sprintf("%d of %d members stopped renewing their leases at once; the fault is likely the broker's or this reader's, so none is withdrawn", dead, counted)

@@ -115,9 +115,9 @@ func TestClockSkewChangesNothing(t *testing.T) {
 			h.want(map[string]State{"skewed": Alive})
 			// It stops: withdrawn after lease + grace on the reader's clock, whatever its
 			// clock said.
-			h.run(24*time.Second, "nobody")
+			h.run(24 * time.Second)
 			h.want(map[string]State{"skewed": Alive})
-			h.run(2*time.Second, "nobody")
+			h.run(2 * time.Second)
 			h.want(map[string]State{"skewed": Withdrawn})
 		})
 	}
@@ -129,22 +129,32 @@ func TestBrokerOutageFreezesAndResumesWithoutABurst(t *testing.T) {
 	h.want(map[string]State{"a": Alive, "b": Alive, "c": Alive})
 	// The broker goes away: no renewal reaches anyone for two minutes.
 	h.tr.BrokerUnreachable(errors.New("connection refused"))
-	h.run(2*time.Minute, "nobody")
+	h.run(2 * time.Minute)
 	v := h.tr.View()
 	if !v.Frozen || !strings.Contains(v.FrozenReason, "unreachable") || !strings.Contains(v.FrozenReason, "connection refused") {
 		t.Errorf("view during the outage: frozen=%v %q", v.Frozen, v.FrozenReason)
 	}
 	h.want(map[string]State{"a": Held, "b": Held, "c": Held})
-	// It returns. Nobody is withdrawn until a full lease period has been watched again.
+	// It answers again, but the reader's watches are still backing off: no renewal is seen
+	// for 40 s. That is a resync, not three deaths.
 	h.tr.BrokerReachable()
+	h.run(40 * time.Second)
 	v = h.tr.View()
-	if v.Frozen || v.Broker.ResyncUntil.IsZero() {
-		t.Errorf("after the broker returned: frozen=%v resyncUntil=%v", v.Frozen, v.Broker.ResyncUntil)
+	if !v.Frozen || !strings.Contains(v.FrozenReason, "resyncing") {
+		t.Errorf("after the broker returned, no renewal seen: frozen=%v %q", v.Frozen, v.FrozenReason)
 	}
 	h.want(map[string]State{"a": Held, "b": Held, "c": Held})
-	h.run(5*time.Second, "a", "b") // c died during the outage
+	// Renewals flow again (c died during the outage): from the first one seen, a full lease
+	// period is watched before anyone is withdrawn.
+	h.run(5*time.Second, "a", "b")
+	v = h.tr.View()
+	if v.Frozen || v.Broker.ResyncUntil.IsZero() {
+		t.Errorf("renewals seen again: frozen=%v %q resyncUntil=%v", v.Frozen, v.FrozenReason, v.Broker.ResyncUntil)
+	}
 	h.want(map[string]State{"a": Alive, "b": Alive, "c": Held})
-	h.run(21*time.Second, "a", "b")
+	h.run(24*time.Second, "a", "b")
+	h.want(map[string]State{"c": Held})
+	h.run(2*time.Second, "a", "b")
 	h.want(map[string]State{"a": Alive, "b": Alive, "c": Withdrawn})
 }
 
@@ -154,10 +164,12 @@ func TestWithdrawnStaysWithdrawnThroughAnOutage(t *testing.T) {
 	h.run(30*time.Second, "a")
 	h.want(map[string]State{"b": Withdrawn})
 	h.tr.BrokerUnreachable(errors.New("timeout"))
-	h.run(time.Minute, "nobody")
+	h.run(time.Minute)
 	h.want(map[string]State{"b": Withdrawn, "a": Held})
 	h.tr.BrokerReachable()
 	h.run(5*time.Second, "a")
+	h.want(map[string]State{"b": Withdrawn, "a": Alive})
+	h.run(time.Minute, "a")
 	h.want(map[string]State{"b": Withdrawn, "a": Alive})
 }
 
@@ -200,7 +212,7 @@ func TestRegistryDecidesWhoCounts(t *testing.T) {
 func TestLeaseDurationIsCapped(t *testing.T) {
 	h := newHarness(t)
 	h.tr.ObserveLease("greedy", "1", 24*time.Hour, true)
-	h.run(MaxLeaseDuration+DefaultGracePeriod+time.Second, "nobody")
+	h.run(MaxLeaseDuration + DefaultGracePeriod + time.Second)
 	h.want(map[string]State{"greedy": Withdrawn})
 }
 

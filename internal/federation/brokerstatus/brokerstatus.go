@@ -12,6 +12,7 @@ package brokerstatus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -127,22 +128,30 @@ func Run(ctx context.Context, o Options) error {
 			Client: o.Broker.CoordinationV1(), Namespace: o.Config.Namespace, Name: LeaseName, Identity: o.Identity,
 		}
 	}
-	m, err := controller.NewManager(mo)
-	if err != nil {
-		return err
-	}
-	Setup(m, o.Broker, o.BrokerMCS, o.Config, o.Ping)
 	logger := klog.FromContext(ctx).WithValues("federationNamespace", o.Config.Namespace)
 	ctx = klog.NewContext(ctx, logger)
 	if err := ensureNamespace(ctx, o.Broker, o.Config.Namespace); err != nil {
 		return err
 	}
-	return m.Start(ctx)
+	// A run ends when the broker answers again after an outage: the next one watches it
+	// with fresh informers (leasewatch.ErrBrokerReturned).
+	for {
+		m, err := controller.NewManager(mo)
+		if err != nil {
+			return err
+		}
+		Setup(m, o.Broker, o.BrokerMCS, o.Config, o.Ping)
+		err = m.Start(ctx)
+		if ctx.Err() != nil || !errors.Is(err, leasewatch.ErrBrokerReturned) {
+			return err
+		}
+		logger.Info("Reading the broker afresh", "reason", err)
+	}
 }
 
 // Setup declares the status writer's informers and loop on m.
 func Setup(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.Interface, cfg federation.Config, ping leasewatch.Ping) {
-	c := federation.NewCache(m, broker, mcs, cfg, ping)
+	c := federation.NewCache(m, broker, mcs, cfg, ping, leasewatch.RestartOnReturn(m))
 	r := &Reconciler{Namespace: cfg.Namespace, Cache: c, Client: broker, Recorder: m.EventRecorder(broker)}
 	loop := m.NewLoop("federation-status", r)
 	recordKey := func(obj any) []string {

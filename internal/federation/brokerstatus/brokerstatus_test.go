@@ -71,7 +71,7 @@ func setup(t *testing.T, selector string) (*Reconciler, *fake.Clientset, *record
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := federation.NewCache(m, cs, mcsfake.NewSimpleClientset(), federation.DefaultConfig(), nil)
+	c := federation.NewCache(m, cs, mcsfake.NewSimpleClientset(), federation.DefaultConfig(), nil, nil)
 	go func() { _ = m.Start(ctx) }()
 	for deadline := time.Now().Add(10 * time.Second); !c.Synced(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {

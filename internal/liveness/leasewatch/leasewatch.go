@@ -156,6 +156,25 @@ func Probe(ctx context.Context, t *liveness.Tracker, ping Ping, interval time.Du
 	}
 }
 
+// ErrBrokerReturned ends a manager run (controller.Manager.Stop) when the broker answers
+// again after an outage of at least ResyncAfter: the next run watches it with fresh
+// informers instead of waiting out client-go's watch backoff, which reaches a minute.
+var ErrBrokerReturned = errors.New("the broker answers again after an outage: starting afresh")
+
+// ResyncAfter is the outage length from which a reader starts afresh when the broker
+// returns (ErrBrokerReturned).
+const ResyncAfter = 5 * time.Second
+
+// RestartOnReturn is an OnReturn that stops m with ErrBrokerReturned after an outage of at
+// least ResyncAfter.
+func RestartOnReturn(m *controller.Manager) func(time.Duration) {
+	return func(down time.Duration) {
+		if down >= ResyncAfter {
+			m.Stop(fmt.Errorf("%w (unreachable for %s)", ErrBrokerReturned, down.Round(time.Second)))
+		}
+	}
+}
+
 // Options of Setup.
 type Options struct {
 	// Leases and Memberships are broker informers of the members' heartbeat Leases and of
