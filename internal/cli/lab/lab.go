@@ -343,7 +343,7 @@ func newBinaries() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, k := range []string{"kubernetes", "etcd", "coredns"} {
+			for _, k := range binaries.Modules() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s %s\n", k, versions[k])
 			}
 			fmt.Fprintln(out, set.Dir)
