@@ -5,7 +5,9 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/containerdtest"
 	"github.com/strait-io/strait/internal/lab/images"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/state"
@@ -214,5 +217,69 @@ func TestHostToolErrorNamesThePackage(t *testing.T) {
 	}
 	if runcTool.pkg != "runc" || runcTool.bin != "runc" {
 		t.Errorf("runc check %+v", runcTool)
+	}
+}
+
+// load-image against a real containerd on one node of a lab: the image lands there under its
+// names; asked for every node while the other has no containerd, it imports nothing.
+func TestLoadImageIntoContainerd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containerd; needs the lab's binaries")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("containerd needs root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	bins, err := (&binaries.Builder{}).Ensure(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A short state directory: the socket's path must fit a unix socket address.
+	root, err := os.MkdirTemp("", "li-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	l, err := plan.Build(plan.Spec{Lab: "li", APIPortBase: 20000, Clusters: []plan.ClusterSpec{{Name: "c1"}, {Name: "c2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := state.Dir(filepath.Join(root, "li"))
+	if err := state.Save(dir, &state.Saved{Lab: l, Binaries: bins.Dir, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	cd := dir.Cluster("c1")
+	containerdtest.Start(t, bins, cd.Containerd(), cd.ContainerdSocket())
+	ls := func() []string {
+		out, err := exec.Command(bins.Path(binaries.Ctr), "--address", cd.ContainerdSocket(), "--namespace", images.CRINamespace,
+			"images", "ls", "-q").Output()
+		if err != nil {
+			t.Fatalf("ctr images ls: %v\n%s", err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	b := &images.Builder{CacheDir: t.TempDir()}
+
+	err = LoadImage(ctx, LoadImageOptions{Dir: dir, Image: "strait.io/lab/pause", Images: b})
+	if err == nil || !strings.Contains(err.Error(), "cluster c2: no containerd answers on "+dir.Cluster("c2").ContainerdSocket()) {
+		t.Fatalf("err = %v, want one naming cluster c2 and its socket", err)
+	}
+	if got := ls(); len(got) > 0 {
+		t.Errorf("node c1-node has images %v after a refused load", got)
+	}
+
+	var out bytes.Buffer
+	if err := LoadImage(ctx, LoadImageOptions{Dir: dir, Image: "strait.io/lab/echo", Nodes: []string{"c1-node"}, Images: b, Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	got := ls()
+	for _, want := range []string{"strait.io/lab/rebel-base:latest", "strait.io/lab/echo:latest"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("node c1-node has images %v, not %s", got, want)
+		}
+	}
+	if !strings.Contains(out.String(), "loaded into node c1-node (cluster c1)") {
+		t.Errorf("output %q", out.String())
 	}
 }
