@@ -26,8 +26,28 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-// builder caches in a directory of the test, shared by its subtests.
+// sharedCache is one image cache for the whole test binary, so each image is built once.
+var sharedCache string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "strait-images-test-")
+	if err != nil {
+		panic(err)
+	}
+	sharedCache = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// builder caches in the test binary's shared cache.
 func builder(t *testing.T) *Builder {
+	t.Helper()
+	return &Builder{CacheDir: sharedCache, Progress: func(m string) { t.Log(m) }}
+}
+
+// freshBuilder caches in a directory of its own, for tests about building.
+func freshBuilder(t *testing.T) *Builder {
 	t.Helper()
 	return &Builder{CacheDir: t.TempDir(), Progress: func(m string) { t.Log(m) }}
 }
@@ -245,11 +265,11 @@ func TestLabImages(t *testing.T) {
 // Builds of the same source are the same image, wherever they are cached.
 func TestBuildIsReproducible(t *testing.T) {
 	ctx := context.Background()
-	a, err := builder(t).Build(ctx, Pause)
+	a, err := freshBuilder(t).Build(ctx, Pause)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := builder(t).Build(ctx, Pause)
+	b, err := freshBuilder(t).Build(ctx, Pause)
 	if err != nil {
 		t.Fatal(err)
 	}
