@@ -120,11 +120,11 @@ func responderRBAC() (*rbacv1ac.ClusterRoleApplyConfiguration, *rbacv1ac.Cluster
 	return role, binding
 }
 
-// applyResponderRBAC writes responderRBAC into a cluster; repeating it changes nothing.
+// ApplyResponderRBAC writes responderRBAC into a cluster; repeating it changes nothing.
 // Real nodes need it before the first rebel-base pod starts: bootstrap should call it next
 // to the other ClusterRoles once the kubelet replaces the node simulator (which answers for
-// pods itself and needs no such role).
-func applyResponderRBAC(ctx context.Context, cs kubernetes.Interface) error {
+// pods itself and needs no such role). Tests of rebel-base against a lab call it too.
+func ApplyResponderRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	apply := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 	role, binding := responderRBAC()
 	if _, err := cs.RbacV1().ClusterRoles().Apply(ctx, role, apply); err != nil {

@@ -19,7 +19,7 @@ func TestApplyResponderRBAC(t *testing.T) {
 	ctx := context.Background()
 	cs := fake.NewClientset()
 	for range 2 { // applying twice is the same as once
-		if err := applyResponderRBAC(ctx, cs); err != nil {
+		if err := ApplyResponderRBAC(ctx, cs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -55,7 +55,7 @@ func TestApplyResponderRBACNamesWhatFailed(t *testing.T) {
 	cs.PrependReactor("patch", "clusterrolebindings", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("etcd is down")
 	})
-	err := applyResponderRBAC(context.Background(), cs)
+	err := ApplyResponderRBAC(context.Background(), cs)
 	if err == nil || !strings.Contains(err.Error(), "ClusterRoleBinding "+ResponderRole) || !strings.Contains(err.Error(), "etcd is down") {
 		t.Errorf("err = %v, want one naming the ClusterRoleBinding and the cause", err)
 	}

@@ -15,7 +15,14 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/strait-io/strait/internal/lab/labtest"
 	"github.com/strait-io/strait/internal/lab/nodesim"
+	"github.com/strait-io/strait/internal/lab/state"
+	"github.com/strait-io/strait/internal/lab/supervisor"
 )
 
 func TestServedPorts(t *testing.T) {
@@ -207,5 +214,108 @@ func TestRunGivesUpWhenCancelledBeforeThePodIsRead(t *testing.T) {
 	defer cancel()
 	if err := run(ctx, e); err == nil {
 		t.Fatal("run found a pod that does not exist")
+	}
+}
+
+// Against a real lab cluster, with a real service account token and the lab's RBAC,
+// rebel-base answers exactly what the node simulator answers for the same pod and port.
+func TestAgainstLabCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a lab cluster")
+	}
+	lab := labtest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cs := lab.Client("cluster01")
+	if err := supervisor.ApplyResponderRBAC(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	const ns = "rebel"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 2)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "rebel-base-0", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "rebel-base", Image: "strait.io/lab/rebel-base",
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: ports[0]}, {ContainerPort: ports[1]}},
+		}}},
+	}
+	var err error
+	// The service account appears shortly after the namespace.
+	for {
+		if _, err = cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("creating the pod: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var podIP string
+	for podIP == "" {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err == nil && p.Spec.NodeName != "" && p.Status.PodIP != "" {
+			podIP = p.Status.PodIP
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the pod got no node and IP: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "default", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{"token": tr.Status.Token, "namespace": ns}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := lab.Cluster("cluster01")
+	e := env{
+		apiURL:    lab.RESTConfig("cluster01").Host,
+		tokenFile: filepath.Join(dir, "token"), caFile: lab.Dir.Cluster(c.Name).File(state.CACert),
+		namespaceFile: filepath.Join(dir, "namespace"), podName: pod.Name, listenHost: "127.0.0.1", logf: t.Logf,
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, e) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	for _, port := range ports {
+		var ours []byte
+		for {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/from/the/test", port))
+			if err == nil {
+				ours, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("rebel-base never answered on port %d: %v", port, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		theirs, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "5", "--retry", "20", "--retry-connrefused", "--retry-delay", "1",
+			fmt.Sprintf("http://%s:%d/from/the/test", podIP, port))
+		if err != nil {
+			t.Fatalf("curl the node simulator's responder: %v", err)
+		}
+		if string(ours) != theirs {
+			t.Errorf("port %d: rebel-base answered\n%s\nthe node simulator\n%s", port, ours, theirs)
+		}
+		var r response
+		if err := json.Unmarshal(ours, &r); err != nil || r.Cluster != "cluster01" || r.Node != c.NodeName || r.PodIP != podIP {
+			t.Errorf("port %d: %s (%v), want cluster01 on %s with IP %s", port, ours, err, c.NodeName, podIP)
+		}
 	}
 }
