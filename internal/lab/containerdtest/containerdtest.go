@@ -16,6 +16,9 @@ import (
 	"github.com/strait-io/strait/internal/lab/binaries"
 )
 
+// shimSocketRoot is where every containerd's shims listen, whatever its state directory.
+const shimSocketRoot = "/run/containerd/s"
+
 // Containerd is a running containerd.
 type Containerd struct {
 	// Socket is its gRPC socket.
@@ -77,6 +80,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// containerd always puts its shims' sockets in /run/containerd/s. Remove what this test
+	// created there, if anything, and only if empty: a host containerd may use it too.
+	var created []string
+	for _, d := range []string{shimSocketRoot, filepath.Dir(shimSocketRoot)} {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			created = append(created, d)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range created {
+			_ = os.Remove(d)
+		}
+	})
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})

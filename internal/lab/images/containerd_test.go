@@ -65,6 +65,24 @@ func TestImportIntoContainerd(t *testing.T) {
 		}
 	}
 
+	// kind's `load image-archive` streams the archive to ctr with these flags.
+	kindImage, err := b.Build(ctx, Pause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(kindImage.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind := exec.CommandContext(ctx, ctr, "--address", sock, "--namespace=k8s.io", "images", "import",
+		"--all-platforms", "--digests", "--snapshotter=overlayfs", "-")
+	kind.Stdin = f
+	out, err = kind.CombinedOutput()
+	f.Close()
+	if err != nil {
+		t.Fatalf("ctr import as kind runs it: %v\n%s", err, out)
+	}
+
 	// An import of a broken archive fails and says why.
 	if err := Import(ctx, ctr, sock, "/etc/hostname"); err == nil {
 		t.Error("ctr imported /etc/hostname")
