@@ -9,7 +9,7 @@ export PATH := $(PATH):/usr/sbin:/sbin
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/strait
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/strait
 
 # Start the lab (building its Kubernetes binaries the first time) and show it working.
 demo: build

@@ -52,19 +52,54 @@ func (o Options) printf(format string, args ...any) {
 	}
 }
 
+// hostTool is a command the lab runs from the host, and the Debian package that has it.
+type hostTool struct{ bin, pkg, why string }
+
+var (
+	networkTools = []hostTool{
+		{"ip", "iproute2", "to build the lab network"},
+		{"nft", "nftables", "to build the lab network"},
+	}
+	// runc is the one piece of the nodes' container runtime the lab does not build: the
+	// containerd shim runs it to start every container.
+	runcTool = hostTool{"runc", "runc", "as its nodes' OCI runtime (containerd's runc shim runs it)"}
+)
+
 // CheckHost fails with a clear message when the lab cannot run on this machine.
 func CheckHost() error {
+	if err := checkHostBasics(); err != nil {
+		return err
+	}
+	_, err := Runc()
+	return err
+}
+
+// checkHostBasics is what stopping or entering a lab needs: root and the network tools. A
+// host that lost runc can still stop its lab.
+func checkHostBasics() error {
 	if os.Geteuid() != 0 {
 		return errors.New("strait lab needs root: it creates network namespaces, veth pairs and nftables rules " +
 			"for the clusters' nodes (as kind needs Docker); run it as root, e.g. `sudo strait lab up`")
 	}
-	for _, tool := range []struct{ bin, pkg string }{{"ip", "iproute2"}, {"nft", "nftables"}} {
-		if _, err := lookPath(tool.bin); err != nil {
-			return fmt.Errorf("strait lab needs the %q command (Debian package %s): %w", tool.bin, tool.pkg, err)
+	for _, tool := range networkTools {
+		if _, err := tool.find(); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+func (t hostTool) find() (string, error) {
+	p, err := lookPath(t.bin)
+	if err != nil {
+		return "", fmt.Errorf("strait lab needs the %q command (Debian package %s) %s: %w", t.bin, t.pkg, t.why, err)
+	}
+	return p, nil
+}
+
+// Runc returns the path of the host's runc, or an error naming the package to install.
+// containerd's runtime options should name this path: the shim's PATH may lack /usr/sbin.
+func Runc() (string, error) { return runcTool.find() }
 
 // lookPath also searches the sbin directories, which a non-login root shell may lack.
 func lookPath(bin string) (string, error) {
@@ -307,7 +342,7 @@ func tail(path string, n int) string {
 // Down stops the lab: through its supervisor if it runs, otherwise by cleaning up whatever a
 // dead supervisor left. With purge it also removes the state directory.
 func Down(ctx context.Context, dir state.Dir, purge bool, out io.Writer) error {
-	if err := CheckHost(); err != nil {
+	if err := checkHostBasics(); err != nil {
 		return err
 	}
 	name := filepath.Base(string(dir))
@@ -384,7 +419,7 @@ func ExecCommand(ctx context.Context, dir state.Dir, clusterName string, args []
 	if len(args) == 0 {
 		return nil, errors.New("no command given; usage: strait lab exec <cluster> -- <command> [args...]")
 	}
-	if err := CheckHost(); err != nil {
+	if err := checkHostBasics(); err != nil {
 		return nil, err
 	}
 	saved, err := state.Load(dir)

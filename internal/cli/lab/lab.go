@@ -18,6 +18,7 @@ import (
 	"github.com/strait-io/strait/internal/cli/output"
 	labpkg "github.com/strait-io/strait/internal/lab"
 	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/images"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/state"
 	"github.com/strait-io/strait/internal/lab/supervisor"
@@ -55,7 +56,7 @@ func New() *cobra.Command {
 		def = labpkg.DefaultName
 	}
 	cmd.PersistentFlags().StringVar(&o.lab, "lab", def, "name of the lab (env STRAIT_LAB)")
-	cmd.AddCommand(newUp(o), newDown(o), newStatus(o), newExec(o), newEnv(o), newBinaries(), newComponent(o, "stop"), newComponent(o, "start"), newSupervise())
+	cmd.AddCommand(newUp(o), newDown(o), newStatus(o), newExec(o), newEnv(o), newBinaries(), newImages(), newLoadImage(o), newComponent(o, "stop"), newComponent(o, "start"), newSupervise())
 	return cmd
 }
 
@@ -343,7 +344,7 @@ func newBinaries() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, k := range []string{"kubernetes", "etcd", "coredns"} {
+			for _, k := range binaries.Modules() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s %s\n", k, versions[k])
 			}
 			fmt.Fprintln(out, set.Dir)
@@ -378,4 +379,76 @@ func newComponent(o *options, action string) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newImages() *cobra.Command {
+	var straitImage bool
+	cmd := &cobra.Command{
+		Use:   "images",
+		Short: "Build the lab's container images as archives (or find them in the cache) and print where they are",
+		Long: "Builds strait.io/lab/pause, strait.io/lab/rebel-base (also strait.io/lab/echo) and\n" +
+			"strait.io/lab/debug, with --strait also strait.io/strait:<version> of this binary, as\n" +
+			"OCI image archives that `ctr images import`, `kind load image-archive` and `docker load`\n" +
+			"accept. No container engine or registry is involved.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b := &images.Builder{Progress: func(m string) { fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", m) }}
+			built, err := b.BuildAll(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if straitImage {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				img, err := b.Strait(cmd.Context(), exe, "")
+				if err != nil {
+					return err
+				}
+				built = append(built, img)
+			}
+			t := output.NewTable(cmd.OutOrStdout())
+			fmt.Fprintln(t, "IMAGE\tDIGEST\tARCHIVE")
+			for _, img := range built {
+				fmt.Fprintf(t, "%s\t%s\t%s\n", strings.Join(img.Refs, ","), img.Digest, img.Path)
+			}
+			return t.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&straitImage, "strait", false, "also build strait.io/strait:<version> of this (statically linked) strait binary")
+	return cmd
+}
+
+func newLoadImage(o *options) *cobra.Command {
+	var nodes []string
+	cmd := &cobra.Command{
+		Use:   "load-image ARCHIVE|IMAGE",
+		Short: "Load an image archive, or one of the lab's images, into the lab's nodes (like kind load)",
+		Long: "Imports an image archive (an OCI image layout or `docker save` tar) into the containerd of\n" +
+			"every node of the lab, or of the nodes --nodes names, in the namespace the kubelet uses.\n" +
+			"Instead of a file, name one of the lab's images (strait.io/lab/rebel-base, .../pause,\n" +
+			".../debug) or strait.io/strait[:<version>] for this strait binary: it is built first.\n" +
+			"Everything is checked before anything is imported: with a node whose containerd does\n" +
+			"not answer, no node gets the image.",
+		Example: "  strait lab load-image strait.io/lab/debug\n" +
+			"  strait lab load-image ./my-app.tar --nodes cluster02-node\n" +
+			"  strait lab load-image strait.io/strait",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if os.Geteuid() != 0 {
+				return errors.New("strait lab load-image needs root: the nodes' containerd sockets belong to root")
+			}
+			dir, err := o.dir()
+			if err != nil {
+				return err
+			}
+			return labpkg.LoadImage(cmd.Context(), labpkg.LoadImageOptions{
+				Dir: dir, Image: args[0], Nodes: nodes, Out: cmd.OutOrStdout(),
+				Images: &images.Builder{Progress: func(m string) { fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", m) }},
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "nodes to load into (node names like cluster01-node, or cluster names), comma-separated; default: all")
+	return cmd
 }

@@ -1,9 +1,13 @@
 // Package binaries builds the lab's Kubernetes components from source through the Go module
 // proxy and caches them. The pinned versions live in small Go modules embedded here
 // (modules/*.go.mod and .go.sum): k8s.io/kubernetes with each staging module replaced by the
-// matching k8s.io/* v0.x release, etcd from go.etcd.io/etcd/server/v3, and CoreDNS from
-// github.com/coredns/coredns. The cache directory is keyed by a hash of those files and the Go
-// toolchain, so a version bump builds afresh and nothing else ever does.
+// matching k8s.io/* v0.x release (the control plane, kube-proxy, kubectl and the kubelet),
+// etcd from go.etcd.io/etcd/server/v3, CoreDNS from github.com/coredns/coredns, containerd,
+// its runc shim and ctr from github.com/containerd/containerd/v2, and the standard CNI
+// plugins (bridge, host-local, loopback, portmap) from github.com/containernetworking/plugins.
+// runc itself is not built: it comes from the host (Debian package runc). The cache directory
+// is keyed by a hash of those files and the Go toolchain, so a version bump builds afresh and
+// nothing else ever does.
 package binaries
 
 import (
@@ -34,9 +38,25 @@ const (
 	KubeControllerManager = "kube-controller-manager"
 	KubeProxy             = "kube-proxy"
 	Kubectl               = "kubectl"
+	Kubelet               = "kubelet"
 	Etcd                  = "etcd"
 	CoreDNS               = "coredns"
+	Containerd            = "containerd"
+	ContainerdShim        = "containerd-shim-runc-v2"
+	Ctr                   = "ctr"
+	// The CNI plugins live in their own directory (Set.CNIDir), the one a CNI runtime
+	// searches for plugin types.
+	CNIBridge    = "bridge"
+	CNIHostLocal = "host-local"
+	CNILoopback  = "loopback"
+	CNIPortmap   = "portmap"
 )
+
+// cniDir is the subdirectory of a Set that holds the CNI plugins.
+const cniDir = "cni"
+
+// CNIPlugins are the CNI plugins the lab builds, all in Set.CNIDir.
+var CNIPlugins = []string{CNIBridge, CNIHostLocal, CNILoopback, CNIPortmap}
 
 // target is one binary and the pinned module that builds it.
 type target struct {
@@ -44,23 +64,42 @@ type target struct {
 	module  string // base name of the embedded module files
 	pkg     string
 	ldflags func(version string) string
+	dir     string // subdirectory of the set; "" for the top
 }
 
 var targets = []target{
-	{KubeAPIServer, "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", kubeLDFlags},
-	{KubeControllerManager, "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", kubeLDFlags},
-	{KubeProxy, "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", kubeLDFlags},
-	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags},
-	{Etcd, "etcd", "go.etcd.io/etcd/server/v3", nil},
-	{CoreDNS, "coredns", "github.com/coredns/coredns", nil},
+	{KubeAPIServer, "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", kubeLDFlags, ""},
+	{KubeControllerManager, "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", kubeLDFlags, ""},
+	{KubeProxy, "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", kubeLDFlags, ""},
+	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags, ""},
+	{Kubelet, "kubernetes", "k8s.io/kubernetes/cmd/kubelet", kubeLDFlags, ""},
+	{Etcd, "etcd", "go.etcd.io/etcd/server/v3", nil, ""},
+	{CoreDNS, "coredns", "github.com/coredns/coredns", nil, ""},
+	// containerd finds its shim beside its own binary, so they share a directory.
+	{Containerd, "containerd", "github.com/containerd/containerd/v2/cmd/containerd", containerdLDFlags, ""},
+	{ContainerdShim, "containerd", "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2", containerdLDFlags, ""},
+	{Ctr, "containerd", "github.com/containerd/containerd/v2/cmd/ctr", containerdLDFlags, ""},
+	{CNIBridge, "cni-plugins", "github.com/containernetworking/plugins/plugins/main/bridge", cniLDFlags, cniDir},
+	{CNIHostLocal, "cni-plugins", "github.com/containernetworking/plugins/plugins/ipam/host-local", cniLDFlags, cniDir},
+	{CNILoopback, "cni-plugins", "github.com/containernetworking/plugins/plugins/main/loopback", cniLDFlags, cniDir},
+	{CNIPortmap, "cni-plugins", "github.com/containernetworking/plugins/plugins/meta/portmap", cniLDFlags, cniDir},
 }
+
+// moduleOrder is the order the modules are built in: what the lab has always run first, so
+// progress reads the same as before for the control plane.
+var moduleOrder = []string{"kubernetes", "etcd", "coredns", "containerd", "cni-plugins"}
 
 // mainModule is the module whose version each embedded go.mod pins.
 var mainModule = map[string]string{
-	"kubernetes": "k8s.io/kubernetes",
-	"etcd":       "go.etcd.io/etcd/server/v3",
-	"coredns":    "github.com/coredns/coredns",
+	"kubernetes":  "k8s.io/kubernetes",
+	"etcd":        "go.etcd.io/etcd/server/v3",
+	"coredns":     "github.com/coredns/coredns",
+	"containerd":  "github.com/containerd/containerd/v2",
+	"cni-plugins": "github.com/containernetworking/plugins",
 }
+
+// Modules lists the base names of the pinned modules (the keys of Versions), in build order.
+func Modules() []string { return append([]string(nil), moduleOrder...) }
 
 // kubeLDFlags stamps the release into the binaries, as the Kubernetes release build does, so
 // `kubectl version` and the API server's /version tell the truth.
@@ -77,6 +116,18 @@ func kubeLDFlags(version string) string {
 		"-X k8s.io/component-base/version.gitTreeState=clean",
 		"-X k8s.io/client-go/pkg/version.gitVersion=" + version,
 	}, " ")
+}
+
+// containerdLDFlags stamps the release as containerd's Makefile does, so `containerd
+// --version` and `ctr version` name it.
+func containerdLDFlags(version string) string {
+	return "-X github.com/containerd/containerd/v2/version.Version=" + version +
+		" -X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd"
+}
+
+// cniLDFlags stamps the release as the CNI plugins' build script does (`bridge --version`).
+func cniLDFlags(version string) string {
+	return "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=" + version
 }
 
 // Versions returns the pinned version of each component module, e.g. kubernetes -> v1.34.4.
@@ -112,12 +163,22 @@ type Set struct {
 	Dir string
 }
 
-// Path returns the path of one binary.
-func (s Set) Path(name string) string { return filepath.Join(s.Dir, name) }
+// Path returns the path of one binary; a CNI plugin's is in CNIDir.
+func (s Set) Path(name string) string {
+	for _, t := range targets {
+		if t.binary == name {
+			return filepath.Join(s.Dir, t.dir, name)
+		}
+	}
+	return filepath.Join(s.Dir, name)
+}
+
+// CNIDir is the directory of the CNI plugins, for a CNI runtime's plugin path.
+func (s Set) CNIDir() string { return filepath.Join(s.Dir, cniDir) }
 
 // Progress is one step of a build, for display.
 type Progress struct {
-	Step    string // "download", "build", "done", "cached"
+	Step    string // "download", "build", "built" (a module, with its time), "done", "cached", "wait"
 	Module  string
 	Done    int // packages compiled so far in this module
 	Total   int // packages to compile in this module (0 if unknown)
@@ -162,7 +223,7 @@ func (b *Builder) goCmd() string {
 func (b *Builder) Key(ctx context.Context) (string, error) {
 	goVersion, err := exec.CommandContext(ctx, b.goCmd(), "env", "GOVERSION").Output()
 	if err != nil {
-		return "", fmt.Errorf("the lab builds Kubernetes from source and needs the Go toolchain (%s env GOVERSION failed: %w); install Go 1.24 or newer", b.goCmd(), err)
+		return "", fmt.Errorf("the lab builds Kubernetes from source and needs the Go toolchain (%s env GOVERSION failed: %w); install Go 1.26.8 or newer", b.goCmd(), err)
 	}
 	h := sha256.New()
 	h.Write(goVersion)
@@ -268,20 +329,15 @@ func (b *Builder) build(ctx context.Context, dir string) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	for _, module := range []string{"kubernetes", "etcd", "coredns"} {
+	for _, module := range moduleOrder {
 		modDir := filepath.Join(tmp, "src", module)
 		if err := b.writeModule(module, modDir); err != nil {
 			return err
 		}
 		var pkgs []string
-		ldflags := ""
 		for _, t := range targets {
-			if t.module != module {
-				continue
-			}
-			pkgs = append(pkgs, t.pkg)
-			if t.ldflags != nil {
-				ldflags = t.ldflags(versions[module])
+			if t.module == module {
+				pkgs = append(pkgs, t.pkg)
 			}
 		}
 		label := fmt.Sprintf("%s %s", mainModule[module], versions[module])
@@ -299,18 +355,21 @@ func (b *Builder) build(ctx context.Context, dir string) error {
 			n := int(done.Add(1))
 			b.progress(Progress{Step: "build", Module: label, Done: n, Total: total})
 		}
-		// Each target gets its own output path so the names come out as the lab expects.
-		args := []string{"build", "-v", "-trimpath", "-ldflags", strings.TrimSpace("-s -w " + ldflags), "-o", filepath.Join(tmp, "bin") + "/"}
-		if module == "etcd" || module == "coredns" {
-			args = []string{"build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(tmp, "bin", binaryOf(module))}
+		started := time.Now()
+		for _, inv := range buildInvocations(module, versions[module], filepath.Join(tmp, "bin")) {
+			if err := os.MkdirAll(filepath.Dir(inv.out), 0o755); err != nil {
+				return err
+			}
+			args := []string{"build", "-v", "-trimpath", "-ldflags", inv.ldflags, "-o", inv.out}
+			if _, err := b.run(ctx, modDir, onLine, append(args, inv.pkgs...)...); err != nil {
+				return fmt.Errorf("building %s: %w", label, err)
+			}
 		}
-		if _, err := b.run(ctx, modDir, onLine, append(args, pkgs...)...); err != nil {
-			return fmt.Errorf("building %s: %w", label, err)
-		}
+		b.progress(Progress{Step: "built", Module: label, Message: fmt.Sprintf("%s in %s", label, time.Since(started).Round(time.Second))})
 	}
 	// Every binary the lab runs must be there before the cache entry is published.
 	for _, t := range targets {
-		if _, err := os.Stat(filepath.Join(tmp, "bin", t.binary)); err != nil {
+		if _, err := os.Stat(filepath.Join(tmp, "bin", t.dir, t.binary)); err != nil {
 			return fmt.Errorf("build of %s produced no %s binary", t.pkg, t.binary)
 		}
 	}
@@ -323,13 +382,47 @@ func (b *Builder) build(ctx context.Context, dir string) error {
 	return os.WriteFile(filepath.Join(dir, completeMarker), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 }
 
-func binaryOf(module string) string {
+// invocation is one `go build` of a module: the packages and where their binaries go.
+type invocation struct {
+	pkgs    []string
+	out     string // a directory ending in "/" when several binaries are built at once
+	ldflags string
+}
+
+// buildInvocations groups a module's targets by output directory, one `go build` each so the
+// shared packages compile once. A lone target is written to its exact name (etcd's package
+// is go.etcd.io/etcd/server/v3, whose base name is not the binary's); several at once take
+// the base names of their packages, which are the binaries' names.
+func buildInvocations(module, version, binDir string) []invocation {
+	var dirs []string
+	byDir := map[string][]target{}
 	for _, t := range targets {
-		if t.module == module {
-			return t.binary
+		if t.module != module {
+			continue
 		}
+		if _, ok := byDir[t.dir]; !ok {
+			dirs = append(dirs, t.dir)
+		}
+		byDir[t.dir] = append(byDir[t.dir], t)
 	}
-	return module
+	var out []invocation
+	for _, d := range dirs {
+		ts := byDir[d]
+		inv := invocation{ldflags: "-s -w"}
+		if ts[0].ldflags != nil {
+			inv.ldflags += " " + ts[0].ldflags(version)
+		}
+		for _, t := range ts {
+			inv.pkgs = append(inv.pkgs, t.pkg)
+		}
+		if len(ts) == 1 {
+			inv.out = filepath.Join(binDir, d, ts[0].binary)
+		} else {
+			inv.out = filepath.Join(binDir, d) + "/"
+		}
+		out = append(out, inv)
+	}
+	return out
 }
 
 func (b *Builder) writeModule(module, dir string) error {

@@ -96,6 +96,26 @@ func (c ClusterDir) Kubeconfig(component string) string {
 // Corefile is the CoreDNS configuration.
 func (c ClusterDir) Corefile() string { return c.path("Corefile") }
 
+// Containerd is the directory of the containerd that runs the cluster node's containers:
+// its own root, state, socket and configuration, so several clusters' containerds (and the
+// host's, if any) never share anything.
+func (c ClusterDir) Containerd() string { return c.path("containerd") }
+
+// ContainerdRoot is containerd's persistent root: content store, image metadata, snapshots.
+// It survives `down`, so images loaded into a node stay until `down --purge`.
+func (c ClusterDir) ContainerdRoot() string { return c.path("containerd", "root") }
+
+// ContainerdState is containerd's runtime state directory (tasks, shim bundles).
+func (c ClusterDir) ContainerdState() string { return c.path("containerd", "state") }
+
+// ContainerdSocket is containerd's gRPC socket, which the kubelet, ctr and `strait lab
+// load-image` talk to. A unix socket path has at most 107 bytes, which a long state
+// directory and cluster name can exceed.
+func (c ClusterDir) ContainerdSocket() string { return c.path("containerd", "containerd.sock") }
+
+// ContainerdConfig is containerd's configuration file.
+func (c ClusterDir) ContainerdConfig() string { return c.path("containerd", "config.toml") }
+
 // Saved is what lab.json holds.
 type Saved struct {
 	Lab *plan.Lab `json:"lab"`

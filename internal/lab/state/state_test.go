@@ -111,3 +111,29 @@ func TestRemoveAllRefusesForeignDirectories(t *testing.T) {
 		t.Errorf("lab state still there: %v", err)
 	}
 }
+
+// Each cluster's containerd has its own root, state, socket and config under the cluster's
+// directory, so clusters never share one.
+func TestContainerdPaths(t *testing.T) {
+	d := Dir("/state/lab")
+	a, b := d.Cluster("a"), d.Cluster("b")
+	want := map[string]string{
+		a.Containerd():       "/state/lab/clusters/a/containerd",
+		a.ContainerdRoot():   "/state/lab/clusters/a/containerd/root",
+		a.ContainerdState():  "/state/lab/clusters/a/containerd/state",
+		a.ContainerdSocket(): "/state/lab/clusters/a/containerd/containerd.sock",
+		a.ContainerdConfig(): "/state/lab/clusters/a/containerd/config.toml",
+	}
+	for got, w := range want {
+		if got != w {
+			t.Errorf("got %s, want %s", got, w)
+		}
+	}
+	if a.ContainerdSocket() == b.ContainerdSocket() || a.ContainerdRoot() == b.ContainerdRoot() {
+		t.Error("two clusters share a containerd path")
+	}
+	// The default lab's sockets fit a unix socket address.
+	if p := Dir("/root/.local/state/strait/lab/strait").Cluster("cluster01").ContainerdSocket(); len(p) > 107 {
+		t.Errorf("socket path %s is %d bytes, more than a unix socket takes", p, len(p))
+	}
+}

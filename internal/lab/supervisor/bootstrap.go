@@ -102,6 +102,40 @@ func bootstrap(ctx context.Context, cs kubernetes.Interface, c plan.Cluster) err
 	return nil
 }
 
+// ResponderRole is the ClusterRole that lets lab pods read their own Pod and Node: the
+// rebel-base image (internal/lab/images) reads them to learn its container ports, node and
+// cluster, since the lab's manifests give it neither env nor downward API.
+const ResponderRole = "strait-lab:responder"
+
+// responderRBAC is the ClusterRole ResponderRole (get pods and nodes, nothing else: no list,
+// no watch, no secrets) and its binding to every service account of the cluster.
+func responderRBAC() (*rbacv1ac.ClusterRoleApplyConfiguration, *rbacv1ac.ClusterRoleBindingApplyConfiguration) {
+	labels := map[string]string{"app.kubernetes.io/managed-by": ManagedBy}
+	role := rbacv1ac.ClusterRole(ResponderRole).WithLabels(labels).WithRules(
+		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods", "nodes").WithVerbs("get"),
+	)
+	binding := rbacv1ac.ClusterRoleBinding(ResponderRole).WithLabels(labels).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("ClusterRole").WithName(ResponderRole)).
+		WithSubjects(rbacv1ac.Subject().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Group").WithName("system:serviceaccounts"))
+	return role, binding
+}
+
+// ApplyResponderRBAC writes responderRBAC into a cluster; repeating it changes nothing.
+// Real nodes need it before the first rebel-base pod starts: bootstrap should call it next
+// to the other ClusterRoles once the kubelet replaces the node simulator (which answers for
+// pods itself and needs no such role). Tests of rebel-base against a lab call it too.
+func ApplyResponderRBAC(ctx context.Context, cs kubernetes.Interface) error {
+	apply := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
+	role, binding := responderRBAC()
+	if _, err := cs.RbacV1().ClusterRoles().Apply(ctx, role, apply); err != nil {
+		return fmt.Errorf("applying ClusterRole %s: %w", ResponderRole, err)
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Apply(ctx, binding, apply); err != nil {
+		return fmt.Errorf("applying ClusterRoleBinding %s: %w", ResponderRole, err)
+	}
+	return nil
+}
+
 // waitServiceAccount waits until the controller manager has created the default service
 // account, without which no pod can be created in the default namespace.
 func waitServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
