@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -412,7 +413,7 @@ func (im *Importer) ensureServiceImport(ctx context.Context, res mcs.Result, der
 	want := &mcsv1beta1.ServiceImport{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: imp.Name, Namespace: imp.Namespace,
-			Labels: map[string]string{clusterset.ManagedByLabel: clusterset.ManagedByValue},
+			Labels: importLabels(imp), Annotations: importAnnotations(imp),
 		},
 		Spec: mcsv1beta1.ServiceImportSpec{
 			Type:                  imp.Type,
@@ -445,14 +446,35 @@ func (im *Importer) ensureServiceImport(ctx context.Context, res mcs.Result, der
 		klog.FromContext(ctx).Info("Not importing: a ServiceImport exists and was not created by strait", "serviceimport", imp.Namespace+"/"+imp.Name)
 		return nil
 	}
-	if !equality.Semantic.DeepEqual(have.Spec, want.Spec) {
+	if !equality.Semantic.DeepEqual(have.Spec, want.Spec) || !maps.Equal(have.Labels, want.Labels) || !maps.Equal(have.Annotations, want.Annotations) {
 		update := have.DeepCopy()
-		update.Spec = want.Spec
+		update.Spec, update.Labels, update.Annotations = want.Spec, want.Labels, want.Annotations
 		if have, err = client.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
 	}
 	return im.updateStatus(ctx, have, served, res.Dropped)
+}
+
+// importLabels are the labels of a ServiceImport: the exportedLabels of the export that
+// wins conflict resolution (the oldest, KEP-1645), and Strait's own label, which an exported
+// label cannot override. Strait owns the ServiceImport, so these are all its labels: a label
+// no longer exported goes away.
+func importLabels(imp mcs.Import) map[string]string {
+	l := maps.Clone(imp.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[clusterset.ManagedByLabel] = clusterset.ManagedByValue
+	return l
+}
+
+// importAnnotations are the exportedAnnotations of the winning export, and nothing else.
+func importAnnotations(imp mcs.Import) map[string]string {
+	if len(imp.Annotations) == 0 {
+		return nil
+	}
+	return maps.Clone(imp.Annotations)
 }
 
 // updateStatus writes status.clusters (the clusters whose endpoints are served) and the

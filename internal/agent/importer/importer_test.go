@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
 	"slices"
 	"sort"
@@ -17,12 +18,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/agenttest"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/mcs"
 	"github.com/strait-io/strait/internal/records"
 )
 
@@ -636,5 +639,58 @@ func TestMissedEvents(t *testing.T) {
 	}
 	if w.service("web") == nil || w.serviceImport("api") == nil {
 		t.Error("removed what was not Strait's import of web")
+	}
+}
+
+// labelled is cluster's record of demo/web with exported labels and annotations.
+func labelled(cluster string, created time.Time, labels, annotations map[string]string) *mcsv1beta1.ServiceImport {
+	r := records.ToServiceImport(clusterset.MemberNamespace(cluster), mcs.Export{
+		Cluster: cluster, Namespace: ns, Name: "web", Type: mcsv1beta1.ClusterSetIP,
+		Ports: []mcsv1beta1.ServicePort{agenttest.Port("http", 80)}, Labels: labels, Annotations: annotations,
+	})
+	r.UID = types.UID("record-" + cluster)
+	r.CreationTimestamp = metav1.NewTime(created)
+	return r
+}
+
+// The ServiceImport carries the exportedLabels and exportedAnnotations of the oldest export
+// (KEP-1645's conflict resolution), never another export's, and follows when the winner
+// leaves: keys no longer exported go.
+func TestExportedLabelsAndAnnotations(t *testing.T) {
+	w := newWorld(t)
+	slice := func(cluster, addr string) *discoveryv1.EndpointSlice {
+		return agenttest.RecordSlice(cluster, ns, "web", agenttest.EndpointPort("http", 8080), agenttest.Endpoints(true, addr))
+	}
+	w.Broker.Put(t,
+		labelled("c1", t1, map[string]string{"tier": "web", clusterset.ManagedByLabel: "someone-else"}, map[string]string{"owner": "team-a"}), slice("c1", "10.1.0.1"),
+		labelled("c2", t2, map[string]string{"tier2": "web"}, map[string]string{"owner2": "team-b"}), slice("c2", "10.2.0.1"))
+	w.mustReconcile()
+
+	si := w.serviceImport("web")
+	if si == nil {
+		t.Fatalf("no ServiceImport; objects %v", w.objects())
+	}
+	if want := map[string]string{"tier": "web", clusterset.ManagedByLabel: clusterset.ManagedByValue}; !maps.Equal(si.Labels, want) {
+		t.Errorf("ServiceImport labels %v, want the oldest export's with Strait's own label kept: %v", si.Labels, want)
+	}
+	if want := map[string]string{"owner": "team-a"}; !maps.Equal(si.Annotations, want) {
+		t.Errorf("ServiceImport annotations %v, want the oldest export's %v", si.Annotations, want)
+	}
+
+	w.Broker.Remove(t, labelled("c1", t1, nil, nil), slice("c1", "10.1.0.1"))
+	w.mustReconcile()
+	si = w.serviceImport("web")
+	if want := map[string]string{"tier2": "web", clusterset.ManagedByLabel: clusterset.ManagedByValue}; !maps.Equal(si.Labels, want) {
+		t.Errorf("after the oldest export left: labels %v, want %v", si.Labels, want)
+	}
+	if want := map[string]string{"owner2": "team-b"}; !maps.Equal(si.Annotations, want) {
+		t.Errorf("after the oldest export left: annotations %v, want %v", si.Annotations, want)
+	}
+
+	w.Broker.Put(t, labelled("c2", t2, nil, nil))
+	w.mustReconcile()
+	si = w.serviceImport("web")
+	if want := map[string]string{clusterset.ManagedByLabel: clusterset.ManagedByValue}; !maps.Equal(si.Labels, want) || len(si.Annotations) != 0 {
+		t.Errorf("nothing exported any more: labels %v annotations %v, want only %v", si.Labels, si.Annotations, want)
 	}
 }
