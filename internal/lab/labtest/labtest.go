@@ -1,6 +1,6 @@
 // Package labtest starts lab clusters for integration tests: real etcd, kube-apiserver,
-// kube-controller-manager, kube-proxy and CoreDNS per cluster, with the node simulator, in
-// network namespaces named after a random lab name, so test packages running in parallel
+// kube-controller-manager, kube-scheduler, kube-proxy and CoreDNS per cluster, and a real
+// node (containerd and the kubelet), in network namespaces named after a random lab name, so test packages running in parallel
 // never meet. The supervisor runs inside the test binary; everything is stopped and removed
 // when the test ends, and the leftovers of a test binary that was killed are swept on the
 // next start.
@@ -85,7 +85,7 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 		os.RemoveAll(base)
 		t.Fatalf("preparing lab: %v", err)
 	}
-	register(t, l)
+	register(t, l, dir)
 	sup, err := supervisor.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -98,10 +98,8 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 		if err := <-done; err != nil {
 			t.Errorf("stopping lab %s: %v", name, err)
 		}
-		for _, ns := range l.Namespaces() {
-			if netns.Exists(ns) {
-				t.Errorf("network namespace %s is left after the lab stopped", ns)
-			}
+		for _, left := range Leftovers(dir, l) {
+			t.Errorf("left after the lab stopped: %s", left)
 		}
 		if t.Failed() {
 			dumpLogs(t, dir, l)
@@ -174,6 +172,34 @@ func (l *Lab) Exec(ctx context.Context, cluster string, args ...string) (string,
 	return stdout.String(), nil
 }
 
+// Leftovers lists what a stopped lab left on the host: network namespaces, mounts under its
+// state directory, its nodes' cgroups and processes in them.
+func Leftovers(dir state.Dir, l *plan.Lab) []string {
+	var out []string
+	for _, ns := range l.Namespaces() {
+		if netns.Exists(ns) {
+			out = append(out, "network namespace "+ns)
+		}
+	}
+	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], string(dir)+"/") {
+				out = append(out, "mount "+f[4])
+			}
+		}
+	}
+	for _, c := range l.Clusters {
+		matches, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", supervisor.CgroupRoot(c)))
+		if m, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", supervisor.CgroupRoot(c))); len(m) > 0 {
+			matches = append(matches, m...)
+		}
+		for _, m := range matches {
+			out = append(out, "cgroup "+m)
+		}
+	}
+	return out
+}
+
 func randomHex(n int) string {
 	b := make([]byte, (n+1)/2)
 	_, _ = rand.Read(b)
@@ -185,13 +211,14 @@ type entry struct {
 	PID        int      `json:"pid"`
 	Namespaces []string `json:"namespaces"`
 	Processes  string   `json:"processes"`
+	Dir        string   `json:"dir,omitempty"`
 }
 
-func register(t testing.TB, l *plan.Lab) {
+func register(t testing.TB, l *plan.Lab, dir state.Dir) {
 	if err := os.MkdirAll(registryDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := json.Marshal(entry{PID: os.Getpid(), Namespaces: l.Namespaces()})
+	data, _ := json.Marshal(entry{PID: os.Getpid(), Namespaces: l.Namespaces(), Dir: string(dir)})
 	if err := os.WriteFile(filepath.Join(registryDir, l.Name+".json"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +244,13 @@ func sweep(t testing.TB) {
 		name := strings.TrimSuffix(e.Name(), ".json")
 		stale := &plan.Lab{Name: name}
 		var errs []error
+		// The nodes' pods, mounts and cgroups, as `strait lab down` removes them.
+		if saved, err := state.Load(state.Dir(en.Dir)); en.Dir != "" && err == nil {
+			if err := supervisor.Cleanup(context.Background(), state.Dir(en.Dir), saved.Lab); err != nil {
+				errs = append(errs, err)
+			}
+			os.RemoveAll(filepath.Dir(en.Dir))
+		}
 		for _, ns := range en.Namespaces {
 			if netns.Exists(ns) {
 				if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
