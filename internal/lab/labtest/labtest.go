@@ -58,6 +58,27 @@ func Start(t testing.TB, n int) *Lab {
 // StartNamed starts a lab with the named clusters.
 func StartNamed(t testing.TB, names ...string) *Lab {
 	t.Helper()
+	l, err := Try(t, Options{Names: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// Options say how Try starts a lab.
+type Options struct {
+	// Names of the clusters.
+	Names []string
+	// BeforeStart, if set, runs once the lab is prepared (state directory, certificates,
+	// binaries) and before its supervisor starts: a test of failures breaks something here.
+	BeforeStart func(dir state.Dir, l *plan.Lab)
+}
+
+// Try starts a lab and returns it once it runs, or the error it failed to start with
+// (after the supervisor has stopped everything it started). Everything is stopped and
+// checked for leftovers when the test ends, whether the lab started or not.
+func Try(t testing.TB, o Options) (*Lab, error) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts lab clusters; skipped under -short (make test-unit)")
 	}
@@ -74,7 +95,7 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	l, err := lab.Prepare(ctx, lab.Options{
-		Dir: dir, Names: names,
+		Dir: dir, Names: o.Names,
 		Builder: &binaries.Builder{Progress: func(p binaries.Progress) {
 			if p.Step != "build" {
 				t.Logf("lab binaries: %s %s", p.Step, p.Message)
@@ -86,6 +107,9 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 		t.Fatalf("preparing lab: %v", err)
 	}
 	register(t, l, dir)
+	if o.BeforeStart != nil {
+		o.BeforeStart(dir, l)
+	}
 	sup, err := supervisor.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -93,10 +117,14 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(runCtx) }()
+	var runErr error
+	exited := false
 	t.Cleanup(func() {
 		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stopping lab %s: %v", name, err)
+		if !exited {
+			if err := <-done; err != nil {
+				t.Errorf("stopping lab %s: %v", name, err)
+			}
 		}
 		for _, left := range Leftovers(dir, l) {
 			t.Errorf("left after the lab stopped: %s", left)
@@ -113,17 +141,20 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 		if phase == supervisor.PhaseRunning {
 			break
 		}
-		if phase == supervisor.PhaseFailed || time.Now().After(deadline) {
-			t.Fatalf("lab %s did not start (%s): %s", name, phase, failure)
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("lab %s did not start within %s (%s): %s", name, startTimeout, phase, failure)
 		}
 		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("lab %s supervisor exited while starting: %v", name, err)
+		case runErr = <-done:
+			exited = true
+			if runErr == nil {
+				runErr = fmt.Errorf("lab %s supervisor exited while starting (%s): %s", name, phase, failure)
+			}
+			return nil, runErr
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return &Lab{Dir: dir, Plan: l, Sup: sup, t: t}
+	return &Lab{Dir: dir, Plan: l, Sup: sup, t: t}, nil
 }
 
 // Cluster returns the plan of one cluster.
@@ -186,6 +217,14 @@ func Leftovers(dir state.Dir, l *plan.Lab) []string {
 			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], string(dir)+"/") {
 				out = append(out, "mount "+f[4])
 			}
+		}
+	}
+	// Every component is given a path of the state directory on its command line.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(data), string(dir)+"/") {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(data), "\x00", " "))
 		}
 	}
 	for _, c := range l.Clusters {
