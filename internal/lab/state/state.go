@@ -5,6 +5,8 @@
 package state
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,7 +99,7 @@ func (c ClusterDir) Kubeconfig(component string) string {
 func (c ClusterDir) Corefile() string { return c.path("Corefile") }
 
 // Containerd is the directory of the containerd that runs the cluster node's containers:
-// its own root, state, socket and configuration, so several clusters' containerds (and the
+// its own root, state and configuration (its socket is in RunDir), so several clusters' containerds (and the
 // host's, if any) never share anything.
 func (c ClusterDir) Containerd() string { return c.path("containerd") }
 
@@ -108,10 +110,25 @@ func (c ClusterDir) ContainerdRoot() string { return c.path("containerd", "root"
 // ContainerdState is containerd's runtime state directory (tasks, shim bundles).
 func (c ClusterDir) ContainerdState() string { return c.path("containerd", "state") }
 
+// RunDir is the node's directory for sockets: /run/strait-lab/<12 hex digits of a hash of
+// the cluster directory>. containerd refuses a socket path longer than 104 bytes, which a
+// state directory under a long $HOME or $XDG_STATE_HOME and a long cluster name exceed; this
+// path is short, the same for every run of the same cluster, and never another's.
+func (c ClusterDir) RunDir() string {
+	sum := sha256.Sum256([]byte(c))
+	return filepath.Join(NodeRunRoot, hex.EncodeToString(sum[:])[:12])
+}
+
+// NodeRunRoot holds every lab node's RunDir.
+const NodeRunRoot = "/run/strait-lab"
+
 // ContainerdSocket is containerd's gRPC socket, which the kubelet, ctr and `strait lab
-// load-image` talk to. A unix socket path has at most 107 bytes, which a long state
-// directory and cluster name can exceed.
-func (c ClusterDir) ContainerdSocket() string { return c.path("containerd", "containerd.sock") }
+// load-image` talk to (its ttrpc socket is beside it, with .ttrpc appended).
+func (c ClusterDir) ContainerdSocket() string { return filepath.Join(c.RunDir(), "containerd.sock") }
+
+// ShimSocketDir is where the node's containerd shims put their sockets (each named with 64
+// hex digits).
+func (c ClusterDir) ShimSocketDir() string { return filepath.Join(c.RunDir(), "s") }
 
 // ContainerdConfig is containerd's configuration file.
 func (c ClusterDir) ContainerdConfig() string { return c.path("containerd", "config.toml") }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -164,7 +165,6 @@ func TestContainerdPaths(t *testing.T) {
 		a.Containerd():       "/state/lab/clusters/a/containerd",
 		a.ContainerdRoot():   "/state/lab/clusters/a/containerd/root",
 		a.ContainerdState():  "/state/lab/clusters/a/containerd/state",
-		a.ContainerdSocket(): "/state/lab/clusters/a/containerd/containerd.sock",
 		a.ContainerdConfig(): "/state/lab/clusters/a/containerd/config.toml",
 	}
 	for got, w := range want {
@@ -175,8 +175,14 @@ func TestContainerdPaths(t *testing.T) {
 	if a.ContainerdSocket() == b.ContainerdSocket() || a.ContainerdRoot() == b.ContainerdRoot() {
 		t.Error("two clusters share a containerd path")
 	}
-	// The default lab's sockets fit a unix socket address.
-	if p := Dir("/root/.local/state/strait/lab/strait").Cluster("cluster01").ContainerdSocket(); len(p) > 107 {
-		t.Errorf("socket path %s is %d bytes, more than a unix socket takes", p, len(p))
+	// Every socket fits the 104 bytes containerd allows, whatever the state directory.
+	long := Dir("/tmp/TestLabUpDownLifecycle2064533364/001/strait/lab/c10674").Cluster(strings.Repeat("x", 63))
+	for _, p := range []string{long.ContainerdSocket() + ".ttrpc", filepath.Join(long.ShimSocketDir(), strings.Repeat("0", 64))} {
+		if len(p) > 104 {
+			t.Errorf("socket path %s is %d bytes, more than containerd takes", p, len(p))
+		}
+	}
+	if !strings.HasPrefix(a.ContainerdSocket(), NodeRunRoot+"/") || a.ContainerdSocket() != d.Cluster("a").ContainerdSocket() {
+		t.Errorf("socket %s: want a stable path under %s", a.ContainerdSocket(), NodeRunRoot)
 	}
 }

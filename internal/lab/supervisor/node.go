@@ -3,8 +3,6 @@ package supervisor
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,14 +42,6 @@ const cniBridge = "cni0"
 // NodeClusterLabel on a lab Node names its cluster (rebel-base reads it).
 const NodeClusterLabel = "lab.strait.io/cluster"
 
-// shimSocketDir is where the node's containerd shims put their sockets: a short path (a
-// shim's socket is this and 65 characters, within a unix socket's 107), named after the
-// node's state directory, and not containerd's shared default /run/containerd/s.
-func shimSocketDir(cd state.ClusterDir) string {
-	sum := sha256.Sum256([]byte(cd))
-	return "/run/strait-lab/" + hex.EncodeToString(sum[:])[:12]
-}
-
 // CgroupRoot is the cgroup (in every hierarchy) under which a cluster's node runs
 // containerd, its shims and every pod: /strait-<lab>-<cluster>.
 func CgroupRoot(c plan.Cluster) string { return "/strait-" + c.Namespace }
@@ -79,7 +69,7 @@ func containerdConfig(cd state.ClusterDir, c plan.Cluster, bins binaries.Set, ru
 		"  address = " + q(cd.ContainerdSocket()+".ttrpc"),
 		"",
 		`[plugins."io.containerd.shim.v1.manager"]`,
-		"  socket_dir = " + q(shimSocketDir(cd)),
+		"  socket_dir = " + q(cd.ShimSocketDir()),
 		"",
 		`[plugins."io.containerd.internal.v1.opt"]`,
 		"  path = " + q(filepath.Join(cd.Containerd(), "opt")),
@@ -254,7 +244,7 @@ func writeNodeFiles(cd state.ClusterDir, c plan.Cluster, bins binaries.Set, runc
 	if err := os.RemoveAll(cd.CNIIPAMDir()); err != nil {
 		return err
 	}
-	for _, d := range []string{cd.ContainerdRoot(), cd.ContainerdState(), cd.ContainerdRuncRoot(), cd.KubeletRoot(),
+	for _, d := range []string{cd.RunDir(), cd.ContainerdRoot(), cd.ContainerdState(), cd.ContainerdRuncRoot(), cd.KubeletRoot(),
 		filepath.Join(cd.KubeletRoot(), "manifests"), cd.PodLogs(), cd.CNIConfDir(), cd.CNIIPAMDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
@@ -366,11 +356,11 @@ func cleanupNode(cd state.ClusterDir, c plan.Cluster) error {
 			errs = append(errs, fmt.Errorf("node of cluster %s: %w", c.Name, err))
 		}
 	}
-	// The sockets of the killed shims.
-	if err := os.RemoveAll(shimSocketDir(cd)); err != nil {
+	// containerd's sockets and those of the killed shims.
+	if err := os.RemoveAll(cd.RunDir()); err != nil {
 		errs = append(errs, err)
 	}
-	_ = os.Remove(filepath.Dir(shimSocketDir(cd)))
+	_ = os.Remove(state.NodeRunRoot) // if no other lab's node uses it
 	return errors.Join(errs...)
 }
 
