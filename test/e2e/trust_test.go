@@ -92,7 +92,8 @@ contexts: [{name: b, context: {cluster: b, user: u}}]
 			return false, err
 		}
 		for _, e := range events.Items {
-			if e.Reason == "BrokerCredentialRefused" && strings.Contains(e.Message, ".exec") {
+			// The running agent's refusal, not the one the agent started above recorded.
+			if e.Reason == "BrokerCredentialRefused" && strings.Contains(e.Message, "the agent keeps using its own") && strings.Contains(e.Message, ".exec") {
 				return true, nil
 			}
 		}
