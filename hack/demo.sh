@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: start the lab and show that it works the way a real cluster does: a
-# Deployment gets Ready pods, the endpointslice controller publishes them, CoreDNS resolves the
-# Service and kube-proxy balances requests over the pods, and pod IPs route between clusters.
+# Deployment gets Ready pods from a real kubelet and containerd, kubectl exec and logs work,
+# the endpointslice controller publishes the pods, CoreDNS resolves the Service and
+# kube-proxy balances requests over the pods, and pod IPs route between clusters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 strait=./bin/strait
@@ -29,6 +30,7 @@ spec:
       - name: rebel-base
         image: strait.io/lab/rebel-base
         ports: [{name: http, containerPort: 80}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 2}
 ---
 apiVersion: v1
 kind: Service
@@ -55,6 +57,15 @@ rebel_base cluster01 3
 kubectl --context cluster01 -n demo rollout status deployment/rebel-base --timeout=120s
 kubectl --context cluster01 -n demo get pods -o wide
 kubectl --context cluster01 -n demo get endpointslices -l kubernetes.io/service-name=rebel-base
+
+step "Real nodes: kubectl exec, logs and the node's containerd"
+kubectl --context cluster01 -n demo run debug --image=strait.io/lab/debug --restart=Never --dry-run=client -o yaml |
+	kubectl --context cluster01 apply -f -
+kubectl --context cluster01 -n demo wait --for=condition=Ready pod/debug --timeout=120s >/dev/null
+kubectl --context cluster01 -n demo exec debug -- nslookup rebel-base
+kubectl --context cluster01 -n demo exec debug -- curl -s --max-time 5 http://rebel-base/
+kubectl --context cluster01 -n demo logs deployment/rebel-base
+kubectl --context cluster01 -n demo delete pod debug --wait=false
 
 step "DNS in cluster01: rebel-base.demo resolved by the cluster's CoreDNS"
 $strait lab exec cluster01 -- dig +short rebel-base.demo.svc.cluster.local

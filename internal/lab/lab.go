@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/images"
 	"github.com/strait-io/strait/internal/lab/netns"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/state"
@@ -39,6 +40,9 @@ type Options struct {
 	APIPortBase int
 	// Builder builds or finds the binaries.
 	Builder *binaries.Builder
+	// Images builds or finds the lab's images, which every node loads; nil uses the
+	// default cache.
+	Images *images.Builder
 	// Out receives progress for people; may be nil.
 	Out io.Writer
 }
@@ -135,7 +139,8 @@ func Prepare(ctx context.Context, o Options) (*plan.Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(l.Clusters) > 0 && l.Clusters[0].Ports.APIServer == 0 {
+	// Zero ports: a plan without a port base, or a saved lab that predates a component.
+	if l.UnassignedPorts() {
 		if err := assignFreePorts(l); err != nil {
 			return nil, err
 		}
@@ -154,7 +159,18 @@ func Prepare(ctx context.Context, o Options) (*plan.Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	ib := o.Images
+	if ib == nil {
+		ib = &images.Builder{}
+	}
+	imgs, err := ib.BuildAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the lab's images, which its nodes run: %w", err)
+	}
 	saved := &state.Saved{Lab: l, Binaries: bins.Dir, Created: time.Now()}
+	for _, img := range imgs {
+		saved.Images = append(saved.Images, img.Path)
+	}
 	if err := state.Save(o.Dir, saved); err != nil {
 		return nil, err
 	}

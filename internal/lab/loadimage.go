@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -85,7 +86,32 @@ func LoadImage(ctx context.Context, o LoadImageOptions) error {
 			fmt.Fprintf(o.Out, "Image %s loaded into node %s (cluster %s)\n", strings.Join(refs, ", "), t.node, t.cluster)
 		}
 	}
-	return nil
+	return recordLoaded(o.Dir, archive)
+}
+
+// recordLoaded adds an archive to the lab's list of loaded images, which the lab registry
+// serves to the nodes: a pull of a loaded image (imagePullPolicy Always) then finds it.
+func recordLoaded(dir state.Dir, archive string) error {
+	abs, err := filepath.Abs(archive)
+	if err != nil {
+		return err
+	}
+	var paths []string
+	if data, err := os.ReadFile(dir.LoadedImages()); err == nil {
+		if err := json.Unmarshal(data, &paths); err != nil {
+			return fmt.Errorf("reading %s: %w", dir.LoadedImages(), err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if slices.Contains(paths, abs) {
+		return nil
+	}
+	data, err := json.MarshalIndent(append(paths, abs), "", "  ")
+	if err != nil {
+		return err
+	}
+	return state.WriteFileAtomic(dir.LoadedImages(), data, 0o644)
 }
 
 // selectNodes maps node or cluster names to the nodes of the lab, in the lab's order, and

@@ -59,6 +59,12 @@ func deployment(ns, name string, replicas int32, port int32) *appsv1.Deployment 
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: name, Image: "strait.io/lab/rebel-base",
 					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: port}},
+					// Real probes, run by the kubelet: rebel-base's /readyz fails while the
+					// pod is annotated lab.strait.io/ready: "false".
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+						Path: "/readyz", Port: intstr.FromString("http")}}, PeriodSeconds: 1, FailureThreshold: 1},
+					LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+						Path: "/healthz", Port: intstr.FromString("http")}}, PeriodSeconds: 5},
 				}}},
 			},
 		},
@@ -102,7 +108,7 @@ func readyEndpoints(ctx context.Context, cs kubernetes.Interface, ns, svc string
 }
 
 // TestLabServesDeploymentsLikeARealCluster follows the acceptance of the lab: a Deployment gets
-// Ready pods from the node simulator, the real endpointslice controller publishes them, the
+// Ready pods from the real kubelet, the real endpointslice controller publishes them, the
 // cluster's CoreDNS resolves the Service, the real kube-proxy balances requests over every pod,
 // and a pod of another cluster is reachable by its pod IP.
 func TestLabServesDeploymentsLikeARealCluster(t *testing.T) {
@@ -116,6 +122,11 @@ func TestLabServesDeploymentsLikeARealCluster(t *testing.T) {
 	}
 	if len(nodes.Items) != 1 || nodes.Items[0].Labels["topology.kubernetes.io/zone"] != lab.Cluster("cluster02").Zone {
 		t.Fatalf("cluster02 nodes = %+v, want one node in zone %s", nodes.Items, lab.Cluster("cluster02").Zone)
+	}
+	if n := nodes.Items[0]; !strings.HasPrefix(n.Status.NodeInfo.ContainerRuntimeVersion, "containerd://") ||
+		n.Status.NodeInfo.KubeletVersion != "v1.34.4" || n.Labels["lab.strait.io/cluster"] != "cluster02" || n.Spec.PodCIDR != lab.Cluster("cluster02").PodCIDR {
+		t.Errorf("node %s: runtime %q, kubelet %q, labels %v, pod CIDR %q; want a real kubelet on containerd",
+			n.Name, n.Status.NodeInfo.ContainerRuntimeVersion, n.Status.NodeInfo.KubeletVersion, n.Labels, n.Spec.PodCIDR)
 	}
 
 	createNamespace(t, c1, "demo")
@@ -197,9 +208,10 @@ func TestLabServesDeploymentsLikeARealCluster(t *testing.T) {
 	}
 }
 
-// TestLabPodReadinessAndDeletion flips a pod unready through the simulator's annotation and
-// checks the real endpointslice controller and kube-proxy follow; then deletes pods and checks
-// they go away and their addresses stop answering.
+// TestLabPodReadinessAndDeletion makes a pod fail its readiness probe (rebel-base fails
+// /readyz while annotated lab.strait.io/ready: "false") and checks the kubelet, the real
+// endpointslice controller and kube-proxy follow, and that it comes back when the annotation
+// goes; then deletes pods and checks they go away and their addresses stop answering.
 func TestLabPodReadinessAndDeletion(t *testing.T) {
 	lab := labtest.Start(t, 1)
 	ctx := context.Background()
@@ -239,7 +251,17 @@ func TestLabPodReadinessAndDeletion(t *testing.T) {
 		return true, nil
 	})
 
-	// Scale to zero: the simulator finalizes the deletions, and the pod address stops answering.
+	// Ready again once the annotation goes.
+	patch = []byte(`{"metadata":{"annotations":{"lab.strait.io/ready":null}}}`)
+	if _, err := cs.CoreV1().Pods("ready").Patch(ctx, unready.Name, "application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "the pod is ready again", func(ctx context.Context) (bool, error) {
+		ready, err := readyEndpoints(ctx, cs, "ready", "echo")
+		return len(ready) == 2, err
+	})
+
+	// Scale to zero: the kubelet stops the pods, and the pod address stops answering.
 	if _, err := cs.AppsV1().Deployments("ready").UpdateScale(ctx, "echo", scale("ready", "echo", 0), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -111,13 +111,13 @@ func (e *env) strait(args ...string) (string, error) {
 	return out.String(), err
 }
 
-// pod starts a pod whose simulated container answers HTTP on port, and returns its IP.
+// pod starts a rebel-base pod that answers HTTP on port, and returns its IP.
 func (e *env) pod(ns, name string, port int32) string {
 	e.t.Helper()
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "app", Image: "strait.io/lab/backend",
+			Name: "app", Image: "strait.io/lab/rebel-base",
 			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: port}},
 		}}},
 	}

@@ -1,7 +1,7 @@
 // Package binaries builds the lab's Kubernetes components from source through the Go module
 // proxy and caches them. The pinned versions live in small Go modules embedded here
 // (modules/*.go.mod and .go.sum): k8s.io/kubernetes with each staging module replaced by the
-// matching k8s.io/* v0.x release (the control plane, kube-proxy, kubectl and the kubelet),
+// matching k8s.io/* v0.x release (the control plane with kube-scheduler, kube-proxy, kubectl and the kubelet),
 // etcd from go.etcd.io/etcd/server/v3, CoreDNS from github.com/coredns/coredns, containerd,
 // its runc shim and ctr from github.com/containerd/containerd/v2, and the standard CNI
 // plugins (bridge, host-local, loopback, portmap) from github.com/containernetworking/plugins.
@@ -36,6 +36,7 @@ var modules embed.FS
 const (
 	KubeAPIServer         = "kube-apiserver"
 	KubeControllerManager = "kube-controller-manager"
+	KubeScheduler         = "kube-scheduler"
 	KubeProxy             = "kube-proxy"
 	Kubectl               = "kubectl"
 	Kubelet               = "kubelet"
@@ -70,6 +71,7 @@ type target struct {
 var targets = []target{
 	{KubeAPIServer, "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", kubeLDFlags, ""},
 	{KubeControllerManager, "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", kubeLDFlags, ""},
+	{KubeScheduler, "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", kubeLDFlags, ""},
 	{KubeProxy, "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", kubeLDFlags, ""},
 	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags, ""},
 	{Kubelet, "kubernetes", "k8s.io/kubernetes/cmd/kubelet", kubeLDFlags, ""},
@@ -219,7 +221,8 @@ func (b *Builder) goCmd() string {
 	return "go"
 }
 
-// Key identifies a build: the pinned versions, a hash of the module files and the toolchain.
+// Key identifies a build: the pinned versions, a hash of the module files, the list of
+// binaries and the toolchain.
 func (b *Builder) Key(ctx context.Context) (string, error) {
 	goVersion, err := exec.CommandContext(ctx, b.goCmd(), "env", "GOVERSION").Output()
 	if err != nil {
@@ -243,6 +246,10 @@ func (b *Builder) Key(ctx context.Context) (string, error) {
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00", n, len(data))
 		h.Write(data)
+	}
+	// The binaries themselves: a set built before a binary was added lacks it.
+	for _, t := range targets {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", t.binary, t.pkg, t.dir)
 	}
 	versions, err := Versions()
 	if err != nil {

@@ -35,6 +35,13 @@ func Start(t testing.TB, bins binaries.Set, dir, socket string) *Containerd {
 	if os.Geteuid() != 0 {
 		t.Skip("containerd needs root")
 	}
+	if _, err := os.Stat(filepath.Dir(socket)); os.IsNotExist(err) {
+		// A lab node's socket directory (/run/strait-lab/<hash>): removed with the socket.
+		t.Cleanup(func() {
+			os.RemoveAll(filepath.Dir(socket))
+			os.Remove(filepath.Dir(filepath.Dir(socket)))
+		})
+	}
 	for _, d := range []string{dir, filepath.Dir(socket)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,6 @@
 // Package labtest starts lab clusters for integration tests: real etcd, kube-apiserver,
-// kube-controller-manager, kube-proxy and CoreDNS per cluster, with the node simulator, in
-// network namespaces named after a random lab name, so test packages running in parallel
+// kube-controller-manager, kube-scheduler, kube-proxy and CoreDNS per cluster, and a real
+// node (containerd and the kubelet), in network namespaces named after a random lab name, so test packages running in parallel
 // never meet. The supervisor runs inside the test binary; everything is stopped and removed
 // when the test ends, and the leftovers of a test binary that was killed are swept on the
 // next start.
@@ -58,6 +58,27 @@ func Start(t testing.TB, n int) *Lab {
 // StartNamed starts a lab with the named clusters.
 func StartNamed(t testing.TB, names ...string) *Lab {
 	t.Helper()
+	l, err := Try(t, Options{Names: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// Options say how Try starts a lab.
+type Options struct {
+	// Names of the clusters.
+	Names []string
+	// BeforeStart, if set, runs once the lab is prepared (state directory, certificates,
+	// binaries) and before its supervisor starts: a test of failures breaks something here.
+	BeforeStart func(dir state.Dir, l *plan.Lab)
+}
+
+// Try starts a lab and returns it once it runs, or the error it failed to start with
+// (after the supervisor has stopped everything it started). Everything is stopped and
+// checked for leftovers when the test ends, whether the lab started or not.
+func Try(t testing.TB, o Options) (*Lab, error) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts lab clusters; skipped under -short (make test-unit)")
 	}
@@ -74,7 +95,7 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	l, err := lab.Prepare(ctx, lab.Options{
-		Dir: dir, Names: names,
+		Dir: dir, Names: o.Names,
 		Builder: &binaries.Builder{Progress: func(p binaries.Progress) {
 			if p.Step != "build" {
 				t.Logf("lab binaries: %s %s", p.Step, p.Message)
@@ -85,7 +106,10 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 		os.RemoveAll(base)
 		t.Fatalf("preparing lab: %v", err)
 	}
-	register(t, l)
+	register(t, l, dir)
+	if o.BeforeStart != nil {
+		o.BeforeStart(dir, l)
+	}
 	sup, err := supervisor.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -93,15 +117,17 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(runCtx) }()
+	var runErr error
+	exited := false
 	t.Cleanup(func() {
 		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stopping lab %s: %v", name, err)
-		}
-		for _, ns := range l.Namespaces() {
-			if netns.Exists(ns) {
-				t.Errorf("network namespace %s is left after the lab stopped", ns)
+		if !exited {
+			if err := <-done; err != nil {
+				t.Errorf("stopping lab %s: %v", name, err)
 			}
+		}
+		for _, left := range Leftovers(dir, l) {
+			t.Errorf("left after the lab stopped: %s", left)
 		}
 		if t.Failed() {
 			dumpLogs(t, dir, l)
@@ -115,17 +141,20 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 		if phase == supervisor.PhaseRunning {
 			break
 		}
-		if phase == supervisor.PhaseFailed || time.Now().After(deadline) {
-			t.Fatalf("lab %s did not start (%s): %s", name, phase, failure)
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("lab %s did not start within %s (%s): %s", name, startTimeout, phase, failure)
 		}
 		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("lab %s supervisor exited while starting: %v", name, err)
+		case runErr = <-done:
+			exited = true
+			if runErr == nil {
+				runErr = fmt.Errorf("lab %s supervisor exited while starting (%s): %s", name, phase, failure)
+			}
+			return nil, runErr
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return &Lab{Dir: dir, Plan: l, Sup: sup, t: t}
+	return &Lab{Dir: dir, Plan: l, Sup: sup, t: t}, nil
 }
 
 // Cluster returns the plan of one cluster.
@@ -174,6 +203,42 @@ func (l *Lab) Exec(ctx context.Context, cluster string, args ...string) (string,
 	return stdout.String(), nil
 }
 
+// Leftovers lists what a stopped lab left on the host: network namespaces, mounts under its
+// state directory, its nodes' cgroups and processes in them.
+func Leftovers(dir state.Dir, l *plan.Lab) []string {
+	var out []string
+	for _, ns := range l.Namespaces() {
+		if netns.Exists(ns) {
+			out = append(out, "network namespace "+ns)
+		}
+	}
+	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], string(dir)+"/") {
+				out = append(out, "mount "+f[4])
+			}
+		}
+	}
+	// Every component is given a path of the state directory on its command line.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(data), string(dir)+"/") {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(data), "\x00", " "))
+		}
+	}
+	for _, c := range l.Clusters {
+		matches, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", supervisor.CgroupRoot(c)))
+		if m, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", supervisor.CgroupRoot(c))); len(m) > 0 {
+			matches = append(matches, m...)
+		}
+		for _, m := range matches {
+			out = append(out, "cgroup "+m)
+		}
+	}
+	return out
+}
+
 func randomHex(n int) string {
 	b := make([]byte, (n+1)/2)
 	_, _ = rand.Read(b)
@@ -185,13 +250,14 @@ type entry struct {
 	PID        int      `json:"pid"`
 	Namespaces []string `json:"namespaces"`
 	Processes  string   `json:"processes"`
+	Dir        string   `json:"dir,omitempty"`
 }
 
-func register(t testing.TB, l *plan.Lab) {
+func register(t testing.TB, l *plan.Lab, dir state.Dir) {
 	if err := os.MkdirAll(registryDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := json.Marshal(entry{PID: os.Getpid(), Namespaces: l.Namespaces()})
+	data, _ := json.Marshal(entry{PID: os.Getpid(), Namespaces: l.Namespaces(), Dir: string(dir)})
 	if err := os.WriteFile(filepath.Join(registryDir, l.Name+".json"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +283,13 @@ func sweep(t testing.TB) {
 		name := strings.TrimSuffix(e.Name(), ".json")
 		stale := &plan.Lab{Name: name}
 		var errs []error
+		// The nodes' pods, mounts and cgroups, as `strait lab down` removes them.
+		if saved, err := state.Load(state.Dir(en.Dir)); en.Dir != "" && err == nil {
+			if err := supervisor.Cleanup(context.Background(), state.Dir(en.Dir), saved.Lab); err != nil {
+				errs = append(errs, err)
+			}
+			os.RemoveAll(filepath.Dir(en.Dir))
+		}
 		for _, ns := range en.Namespaces {
 			if netns.Exists(ns) {
 				if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {

@@ -1,8 +1,8 @@
 // Package netns builds the lab's network out of Linux network namespaces: one namespace per
-// cluster (its node, holding its pod addresses, service routes, kube-proxy and CoreDNS) and a
+// cluster (its node, holding its kubelet, containerd, pods' bridge, kube-proxy and CoreDNS) and a
 // router namespace whose bridge joins them into one flat, routable network. Nothing is ever
 // configured in the host's own namespace. It also opens sockets inside a namespace from this
-// process, which is how the lab's pod responders and API forwarders listen there.
+// process, which is how the lab's API forwarders and registry listen there.
 package netns
 
 import (
@@ -106,9 +106,8 @@ func setupCluster(ctx context.Context, l *plan.Lab, c plan.Cluster, prefix strin
 		{"-n", ns, "addr", "add", c.NodeIP + "/" + prefix, "dev", "eth0"},
 		{"-n", ns, "link", "set", "eth0", "up"},
 		{"-n", ns, "route", "add", "default", "via", l.RouterIP},
-		// Every address of the pod CIDR is local to the node: pods need no interface of their
-		// own, and the node simulator can listen on any pod IP it hands out.
-		{"-n", ns, "route", "add", "local", c.PodCIDR, "dev", "lo"},
+		// The pod CIDR lives on the node's CNI bridge (cni0, created with the first pod);
+		// the router sends other clusters' traffic for it to the node.
 		{"-n", r, "route", "add", c.PodCIDR, "via", c.NodeIP},
 	}
 	for _, s := range steps {
@@ -116,7 +115,9 @@ func setupCluster(ctx context.Context, l *plan.Lab, c plan.Cluster, prefix strin
 			return err
 		}
 	}
-	return nil
+	// The node routes between its pods' bridge and the lab network, as a node does. The
+	// bridge plugin would set this with the first pod; set it now so it never depends on it.
+	return sysctl(ns, "net.ipv4.ip_forward", "1")
 }
 
 // prefixLen returns the prefix length of a CIDR as a string.

@@ -32,7 +32,7 @@ func testLab(t *testing.T) *plan.Lab {
 	return l
 }
 
-// The lab network is flat: a listener on a pod address of cluster a answers a client in
+// The lab network is flat: a listener on the pod bridge of cluster a answers a client in
 // cluster b, through the router; nothing of it is visible in the host namespace; and
 // Teardown removes every namespace.
 func TestSetupRoutesPodAddressesBetweenClustersAndTeardownRemovesAll(t *testing.T) {
@@ -45,7 +45,18 @@ func TestSetupRoutesPodAddressesBetweenClustersAndTeardownRemovesAll(t *testing.
 	t.Cleanup(func() { _ = Teardown(ctx, l) })
 	a, b := l.Clusters[0], l.Clusters[1]
 
-	podIP := "10.1.3.7" // any address of a's pod CIDR is local to a's node
+	// What the CNI bridge plugin does with a's first pod: a bridge holding the pod CIDR's
+	// gateway address.
+	podIP := "10.1.0.1"
+	for _, args := range [][]string{
+		{"-n", a.Namespace, "link", "add", "cni0", "type", "bridge"},
+		{"-n", a.Namespace, "addr", "add", podIP + "/16", "dev", "cni0"},
+		{"-n", a.Namespace, "link", "set", "cni0", "up"},
+	} {
+		if err := ip(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ln, err := Listen(a.Namespace, "tcp", net.JoinHostPort(podIP, "8080"))
 	if err != nil {
 		t.Fatal(err)

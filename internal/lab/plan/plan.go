@@ -19,7 +19,7 @@ const (
 	// portsPerKind is the stride between the port ranges of the components: cluster i's API
 	// server listens on base+i, its etcd client port on base+portsPerKind+i, and so on.
 	portsPerKind = 100
-	portKinds    = 6
+	portKinds    = 7
 	// DefaultAPIPortBase puts the first API server on 127.0.0.1:16443.
 	DefaultAPIPortBase = 16442
 	// MaxLabNameLen keeps network namespace names short and readable.
@@ -87,6 +87,7 @@ type Ports struct {
 	ControllerManager int `json:"controllerManager"`
 	AgentMetrics      int `json:"agentMetrics"`
 	AgentHealth       int `json:"agentHealth"`
+	Scheduler         int `json:"scheduler"`
 }
 
 // All lists the ports with a human name each, for error messages and checks.
@@ -98,6 +99,7 @@ func (p Ports) All() []NamedPort {
 		{"kube-controller-manager", p.ControllerManager},
 		{"strait agent metrics", p.AgentMetrics},
 		{"strait agent health", p.AgentHealth},
+		{"kube-scheduler", p.Scheduler},
 	}
 }
 
@@ -218,6 +220,7 @@ func Build(s Spec) (*Lab, error) {
 				ControllerManager: b + 3*portsPerKind + idx,
 				AgentMetrics:      b + 4*portsPerKind + idx,
 				AgentHealth:       b + 5*portsPerKind + idx,
+				Scheduler:         b + 6*portsPerKind + idx,
 			}
 		}
 		l.Clusters = append(l.Clusters, c)
@@ -229,7 +232,7 @@ func Build(s Spec) (*Lab, error) {
 func (l *Lab) AssignPorts(next func() (int, error)) error {
 	for i := range l.Clusters {
 		p := &l.Clusters[i].Ports
-		for _, f := range []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer, &p.ControllerManager, &p.AgentMetrics, &p.AgentHealth} {
+		for _, f := range []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer, &p.ControllerManager, &p.AgentMetrics, &p.AgentHealth, &p.Scheduler} {
 			if *f != 0 {
 				continue
 			}
@@ -241,6 +244,19 @@ func (l *Lab) AssignPorts(next func() (int, error)) error {
 		}
 	}
 	return nil
+}
+
+// UnassignedPorts reports whether any port of the plan is zero: a plan built without a port
+// base, or a saved one from before a component with a port of its own was added.
+func (l *Lab) UnassignedPorts() bool {
+	for _, c := range l.Clusters {
+		for _, p := range c.Ports.All() {
+			if p.Port == 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Cluster returns the named cluster.

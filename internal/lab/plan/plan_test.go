@@ -123,8 +123,22 @@ func TestAssignPortsFillsOnlyZeroPorts(t *testing.T) {
 	if err := l.AssignPorts(func() (int, error) { next++; return next, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if got := l.Clusters[1].Ports; got.APIServer != 30007 || got.AgentHealth != 30012 {
+	if got := l.Clusters[1].Ports; got.APIServer != 30008 || got.Scheduler != 30014 {
 		t.Errorf("ports of b = %+v", got)
+	}
+	if l.UnassignedPorts() {
+		t.Error("UnassignedPorts after AssignPorts")
+	}
+	// A saved plan from before kube-scheduler had a port: only that port is filled in.
+	l.Clusters[0].Ports.Scheduler = 0
+	if !l.UnassignedPorts() {
+		t.Error("UnassignedPorts = false with a zero scheduler port")
+	}
+	if err := l.AssignPorts(func() (int, error) { next++; return next, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Clusters[0].Ports; got.APIServer != 30001 || got.Scheduler != 30015 {
+		t.Errorf("ports of a = %+v", got)
 	}
 	if c := l.PortConflicts(); len(c) > 0 {
 		t.Errorf("conflicts: %v", c)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/strait-io/strait/internal/lab/netns"
 )
 
 // Spec describes a process to run.
@@ -25,9 +27,14 @@ type Spec struct {
 	Args    []string
 	// Netns, if set, runs the process inside that network namespace (through `ip netns exec`,
 	// which also shows it /etc/netns/<ns>/ files in place of /etc).
-	Netns   string
-	LogFile string
-	Env     []string
+	Netns string
+	// HostMounts, with Netns, enters only the network namespace (from a thread of this
+	// process that has entered it, so the child is born there) and keeps the host's mount
+	// namespace and /etc: the kubelet and containerd must see each other's mounts, since
+	// containers get the volumes the kubelet mounts.
+	HostMounts bool
+	LogFile    string
+	Env        []string
 }
 
 // Process is a started process.
@@ -51,7 +58,7 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("opening log of %s: %w", spec.Name, err)
 	}
 	path, args := spec.Path, spec.Args
-	if spec.Netns != "" {
+	if spec.Netns != "" && !spec.HostMounts {
 		path, args = "ip", append([]string{"netns", "exec", spec.Netns, spec.Path}, spec.Args...)
 	}
 	cmd := exec.Command(path, args...)
@@ -59,7 +66,11 @@ func Start(spec Spec) (*Process, error) {
 	cmd.Env = append(os.Environ(), spec.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	fmt.Fprintf(log, "---- %s starting %s %v\n", time.Now().Format(time.RFC3339), path, args)
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if spec.Netns != "" && spec.HostMounts {
+		start = func() error { return netns.Do(spec.Netns, cmd.Start) }
+	}
+	if err := start(); err != nil {
 		log.Close()
 		return nil, fmt.Errorf("starting %s of cluster %s: %w", spec.Name, spec.Cluster, err)
 	}

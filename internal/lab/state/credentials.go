@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -20,23 +21,41 @@ import (
 const (
 	Admin             = "admin"
 	ControllerManager = "kube-controller-manager"
+	Scheduler         = "kube-scheduler"
 	KubeProxy         = "kube-proxy"
 	CoreDNS           = "coredns"
 	NodeSim           = "nodesim"
+	// Kubelet is the node's kubelet: user system:node:<node>, group system:nodes, which
+	// the Node authorizer and the NodeRestriction rules know.
+	Kubelet = "kubelet"
+	// KubeletClient is the API server's identity towards the kubelets (logs, exec,
+	// port-forward), bound to the ClusterRole system:kubelet-api-admin as kubeadm does.
+	KubeletClient = "apiserver-kubelet-client"
 )
 
 // NodeSimUser is the user name of the node simulator, bound to the lab's own ClusterRole.
 const NodeSimUser = "strait-lab:nodesim"
 
-var identities = []struct {
+// KubeletClientUser is the user the API server is to the kubelets.
+const KubeletClientUser = "kube-apiserver-kubelet-client"
+
+type identity struct {
 	name string
 	req  pki.Request
-}{
-	{Admin, pki.Request{CommonName: "strait-lab-admin", Organizations: []string{"system:masters"}}},
-	{ControllerManager, pki.Request{CommonName: "system:kube-controller-manager"}},
-	{KubeProxy, pki.Request{CommonName: "system:kube-proxy"}},
-	{CoreDNS, pki.Request{CommonName: "system:coredns"}},
-	{NodeSim, pki.Request{CommonName: NodeSimUser}},
+}
+
+// identities are the client certificates of a cluster's components.
+func identities(c plan.Cluster) []identity {
+	return []identity{
+		{Admin, pki.Request{CommonName: "strait-lab-admin", Organizations: []string{"system:masters"}}},
+		{ControllerManager, pki.Request{CommonName: "system:kube-controller-manager"}},
+		{Scheduler, pki.Request{CommonName: "system:kube-scheduler"}},
+		{KubeProxy, pki.Request{CommonName: "system:kube-proxy"}},
+		{CoreDNS, pki.Request{CommonName: "system:coredns"}},
+		{NodeSim, pki.Request{CommonName: NodeSimUser}},
+		{Kubelet, pki.Request{CommonName: "system:node:" + c.NodeName, Organizations: []string{"system:nodes"}}},
+		{KubeletClient, pki.Request{CommonName: KubeletClientUser}},
+	}
 }
 
 // File names in a cluster's PKI directory.
@@ -47,6 +66,10 @@ const (
 	APIServerKey      = "apiserver.key"
 	ServiceAccountKey = "sa.key"
 	ServiceAccountPub = "sa.pub"
+	// KubeletServingCert and KeyFile are the kubelet's serving certificate (the node's name
+	// and address), which the API server verifies against the cluster's CA.
+	KubeletServingCert = "kubelet-serving.crt"
+	KubeletServingKey  = "kubelet-serving.key"
 )
 
 // CertFile and KeyFile name an identity's client certificate and key.
@@ -55,12 +78,14 @@ func CertFile(identity string) string { return identity + ".crt" }
 // KeyFile names an identity's private key.
 func KeyFile(identity string) string { return identity + ".key" }
 
-// EnsureCredentials creates the cluster's CA, serving certificate, service account key and
+// EnsureCredentials creates the cluster's CA, serving certificates, service account key and
 // client certificates, keeping whatever already exists so a restarted lab keeps trusting its
-// own data. It writes into a temporary directory first: a failure leaves no partial PKI.
+// own data. A new PKI is written into a temporary directory first: a failure leaves no
+// partial PKI. An existing one that lacks a certificate added since (a lab created by an
+// older strait) gets it issued by its own CA.
 func EnsureCredentials(cd ClusterDir, c plan.Cluster) error {
 	if _, err := os.Stat(cd.File(CACert)); err == nil {
-		return nil
+		return completeCredentials(cd, c)
 	}
 	tmp := cd.PKI() + ".tmp"
 	_ = os.RemoveAll(tmp)
@@ -98,12 +123,12 @@ func EnsureCredentials(cd ClusterDir, c plan.Cluster) error {
 		APIServerCert: serving.CertPEM, APIServerKey: serving.KeyPEM,
 		ServiceAccountKey: saPriv, ServiceAccountPub: saPub,
 	}
-	for _, id := range identities {
-		kp, err := ca.Issue(id.req)
-		if err != nil {
-			return err
-		}
-		files[CertFile(id.name)], files[KeyFile(id.name)] = kp.CertPEM, kp.KeyPEM
+	issued, err := issueMissing(ca, c, func(string) bool { return false })
+	if err != nil {
+		return err
+	}
+	for name, data := range issued {
+		files[name] = data
 	}
 	for name, data := range files {
 		if err := write(name, data); err != nil {
@@ -116,13 +141,80 @@ func EnsureCredentials(cd ClusterDir, c plan.Cluster) error {
 	return os.Rename(tmp, cd.PKI())
 }
 
+// issueMissing issues every client and kubelet certificate whose files have is false for.
+func issueMissing(ca *pki.CA, c plan.Cluster, have func(name string) bool) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, id := range identities(c) {
+		if have(CertFile(id.name)) && have(KeyFile(id.name)) {
+			continue
+		}
+		kp, err := ca.Issue(id.req)
+		if err != nil {
+			return nil, err
+		}
+		files[CertFile(id.name)], files[KeyFile(id.name)] = kp.CertPEM, kp.KeyPEM
+	}
+	if !have(KubeletServingCert) || !have(KubeletServingKey) {
+		kp, err := ca.Issue(pki.Request{CommonName: "system:node:" + c.NodeName, Organizations: []string{"system:nodes"},
+			Server: true, DNSNames: []string{c.NodeName}, IPs: []net.IP{net.ParseIP(c.NodeIP)}})
+		if err != nil {
+			return nil, err
+		}
+		files[KubeletServingCert], files[KubeletServingKey] = kp.CertPEM, kp.KeyPEM
+	}
+	return files, nil
+}
+
+// completeCredentials issues, with the cluster's existing CA, the certificates its PKI
+// lacks; each file is written atomically, key before certificate.
+func completeCredentials(cd ClusterDir, c plan.Cluster) error {
+	have := func(name string) bool {
+		_, err := os.Stat(cd.File(name))
+		return err == nil
+	}
+	missing := false
+	for _, id := range identities(c) {
+		missing = missing || !have(CertFile(id.name)) || !have(KeyFile(id.name))
+	}
+	if !missing && have(KubeletServingCert) && have(KubeletServingKey) {
+		return nil
+	}
+	certPEM, err := os.ReadFile(cd.File(CACert))
+	if err != nil {
+		return err
+	}
+	keyPEM, err := os.ReadFile(cd.File(CAKey))
+	if err != nil {
+		return fmt.Errorf("the PKI of cluster %s lacks certificates and its CA key cannot be read to issue them: %w", c.Name, err)
+	}
+	ca, err := pki.LoadCA(pki.KeyPair{CertPEM: certPEM, KeyPEM: keyPEM})
+	if err != nil {
+		return fmt.Errorf("CA of cluster %s: %w", c.Name, err)
+	}
+	files, err := issueMissing(ca, c, have)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool { return filepath.Ext(names[i]) > filepath.Ext(names[j]) }) // .key first
+	for _, name := range names {
+		if err := WriteFileAtomic(cd.File(name), files[name], 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // APIServerURL is how clients on the host reach the cluster's API server.
 func APIServerURL(c plan.Cluster) string {
 	return fmt.Sprintf("https://127.0.0.1:%d", c.Ports.APIServer)
 }
 
-// NodeAPIServerURL is how clients inside the cluster's network namespace (kube-proxy,
-// CoreDNS) reach it: through the lab's forwarder on the node address.
+// NodeAPIServerURL is how clients inside the cluster's network namespace (the kubelet,
+// kube-proxy, CoreDNS) reach it: through the lab's forwarder on the node address.
 func NodeAPIServerURL(c plan.Cluster) string {
 	return fmt.Sprintf("https://%s:%d", c.NodeIP, c.Ports.APIServer)
 }
@@ -178,6 +270,8 @@ func WriteKubeconfigs(d Dir, l *plan.Lab) error {
 			server   string
 		}{
 			{ControllerManager, APIServerURL(c)},
+			{Scheduler, APIServerURL(c)},
+			{Kubelet, NodeAPIServerURL(c)},
 			{KubeProxy, NodeAPIServerURL(c)},
 			{CoreDNS, NodeAPIServerURL(c)},
 		} {

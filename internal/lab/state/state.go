@@ -5,6 +5,8 @@
 package state
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,7 +99,7 @@ func (c ClusterDir) Kubeconfig(component string) string {
 func (c ClusterDir) Corefile() string { return c.path("Corefile") }
 
 // Containerd is the directory of the containerd that runs the cluster node's containers:
-// its own root, state, socket and configuration, so several clusters' containerds (and the
+// its own root, state and configuration (its socket is in RunDir), so several clusters' containerds (and the
 // host's, if any) never share anything.
 func (c ClusterDir) Containerd() string { return c.path("containerd") }
 
@@ -108,20 +110,73 @@ func (c ClusterDir) ContainerdRoot() string { return c.path("containerd", "root"
 // ContainerdState is containerd's runtime state directory (tasks, shim bundles).
 func (c ClusterDir) ContainerdState() string { return c.path("containerd", "state") }
 
+// RunDir is the node's directory for sockets: /run/strait-lab/<12 hex digits of a hash of
+// the cluster directory>. containerd refuses a socket path longer than 104 bytes, which a
+// state directory under a long $HOME or $XDG_STATE_HOME and a long cluster name exceed; this
+// path is short, the same for every run of the same cluster, and never another's.
+func (c ClusterDir) RunDir() string {
+	sum := sha256.Sum256([]byte(c))
+	return filepath.Join(NodeRunRoot, hex.EncodeToString(sum[:])[:12])
+}
+
+// NodeRunRoot holds every lab node's RunDir.
+const NodeRunRoot = "/run/strait-lab"
+
 // ContainerdSocket is containerd's gRPC socket, which the kubelet, ctr and `strait lab
-// load-image` talk to. A unix socket path has at most 107 bytes, which a long state
-// directory and cluster name can exceed.
-func (c ClusterDir) ContainerdSocket() string { return c.path("containerd", "containerd.sock") }
+// load-image` talk to (its ttrpc socket is beside it, with .ttrpc appended).
+func (c ClusterDir) ContainerdSocket() string { return filepath.Join(c.RunDir(), "containerd.sock") }
+
+// ShimSocketDir is where the node's containerd shims put their sockets (each named with 64
+// hex digits).
+func (c ClusterDir) ShimSocketDir() string { return filepath.Join(c.RunDir(), "s") }
 
 // ContainerdConfig is containerd's configuration file.
 func (c ClusterDir) ContainerdConfig() string { return c.path("containerd", "config.toml") }
+
+// ContainerdRuncRoot is the root directory of the runc that containerd's shim runs for this
+// node, so `runc list` of one node never shows another's containers.
+func (c ClusterDir) ContainerdRuncRoot() string { return c.path("containerd", "runc") }
+
+// ContainerdCertsDir holds containerd's registry host configuration (certs.d/<host>/hosts.toml):
+// where the node pulls strait.io images from.
+func (c ClusterDir) ContainerdCertsDir() string { return c.path("containerd", "certs.d") }
+
+// KubeletRoot is the kubelet's root directory (pods, volumes, plugins).
+func (c ClusterDir) KubeletRoot() string { return c.path("kubelet") }
+
+// KubeletConfig is the kubelet's KubeletConfiguration file.
+func (c ClusterDir) KubeletConfig() string { return c.path("kubelet-config.yaml") }
+
+// PodLogs is where the kubelet keeps the containers' logs (/var/log/pods on a real node).
+func (c ClusterDir) PodLogs() string { return c.path("pod-logs") }
+
+// CNIConfDir is the node's CNI configuration directory (/etc/cni/net.d on a real node).
+func (c ClusterDir) CNIConfDir() string { return c.path("cni", "net.d") }
+
+// CNIIPAMDir is where the host-local IPAM plugin records the node's allocated pod addresses.
+func (c ClusterDir) CNIIPAMDir() string { return c.path("cni", "ipam") }
+
+// EgressSelectorConfig is the API server's egress selector configuration: how it reaches
+// the kubelet and pods inside the node's network namespace.
+func (c ClusterDir) EgressSelectorConfig() string { return c.path("egress-selector.yaml") }
+
+// EgressSocket is the unix socket of the cluster's egress proxy (HTTP CONNECT), through
+// which the API server dials kubelets and pods.
+func (c ClusterDir) EgressSocket() string { return c.path("egress.sock") }
+
+// LoadedImages lists the image archives `strait lab load-image` loaded into the lab's
+// nodes, which the lab's registry serves besides its own images.
+func (d Dir) LoadedImages() string { return d.path("loaded-images.json") }
 
 // Saved is what lab.json holds.
 type Saved struct {
 	Lab *plan.Lab `json:"lab"`
 	// Binaries is the directory of the binaries the lab runs.
-	Binaries string    `json:"binaries"`
-	Created  time.Time `json:"created"`
+	Binaries string `json:"binaries"`
+	// Images are the archives of the lab's own images (pause, rebel-base, debug), loaded
+	// into every node at start and served by the lab's registry.
+	Images  []string  `json:"images,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // ErrNoLab is returned by Load when the lab has no state.

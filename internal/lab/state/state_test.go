@@ -2,8 +2,11 @@ package state
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -46,10 +49,51 @@ func TestEnsureCredentialsKeepsExistingCA(t *testing.T) {
 	if _, err := os.Stat(cd.PKI() + ".tmp"); !os.IsNotExist(err) {
 		t.Errorf("temporary PKI directory left behind: %v", err)
 	}
-	for _, id := range []string{Admin, ControllerManager, KubeProxy, CoreDNS, NodeSim} {
+	for _, id := range []string{Admin, ControllerManager, Scheduler, KubeProxy, CoreDNS, Kubelet, KubeletClient} {
 		if _, err := os.Stat(cd.File(CertFile(id))); err != nil {
 			t.Errorf("no certificate for %s: %v", id, err)
 		}
+	}
+	kubelet, err := tls.LoadX509KeyPair(cd.File(CertFile(Kubelet)), cd.File(KeyFile(Kubelet)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(kubelet.Certificate[0])
+	if leaf.Subject.CommonName != "system:node:a-node" || len(leaf.Subject.Organization) != 1 || leaf.Subject.Organization[0] != "system:nodes" {
+		t.Errorf("kubelet client certificate is %s, want system:node:a-node in system:nodes", leaf.Subject)
+	}
+	serving, err := tls.LoadX509KeyPair(cd.File(KubeletServingCert), cd.File(KubeletServingKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ = x509.ParseCertificate(serving.Certificate[0])
+	if len(leaf.IPAddresses) != 1 || leaf.IPAddresses[0].String() != l.Clusters[0].NodeIP {
+		t.Errorf("kubelet serving certificate for %v, want the node address %s", leaf.IPAddresses, l.Clusters[0].NodeIP)
+	}
+
+	// A PKI from before the kubelet existed gets its certificates from its own CA, and
+	// nothing else changes.
+	for _, f := range []string{CertFile(Kubelet), KeyFile(Kubelet), KubeletServingCert, KubeletServingKey} {
+		if err := os.Remove(cd.File(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, _ := os.ReadFile(cd.File(CertFile(Admin)))
+	if err := EnsureCredentials(cd, l.Clusters[0]); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(cd.File(CertFile(Admin))); !bytes.Equal(admin, again) {
+		t.Error("completing the PKI replaced the admin certificate")
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(first)
+	kubelet, err = tls.LoadX509KeyPair(cd.File(CertFile(Kubelet)), cd.File(KeyFile(Kubelet)))
+	if err != nil {
+		t.Fatalf("the kubelet certificate was not issued again: %v", err)
+	}
+	leaf, _ = x509.ParseCertificate(kubelet.Certificate[0])
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("the issued kubelet certificate is not the cluster CA's: %v", err)
 	}
 }
 
@@ -121,7 +165,6 @@ func TestContainerdPaths(t *testing.T) {
 		a.Containerd():       "/state/lab/clusters/a/containerd",
 		a.ContainerdRoot():   "/state/lab/clusters/a/containerd/root",
 		a.ContainerdState():  "/state/lab/clusters/a/containerd/state",
-		a.ContainerdSocket(): "/state/lab/clusters/a/containerd/containerd.sock",
 		a.ContainerdConfig(): "/state/lab/clusters/a/containerd/config.toml",
 	}
 	for got, w := range want {
@@ -132,8 +175,14 @@ func TestContainerdPaths(t *testing.T) {
 	if a.ContainerdSocket() == b.ContainerdSocket() || a.ContainerdRoot() == b.ContainerdRoot() {
 		t.Error("two clusters share a containerd path")
 	}
-	// The default lab's sockets fit a unix socket address.
-	if p := Dir("/root/.local/state/strait/lab/strait").Cluster("cluster01").ContainerdSocket(); len(p) > 107 {
-		t.Errorf("socket path %s is %d bytes, more than a unix socket takes", p, len(p))
+	// Every socket fits the 104 bytes containerd allows, whatever the state directory.
+	long := Dir("/tmp/TestLabUpDownLifecycle2064533364/001/strait/lab/c10674").Cluster(strings.Repeat("x", 63))
+	for _, p := range []string{long.ContainerdSocket() + ".ttrpc", filepath.Join(long.ShimSocketDir(), strings.Repeat("0", 64))} {
+		if len(p) > 104 {
+			t.Errorf("socket path %s is %d bytes, more than containerd takes", p, len(p))
+		}
+	}
+	if !strings.HasPrefix(a.ContainerdSocket(), NodeRunRoot+"/") || a.ContainerdSocket() != d.Cluster("a").ContainerdSocket() {
+		t.Errorf("socket %s: want a stable path under %s", a.ContainerdSocket(), NodeRunRoot)
 	}
 }

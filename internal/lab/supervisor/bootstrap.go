@@ -31,8 +31,9 @@ const ManagedBy = "lab.strait.io"
 const DNSServiceName = "kube-dns"
 
 // bootstrap writes what a cluster needs beyond what the API server creates itself: RBAC for
-// CoreDNS and the node simulator, and the kube-dns Service whose endpoint is the CoreDNS that
-// listens on the node address. Everything is server-side applied, so it is safe to repeat.
+// CoreDNS, for the API server towards the kubelets and for the lab's responder pods, and the
+// kube-dns Service whose endpoint is the CoreDNS that listens on the node address.
+// Everything is server-side applied, so it is safe to repeat.
 func bootstrap(ctx context.Context, cs kubernetes.Interface, c plan.Cluster) error {
 	apply := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 	rbac := cs.RbacV1()
@@ -42,17 +43,8 @@ func bootstrap(ctx context.Context, cs kubernetes.Interface, c plan.Cluster) err
 			rbacv1ac.PolicyRule().WithAPIGroups("discovery.k8s.io").WithResources("endpointslices").WithVerbs("list", "watch"),
 			rbacv1ac.PolicyRule().WithAPIGroups("multicluster.x-k8s.io").WithResources("serviceimports").WithVerbs("list", "watch"),
 		),
-		rbacv1ac.ClusterRole("strait-lab:nodesim").WithRules(
-			rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("nodes").WithVerbs("get", "list", "watch", "create", "update", "patch"),
-			rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("nodes/status").WithVerbs("get", "update", "patch"),
-			rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods").WithVerbs("get", "list", "watch", "delete"),
-			rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods/status").WithVerbs("get", "update", "patch"),
-			rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods/binding").WithVerbs("create"),
-			rbacv1ac.PolicyRule().WithAPIGroups("", "events.k8s.io").WithResources("events").WithVerbs("create", "patch", "update"),
-			rbacv1ac.PolicyRule().WithAPIGroups("coordination.k8s.io").WithResources("leases").WithVerbs("get", "list", "watch", "create", "update", "patch"),
-		),
 	}
-	users := map[string]string{"system:coredns": "system:coredns", "strait-lab:nodesim": state.NodeSimUser}
+	users := map[string]string{"system:coredns": "system:coredns"}
 	for _, role := range roles {
 		if _, err := rbac.ClusterRoles().Apply(ctx, role, apply); err != nil {
 			return fmt.Errorf("applying ClusterRole %s: %w", *role.Name, err)
@@ -63,6 +55,17 @@ func bootstrap(ctx context.Context, cs kubernetes.Interface, c plan.Cluster) err
 		if _, err := rbac.ClusterRoleBindings().Apply(ctx, binding, apply); err != nil {
 			return fmt.Errorf("applying ClusterRoleBinding %s: %w", *role.Name, err)
 		}
+	}
+	// The API server's client identity towards the kubelets gets the built-in role for
+	// that (logs, exec, port-forward, metrics), as kubeadm binds it.
+	kubeletAPI := rbacv1ac.ClusterRoleBinding("strait-lab:kubelet-api-admin").
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("ClusterRole").WithName("system:kubelet-api-admin")).
+		WithSubjects(rbacv1ac.Subject().WithAPIGroup("rbac.authorization.k8s.io").WithKind("User").WithName(state.KubeletClientUser))
+	if _, err := rbac.ClusterRoleBindings().Apply(ctx, kubeletAPI, apply); err != nil {
+		return fmt.Errorf("applying ClusterRoleBinding %s: %w", *kubeletAPI.Name, err)
+	}
+	if err := ApplyResponderRBAC(ctx, cs); err != nil {
+		return err
 	}
 
 	ports := []struct {
@@ -121,9 +124,7 @@ func responderRBAC() (*rbacv1ac.ClusterRoleApplyConfiguration, *rbacv1ac.Cluster
 }
 
 // ApplyResponderRBAC writes responderRBAC into a cluster; repeating it changes nothing.
-// Real nodes need it before the first rebel-base pod starts: bootstrap should call it next
-// to the other ClusterRoles once the kubelet replaces the node simulator (which answers for
-// pods itself and needs no such role). Tests of rebel-base against a lab call it too.
+// bootstrap calls it, so it is there before the first rebel-base pod starts.
 func ApplyResponderRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	apply := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 	role, binding := responderRBAC()

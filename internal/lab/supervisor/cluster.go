@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +17,8 @@ import (
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/images"
 	"github.com/strait-io/strait/internal/lab/netns"
-	"github.com/strait-io/strait/internal/lab/nodesim"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/process"
 	"github.com/strait-io/strait/internal/lab/state"
@@ -31,6 +33,9 @@ type cluster struct {
 	// components are the names of this cluster's components, in start order.
 	components []string
 	labDNSAddr string // where the lab's strait dns listens, for its health check
+	bins       binaries.Set
+	images     []string         // archives of the lab's images, loaded into the node
+	registry   *images.Registry // served to the node's containerd
 
 	mu      sync.Mutex
 	procs   map[string]*process.Process
@@ -58,8 +63,12 @@ func (t *task) running() bool {
 	}
 }
 
-func newCluster(l *plan.Lab, c plan.Cluster, cd state.ClusterDir, bins binaries.Set, event func(string, string, ...any)) *cluster {
+func newCluster(l *plan.Lab, c plan.Cluster, cd state.ClusterDir, bins binaries.Set, imgs []string, reg *images.Registry,
+	event func(string, string, ...any)) *cluster {
 	return &cluster{
+		bins:       bins,
+		images:     imgs,
+		registry:   reg,
 		plan:       c,
 		dir:        cd,
 		specs:      specs(bins, cd, c),
@@ -124,7 +133,7 @@ func (c *cluster) startTask(name string, run func(ctx context.Context) error) *t
 
 // start brings the cluster up, component by component.
 func (c *cluster) start(ctx context.Context, record func()) error {
-	chk, err := newChecker(c.dir, c.plan, c.labDNSAddr)
+	chk, err := newChecker(c.dir, c.plan, c.labDNSAddr, c.bins)
 	if err != nil {
 		return err
 	}
@@ -135,9 +144,25 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	if err != nil {
 		return err
 	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		if runc, err = findSbin("runc"); err != nil {
+			return fmt.Errorf("cluster %s: the node's containerd runs containers with runc (Debian package runc): %w", c.plan.Name, err)
+		}
+	}
+	if err := writeNodeFiles(c.dir, c.plan, c.bins, runc); err != nil {
+		return fmt.Errorf("cluster %s: node configuration: %w", c.plan.Name, err)
+	}
 	if err := c.startProcess(ctx, Etcd, chk.etcd, record); err != nil {
 		return err
 	}
+	egress, err := listenEgress(c.dir.EgressSocket())
+	if err != nil {
+		return fmt.Errorf("cluster %s: egress proxy: %w", c.plan.Name, err)
+	}
+	c.startTask(EgressProxy, func(ctx context.Context) error {
+		return serveEgress(ctx, egress, egressDialer(c.plan.Namespace))
+	})
 	if err := c.startProcess(ctx, APIServer, chk.apiServer, record); err != nil {
 		return err
 	}
@@ -151,7 +176,7 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	if err := c.startProcess(ctx, ControllerManager, chk.controllerManager, record); err != nil {
 		return err
 	}
-	if err := c.startNodeSim(ctx); err != nil {
+	if err := c.startProcess(ctx, Scheduler, chk.scheduler, record); err != nil {
 		return err
 	}
 	fwd, err := netns.Listen(c.plan.Namespace, "tcp", net.JoinHostPort(c.plan.NodeIP, fmt.Sprint(c.plan.Ports.APIServer)))
@@ -160,6 +185,14 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	}
 	target := net.JoinHostPort("127.0.0.1", fmt.Sprint(c.plan.Ports.APIServer))
 	c.startTask(APIForwarder, func(ctx context.Context) error { return forward(ctx, fwd, target) })
+	reg, err := netns.Listen(c.plan.Namespace, "tcp", registryAddr)
+	if err != nil {
+		return fmt.Errorf("cluster %s: image registry: %w", c.plan.Name, err)
+	}
+	c.startTask(ImageRegistry, func(ctx context.Context) error { return serveHTTP(ctx, reg, c.registry) })
+	if err := c.startNode(ctx, record); err != nil {
+		return err
+	}
 	if err := c.startProcess(ctx, KubeProxy, chk.kubeProxy, record); err != nil {
 		return err
 	}
@@ -183,36 +216,21 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	return nil
 }
 
-func (c *cluster) startNodeSim(ctx context.Context) error {
-	client, err := kubernetes.NewForConfig(state.RESTConfig(c.dir, c.plan, state.NodeSim))
-	if err != nil {
+// startNode starts the node: its cgroup, containerd with the lab's images loaded, and the
+// kubelet, waited for until its Node is Ready.
+func (c *cluster) startNode(ctx context.Context, record func()) error {
+	if err := createCgroupRoot(CgroupRoot(c.plan)); err != nil {
+		return fmt.Errorf("cluster %s: node cgroup: %w", c.plan.Name, err)
+	}
+	if err := c.startProcess(ctx, Containerd, c.checker.containerd, record); err != nil {
 		return err
 	}
-	sim, err := nodesim.New(client, nodesim.Config{
-		Cluster:  c.plan.Name,
-		NodeName: c.plan.NodeName,
-		NodeIP:   c.plan.NodeIP,
-		PodCIDR:  c.plan.PodCIDR,
-		Region:   c.plan.Region,
-		Zone:     c.plan.Zone,
-		Listener: netns.Listener{Namespace: c.plan.Namespace},
-	})
-	if err != nil {
-		return fmt.Errorf("cluster %s: %w", c.plan.Name, err)
-	}
 	t0 := time.Now()
-	t := c.startTask(NodeSim, sim.Run)
-	select {
-	case <-sim.Ready():
-	case <-t.done:
-		return fmt.Errorf("cluster %s: node simulator stopped: %w", c.plan.Name, t.err)
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(startTimeout):
-		return fmt.Errorf("cluster %s: node simulator did not register node %s in %s", c.plan.Name, c.plan.NodeName, startTimeout)
+	if err := loadNodeImages(ctx, c.dir, c.bins, c.images); err != nil {
+		return fmt.Errorf("cluster %s: loading the lab images into node %s: %w", c.plan.Name, c.plan.NodeName, err)
 	}
-	c.event(c.plan.Name, "%s is up: node %s registered (%s)", NodeSim, c.plan.NodeName, time.Since(t0).Round(100*time.Millisecond))
-	return nil
+	c.event(c.plan.Name, "lab images loaded into node %s (%s)", c.plan.NodeName, time.Since(t0).Round(100*time.Millisecond))
+	return c.startProcess(ctx, Kubelet, c.checker.kubelet, record)
 }
 
 // pids returns the process group of each running external component.
@@ -253,6 +271,11 @@ func (c *cluster) stop() error {
 			}
 		}
 	}
+	// The pods, containerd's shims, their mounts and cgroups: what stopping the kubelet and
+	// containerd leaves, as deleting a kind node's container would remove it.
+	if err := cleanupNode(c.dir, c.plan); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -263,8 +286,9 @@ func (c *cluster) checks() map[string]func(context.Context) error {
 		return nil
 	}
 	return map[string]func(context.Context) error{
-		Etcd: h.etcd, APIServer: h.apiServer, ControllerManager: h.controllerManager,
-		APIForwarder: h.forwarder, KubeProxy: h.kubeProxy, CoreDNS: h.clusterDNS, Agent: h.agent, StraitDNS: h.labDNS,
+		Etcd: h.etcd, EgressProxy: h.egress, APIServer: h.apiServer, ControllerManager: h.controllerManager,
+		Scheduler: h.scheduler, APIForwarder: h.forwarder, ImageRegistry: h.registry, Containerd: h.containerd,
+		Kubelet: h.kubelet, KubeProxy: h.kubeProxy, CoreDNS: h.clusterDNS, Agent: h.agent, StraitDNS: h.labDNS,
 	}
 }
 
@@ -330,4 +354,27 @@ func (c *cluster) startComponent(ctx context.Context, name string) error {
 		return nil
 	}
 	return fmt.Errorf("cluster %s has no component %q that was started before", c.plan.Name, name)
+}
+
+// serveHTTP serves h on l until ctx ends.
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// findSbin finds a program in the sbin directories, which a non-login root shell may lack.
+func findSbin(bin string) (string, error) {
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		if p, err := exec.LookPath(dir + "/" + bin); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH or the sbin directories", bin)
 }

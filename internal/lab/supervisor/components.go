@@ -13,18 +13,24 @@ import (
 	"github.com/strait-io/strait/internal/lab/state"
 )
 
-// Names of the components of a lab cluster, in start order. etcd, kube-apiserver and
-// kube-controller-manager run on the host and listen on 127.0.0.1; kube-proxy and CoreDNS run
-// inside the cluster's network namespace; the node simulator and the API forwarder run inside
-// the supervisor, and so does the Strait agent of each cluster once the lab has joined them
-// into a clusterset. strait dns serves the whole lab, but components belong to a cluster: it
-// is a component of the broker cluster, whose API it reads, and of no other.
+// Names of the components of a lab cluster, in start order. etcd, kube-apiserver,
+// kube-controller-manager and kube-scheduler run on the host and listen on 127.0.0.1; the
+// node's containerd and kubelet, kube-proxy and CoreDNS run inside the cluster's network
+// namespace; the egress proxy (the API server's way to the kubelet), the API forwarder (the
+// node's way to the API server), the image registry the node pulls lab images from, and the
+// Strait agent of each cluster run inside the supervisor, the agent once the lab has joined
+// the clusters into a clusterset. strait dns serves the whole lab, but components belong to
+// a cluster: it is a component of the broker cluster, whose API it reads, and of no other.
 const (
 	Etcd              = "etcd"
+	EgressProxy       = "egress-proxy"
 	APIServer         = "kube-apiserver"
 	ControllerManager = "kube-controller-manager"
-	NodeSim           = "node-simulator"
+	Scheduler         = "kube-scheduler"
 	APIForwarder      = "api-forwarder"
+	ImageRegistry     = "image-registry"
+	Containerd        = "containerd"
+	Kubelet           = "kubelet"
 	KubeProxy         = "kube-proxy"
 	CoreDNS           = "coredns"
 	Agent             = "strait-agent"
@@ -32,7 +38,8 @@ const (
 )
 
 // ComponentNames lists every component in start order.
-var ComponentNames = []string{Etcd, APIServer, ControllerManager, NodeSim, APIForwarder, KubeProxy, CoreDNS, Agent, StraitDNS}
+var ComponentNames = []string{Etcd, EgressProxy, APIServer, ControllerManager, Scheduler, APIForwarder, ImageRegistry,
+	Containerd, Kubelet, KubeProxy, CoreDNS, Agent, StraitDNS}
 
 // clusterComponents lists the components of one cluster in start order: all but strait dns,
 // which only the broker cluster runs.
@@ -59,6 +66,10 @@ const sbinPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 // specs returns the process specs of one cluster's external components. It is pure, so the
 // command lines are reviewed in tests rather than discovered in logs.
 func specs(bins binaries.Set, cd state.ClusterDir, c plan.Cluster) map[string]process.Spec {
+	nodeSpec := func(name, binary string, args []string) process.Spec {
+		return process.Spec{Name: name, Cluster: c.Name, Path: bins.Path(binary), Args: args,
+			Netns: c.Namespace, HostMounts: true, LogFile: cd.Log(name), Env: []string{sbinPath}}
+	}
 	pkiFile := cd.File
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", c.Ports.EtcdClient)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", c.Ports.EtcdPeer)
@@ -94,6 +105,15 @@ func specs(bins binaries.Set, cd state.ClusterDir, c plan.Cluster) map[string]pr
 			"--tls-private-key-file=" + pkiFile(state.APIServerKey),
 			"--client-ca-file=" + pkiFile(state.CACert),
 			"--authorization-mode=Node,RBAC",
+			"--enable-admission-plugins=NodeRestriction",
+			// The kubelets: a client certificate of the cluster's CA towards them, their
+			// serving certificates checked against it, and their addresses (which exist only
+			// inside the node's namespace) reached through the egress proxy.
+			"--kubelet-client-certificate=" + pkiFile(state.CertFile(state.KubeletClient)),
+			"--kubelet-client-key=" + pkiFile(state.KeyFile(state.KubeletClient)),
+			"--kubelet-certificate-authority=" + pkiFile(state.CACert),
+			"--kubelet-preferred-address-types=InternalIP",
+			"--egress-selector-config-file=" + cd.EgressSelectorConfig(),
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + pkiFile(state.ServiceAccountPub),
 			"--service-account-signing-key-file=" + pkiFile(state.ServiceAccountKey),
@@ -114,12 +134,36 @@ func specs(bins binaries.Set, cd state.ClusterDir, c plan.Cluster) map[string]pr
 			"--use-service-account-credentials=true",
 			"--service-cluster-ip-range=" + c.ServiceCIDR,
 			"--cluster-cidr=" + c.PodCIDR,
-			// The node simulator assigns pod CIDRs itself, as a CNI with its own IPAM would.
-			"--allocate-node-cidrs=false",
+			// The one node gets the whole pod CIDR as its spec.podCIDR, which its CNI
+			// (host-local IPAM on the same range) hands out.
+			"--allocate-node-cidrs=true",
+			fmt.Sprintf("--node-cidr-mask-size=%s", prefixOf(c.PodCIDR)),
 			"--leader-elect=false",
 			"--kube-api-qps=100",
 			"--kube-api-burst=200",
 			"--profiling=false",
+			"--v=1",
+		}),
+		Scheduler: spec(Scheduler, binaries.KubeScheduler, "", []string{
+			"--kubeconfig=" + cd.Kubeconfig(state.Scheduler),
+			"--authentication-kubeconfig=" + cd.Kubeconfig(state.Scheduler),
+			"--authorization-kubeconfig=" + cd.Kubeconfig(state.Scheduler),
+			"--bind-address=127.0.0.1",
+			fmt.Sprintf("--secure-port=%d", c.Ports.Scheduler),
+			"--leader-elect=false",
+			"--profiling=false",
+			"--v=1",
+		}),
+		Containerd: nodeSpec(Containerd, binaries.Containerd, []string{
+			"--config", cd.ContainerdConfig(), "--log-level", "warn",
+		}),
+		Kubelet: nodeSpec(Kubelet, binaries.Kubelet, []string{
+			"--config=" + cd.KubeletConfig(),
+			"--kubeconfig=" + cd.Kubeconfig(state.Kubelet),
+			"--root-dir=" + cd.KubeletRoot(),
+			"--hostname-override=" + c.NodeName,
+			"--node-ip=" + c.NodeIP,
+			"--node-labels=" + kubeletLabels(c),
 			"--v=1",
 		}),
 		KubeProxy: spec(KubeProxy, binaries.KubeProxy, c.Namespace, []string{
@@ -191,4 +235,12 @@ func ResolvConf(c plan.Cluster) string {
 	return "search default.svc.cluster.local svc.cluster.local cluster.local\n" +
 		"nameserver " + c.DNSServiceIP + "\n" +
 		"options ndots:5\n"
+}
+
+// prefixOf returns the prefix length of a CIDR ("16" of 10.1.0.0/16).
+func prefixOf(cidr string) string {
+	if _, bits, ok := strings.Cut(cidr, "/"); ok {
+		return bits
+	}
+	return "32"
 }

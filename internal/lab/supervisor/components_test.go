@@ -32,6 +32,16 @@ func TestComponentCommandLines(t *testing.T) {
 		// nftables inside the node's namespace, conntrack left to the host.
 		{KubeProxy, "t-b", []string{"--proxy-mode=nftables", "--hostname-override=b-node", "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0", "--cluster-cidr=10.2.0.0/16"}},
 		{CoreDNS, "t-b", []string{"-conf"}},
+		// The API server reaches kubelets through the egress proxy, verifying their
+		// certificates; a kubelet may only touch its own Node and pods.
+		{APIServer, "", []string{"--egress-selector-config-file=/state/clusters/b/egress-selector.yaml",
+			"--kubelet-certificate-authority=/state/clusters/b/pki/ca.crt", "--enable-admission-plugins=NodeRestriction"}},
+		{Scheduler, "", []string{"--secure-port=20602", "--bind-address=127.0.0.1"}},
+		// The node gets the whole pod CIDR.
+		{ControllerManager, "", []string{"--allocate-node-cidrs=true", "--node-cidr-mask-size=16", "--cluster-cidr=10.2.0.0/16"}},
+		{Containerd, "t-b", []string{"--config", "/state/clusters/b/containerd/config.toml"}},
+		{Kubelet, "t-b", []string{"--hostname-override=b-node", "--node-ip=10.254.0.12", "--root-dir=/state/clusters/b/kubelet",
+			"--node-labels=lab.strait.io/cluster=b,topology.kubernetes.io/region=region1,topology.kubernetes.io/zone=region1b,node.kubernetes.io/instance-type=strait-lab"}},
 	}
 	for _, tt := range tests {
 		s, ok := got[tt.component]
@@ -49,6 +59,11 @@ func TestComponentCommandLines(t *testing.T) {
 		}
 		if !strings.HasPrefix(s.Path, "/bins/") || s.LogFile != "/state/clusters/b/logs/"+tt.component+".log" {
 			t.Errorf("%s: path %s, log %s", tt.component, s.Path, s.LogFile)
+		}
+		// The node's containerd and kubelet share the host's mounts: containers must see the
+		// volumes the kubelet mounts.
+		if node := tt.component == Containerd || tt.component == Kubelet; s.HostMounts != node {
+			t.Errorf("%s: HostMounts %v", tt.component, s.HostMounts)
 		}
 		for _, a := range s.Args {
 			if strings.Contains(a, "AlwaysAllow") {

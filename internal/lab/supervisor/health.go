@@ -3,16 +3,22 @@ package supervisor
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/images"
 
 	"github.com/strait-io/strait/internal/lab/netns"
 	"github.com/strait-io/strait/internal/lab/plan"
@@ -27,9 +33,12 @@ type checker struct {
 	api        *http.Client // TLS with the admin certificate
 	anyTLS     *http.Client // TLS to self-signed component endpoints
 	inNetns    *http.Client // plain HTTP from inside the cluster's namespace
+	egressSock string       // the egress proxy's socket
+	ctr        string       // containerd's ctr
+	socket     string       // the node's containerd socket
 }
 
-func newChecker(cd state.ClusterDir, c plan.Cluster, labDNSAddr string) (*checker, error) {
+func newChecker(cd state.ClusterDir, c plan.Cluster, labDNSAddr string, bins binaries.Set) (*checker, error) {
 	tlsCfg, err := rest.TLSConfigFor(state.RESTConfig(cd, c, state.Admin))
 	if err != nil {
 		return nil, fmt.Errorf("TLS configuration of cluster %s: %w", c.Name, err)
@@ -45,6 +54,9 @@ func newChecker(cd state.ClusterDir, c plan.Cluster, labDNSAddr string) (*checke
 		api:        client(&http.Transport{TLSClientConfig: tlsCfg}),
 		anyTLS:     client(&http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}), // #nosec G402 -- health endpoint of a local component, no data exchanged
 		inNetns:    client(&http.Transport{DialContext: netns.Dialer{Namespace: c.Namespace}.DialContext}),
+		egressSock: cd.EgressSocket(),
+		ctr:        bins.Path(binaries.Ctr),
+		socket:     cd.ContainerdSocket(),
 	}, nil
 }
 
@@ -85,6 +97,76 @@ func (h *checker) apiServer(ctx context.Context) error {
 func (h *checker) controllerManager(ctx context.Context) error {
 	_, err := get(ctx, h.anyTLS, fmt.Sprintf("https://127.0.0.1:%d/healthz", h.plan.Ports.ControllerManager))
 	return err
+}
+
+func (h *checker) scheduler(ctx context.Context) error {
+	_, err := get(ctx, h.anyTLS, fmt.Sprintf("https://127.0.0.1:%d/healthz", h.plan.Ports.Scheduler))
+	return err
+}
+
+// egress checks that the egress proxy takes connections.
+func (h *checker) egress(ctx context.Context) error {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", h.egressSock)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// registry asks the node's registry address, from inside the node, for the lab's pause
+// image, as the node's containerd would.
+func (h *checker) registry(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+registryAddr+"/v2/lab/pause/manifests/"+images.LabTag, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := h.inNetns.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the registry has no %s: %s", images.Pause, resp.Status)
+	}
+	return nil
+}
+
+// containerd asks the node's containerd for its version over its socket, as the kubelet
+// and ctr talk to it.
+func (h *checker) containerd(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, h.ctr, "--address", h.socket, "version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ctr version: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	if !strings.Contains(string(out), "Server:") {
+		return fmt.Errorf("ctr version: no server version in %q", out)
+	}
+	return nil
+}
+
+// kubelet checks the kubelet's own health endpoint inside the node, and that its Node is
+// registered and Ready.
+func (h *checker) kubelet(ctx context.Context) error {
+	if _, err := get(ctx, h.inNetns, fmt.Sprintf("http://127.0.0.1:%d/healthz", kubeletHealthzPort)); err != nil {
+		return err
+	}
+	body, err := get(ctx, h.api, state.APIServerURL(h.plan)+"/api/v1/nodes/"+h.plan.NodeName)
+	if err != nil {
+		return err
+	}
+	var node corev1.Node
+	if err := json.Unmarshal([]byte(body), &node); err != nil {
+		return err
+	}
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Status == corev1.ConditionTrue {
+				return nil
+			}
+			return fmt.Errorf("node %s is not Ready: %s: %s", h.plan.NodeName, c.Reason, c.Message)
+		}
+	}
+	return fmt.Errorf("node %s has no Ready condition yet", h.plan.NodeName)
 }
 
 func (h *checker) kubeProxy(ctx context.Context) error {

@@ -1,16 +1,18 @@
 // Package supervisor runs a lab: it creates the lab network, starts every cluster's
-// components in order (each waited for until healthy), writes the objects a cluster needs to
-// work without a kubelet, answers status and shutdown requests on a unix socket, and on the
+// components in order (each waited for until healthy) up to a real node (containerd and
+// the kubelet), writes the objects a cluster needs beyond what its API server creates, answers status and shutdown requests on a unix socket, and on the
 // way out stops everything and removes the network. It is the `strait lab supervise` process
 // behind `strait lab up`, and runs inside the test binary for integration tests.
 package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/lab/binaries"
+	"github.com/strait-io/strait/internal/lab/images"
 	"github.com/strait-io/strait/internal/lab/netns"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/process"
@@ -79,8 +82,9 @@ func New(dir state.Dir) (*Supervisor, error) {
 		clusters: map[string]*cluster{},
 		shutdown: make(chan struct{}),
 	}
+	reg := &images.Registry{Archives: func() []string { return append(slices.Clone(saved.Images), loadedImages(dir)...) }}
 	for _, c := range saved.Lab.Clusters {
-		s.clusters[c.Name] = newCluster(saved.Lab, c, dir.Cluster(c.Name), s.bins, s.event)
+		s.clusters[c.Name] = newCluster(saved.Lab, c, dir.Cluster(c.Name), s.bins, saved.Images, reg, s.event)
 	}
 	return s, nil
 }
@@ -300,6 +304,15 @@ func Cleanup(ctx context.Context, dir state.Dir, l *plan.Lab) error {
 	for _, pid := range procs.Components {
 		process.KillGroup(pid)
 	}
+	var errs []error
+	for _, c := range l.Clusters {
+		if err := cleanupNode(dir.Cluster(c.Name), c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	if err := netns.Teardown(ctx, l); err != nil {
 		return err
 	}
@@ -307,6 +320,20 @@ func Cleanup(ctx context.Context, dir state.Dir, l *plan.Lab) error {
 		return err
 	}
 	return nil
+}
+
+// loadedImages lists the archives `strait lab load-image` recorded for the lab.
+func loadedImages(dir state.Dir) []string {
+	data, err := os.ReadFile(dir.LoadedImages())
+	if err != nil {
+		return nil
+	}
+	var paths []string
+	if err := json.Unmarshal(data, &paths); err != nil {
+		klog.ErrorS(err, "Reading the loaded images", "file", dir.LoadedImages())
+		return nil
+	}
+	return paths
 }
 
 // Status reports the lab's phase, events and, with live health checks, every component.

@@ -13,6 +13,10 @@
 // run this image; when none does (the image was retagged), on every TCP container port of
 // the pod, as the node simulator does; when the pod declares none, on 8080.
 //
+// Every path answers 200 with that JSON, except /readyz while the pod is annotated
+// lab.strait.io/ready: "false": then it answers 503, so a readinessProbe on /readyz makes
+// the pod unready on demand (kubectl annotate), as the node simulator's annotation did.
+//
 // Only the standard library is used, so the image stays small; internal/lab/images embeds
 // this source and builds it statically.
 package main
@@ -34,6 +38,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -46,8 +51,12 @@ const (
 	// nodeSuffix ends every lab node's name: <cluster>-node.
 	nodeSuffix = "-node"
 	// defaultPort is served when the pod declares no TCP container port.
-	defaultPort    = 8080
-	serviceAcctDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	defaultPort = 8080
+	// readyPath fails (503) while the pod is annotated readyAnnotation: "false", for a
+	// readinessProbe; every other path always answers.
+	readyPath       = "/readyz"
+	readyAnnotation = "lab.strait.io/ready"
+	serviceAcctDir  = "/var/run/secrets/kubernetes.io/serviceaccount"
 )
 
 // imageRepos are the repositories this program's image is published under.
@@ -83,8 +92,11 @@ type (
 		Ports         []containerPort `json:"ports"`
 	}
 	pod struct {
-		Metadata objectMeta `json:"metadata"`
-		Spec     struct {
+		Metadata struct {
+			objectMeta
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+		Spec struct {
 			NodeName       string      `json:"nodeName"`
 			Containers     []container `json:"containers"`
 			InitContainers []container `json:"initContainers"`
@@ -136,6 +148,8 @@ func envFromOS() (env, error) {
 type identity struct {
 	cluster, namespace, pod, node, podIP string
 	ports                                []int32
+	// unready reports whether the pod asks to fail its readiness (ReadyPath); nil never.
+	unready func(ctx context.Context) bool
 }
 
 // apiClient reads objects with the pod's service account token. The token file is read for
@@ -222,10 +236,30 @@ func discover(ctx context.Context, e env) (identity, error) {
 		}
 	}
 	id.cluster = clusterName(labels, id.node)
+	id.unready = unreadyFunc(c, podPath, p.Metadata.Annotations[readyAnnotation] == "false", e.logf)
 	if id.podIP == "" {
 		id.podIP = localIP()
 	}
 	return id, nil
+}
+
+// unreadyFunc reads the pod's readiness annotation at every call. When the API does not
+// answer it keeps the last answer, so a readiness probe does not flap with the API server.
+func unreadyFunc(c *apiClient, podPath string, initial bool, logf func(string, ...any)) func(context.Context) bool {
+	var mu sync.Mutex
+	last := initial
+	return func(ctx context.Context) bool {
+		var p pod
+		err := c.get(ctx, podPath, &p)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			logf("Reading my Pod for readiness failed, keeping the last answer (unready=%v): %v", last, err)
+			return last
+		}
+		last = p.Metadata.Annotations[readyAnnotation] == "false"
+		return last
+	}
 }
 
 // clusterName is the node's cluster label, or its name less the lab's "-node" suffix.
@@ -312,9 +346,13 @@ func handler(id identity, port int32, logf func(string, ...any)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		resp := base
 		resp.Path = req.URL.Path
+		status := http.StatusOK
+		if req.URL.Path == readyPath && id.unready != nil && id.unready(req.Context()) {
+			status = http.StatusServiceUnavailable
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set(podHeader, podName)
-		w.WriteHeader(http.StatusOK)
+		w.WriteHeader(status)
 		if err := json.NewEncoder(w).Encode(resp); err != nil {
 			logf("Writing a response failed: %v", err)
 		}
