@@ -175,20 +175,49 @@ func TestMultiClusterServices(t *testing.T) {
 	if _, err := c3.kube.CoreV1().Services("demo").Create(ctx, conflicting, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	export(t, c3, "demo", "hello")
-	for _, c := range []mcsCluster{c1, c3} {
-		poll(t, 30*time.Second, "Conflict on the export of "+c.name, func(ctx context.Context) (bool, error) {
-			cond, err := exportCondition(ctx, c, "demo", "hello", string(mcsv1beta1.ServiceExportConditionConflict))
-			return cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Reason, string(mcsv1beta1.ServiceExportReasonPortConflict)), err
-		})
-	}
-	si, err := c2.mcs.MulticlusterV1beta1().ServiceImports("demo").Get(ctx, "hello", metav1.GetOptions{})
+	// Exported labels and annotations conflict too: cluster01's (the oldest) reach the imports.
+	se1, err := c1.mcs.MulticlusterV1beta1().ServiceExports("demo").Get(ctx, "hello", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(si.Spec.Ports) != 1 || si.Spec.Ports[0].Port != 80 {
-		t.Errorf("imported ports = %+v; the oldest export (port 80) must win the conflict on the port named http", si.Spec.Ports)
+	se1.Spec.ExportedLabels, se1.Spec.ExportedAnnotations = map[string]string{"tier": "gold"}, map[string]string{"team": "a"}
+	if _, err := c1.mcs.MulticlusterV1beta1().ServiceExports("demo").Update(ctx, se1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := c3.mcs.MulticlusterV1beta1().ServiceExports("demo").Create(ctx, &mcsv1beta1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "demo"},
+		Spec:       mcsv1beta1.ServiceExportSpec{ExportedLabels: map[string]string{"tier": "bronze"}, ExportedAnnotations: map[string]string{"team": "c"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []mcsCluster{c1, c3} {
+		poll(t, 30*time.Second, "Conflict on ports and labels on the export of "+c.name, func(ctx context.Context) (bool, error) {
+			cond, err := exportCondition(ctx, c, "demo", "hello", string(mcsv1beta1.ServiceExportConditionConflict))
+			if err != nil || cond == nil || cond.Status != metav1.ConditionTrue {
+				return false, err
+			}
+			for _, reason := range []mcsv1beta1.ServiceExportConditionReason{mcsv1beta1.ServiceExportReasonPortConflict,
+				mcsv1beta1.ServiceExportReasonLabelsConflict, mcsv1beta1.ServiceExportReasonAnnotationsConflict} {
+				if !strings.Contains(cond.Reason, string(reason)) {
+					return false, fmt.Errorf("reason %q lacks %s", cond.Reason, reason)
+				}
+			}
+			return true, nil
+		})
+	}
+	poll(t, 30*time.Second, "cluster02's ServiceImport carries cluster01's exported labels and annotations", func(ctx context.Context) (bool, error) {
+		si, err := c2.mcs.MulticlusterV1beta1().ServiceImports("demo").Get(ctx, "hello", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if len(si.Spec.Ports) != 1 || si.Spec.Ports[0].Port != 80 {
+			return false, fmt.Errorf("imported ports = %+v; the oldest export (port 80) must win the conflict on the port named http", si.Spec.Ports)
+		}
+		if si.Labels["tier"] != "gold" || si.Annotations["team"] != "a" {
+			return false, fmt.Errorf("labels %v annotations %v; want tier=gold and team=a from the oldest export", si.Labels, si.Annotations)
+		}
+		return true, nil
+	})
 	// strait status shows the members, their exports and the conflict.
 	out, err := exec.Command(straitBin, "status", "--kubeconfig", lab.Kubeconfig(), "--context", "cluster02", "-o", "json").Output()
 	if err != nil {
