@@ -3,11 +3,12 @@
 # proof that it needs neither root nor a lab. Run as root (as CI is), it compiles with
 # root's build cache and runs each test binary as `nobody` (go test -exec); where `nobody`
 # cannot read the working tree (a clone under /root), it first copies the tree to a
-# directory it can. Run as anyone else, it simply runs the fast layer.
+# directory it can. Run as anyone else, it simply runs the fast layer. Arguments name the
+# packages (default ./...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
-	exec go test -short -count=1 ./...
+	exec go test -short -count=1 "${@:-./...}"
 fi
 work=${STRAIT_UNIT_DIR:-/var/tmp/strait-test-unit}
 as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
@@ -37,5 +38,5 @@ chown nobody:nogroup "$work/home"
 chmod -R a+rX "$work"
 start=$(date +%s)
 cd "$src"
-go test -short -count=1 -exec "$work/run-as-nobody" ./...
+go test -short -count=1 -exec "$work/run-as-nobody" "${@:-./...}"
 echo "--- the fast layer, every test binary run as nobody: $(($(date +%s) - start)) s"

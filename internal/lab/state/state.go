@@ -116,11 +116,18 @@ func (c ClusterDir) ContainerdState() string { return c.path("containerd", "stat
 // path is short, the same for every run of the same cluster, and never another's.
 func (c ClusterDir) RunDir() string {
 	sum := sha256.Sum256([]byte(c))
-	return filepath.Join(NodeRunRoot, hex.EncodeToString(sum[:])[:12])
+	return filepath.Join(NodeRunRoot(), hex.EncodeToString(sum[:])[:12])
 }
 
-// NodeRunRoot holds every lab node's RunDir.
-const NodeRunRoot = "/run/strait-lab"
+// NodeRunRoot holds every lab node's RunDir: /run/strait-lab for root, who alone can run a
+// lab; for any other user (the unprivileged unit tests, which write a node's files but start
+// no containerd) a directory of that user's under the temporary directory.
+func NodeRunRoot() string {
+	if os.Geteuid() == 0 {
+		return "/run/strait-lab"
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("strait-lab-%d", os.Geteuid()))
+}
 
 // ContainerdSocket is containerd's gRPC socket, which the kubelet, ctr and `strait lab
 // load-image` talk to (its ttrpc socket is beside it, with .ttrpc appended).

@@ -182,7 +182,7 @@ func TestContainerdPaths(t *testing.T) {
 			t.Errorf("socket path %s is %d bytes, more than containerd takes", p, len(p))
 		}
 	}
-	if !strings.HasPrefix(a.ContainerdSocket(), NodeRunRoot+"/") || a.ContainerdSocket() != d.Cluster("a").ContainerdSocket() {
-		t.Errorf("socket %s: want a stable path under %s", a.ContainerdSocket(), NodeRunRoot)
+	if !strings.HasPrefix(a.ContainerdSocket(), NodeRunRoot()+"/") || a.ContainerdSocket() != d.Cluster("a").ContainerdSocket() {
+		t.Errorf("socket %s: want a stable path under %s", a.ContainerdSocket(), NodeRunRoot())
 	}
 }

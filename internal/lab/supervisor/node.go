@@ -360,7 +360,7 @@ func cleanupNode(cd state.ClusterDir, c plan.Cluster) error {
 	if err := os.RemoveAll(cd.RunDir()); err != nil {
 		errs = append(errs, err)
 	}
-	_ = os.Remove(state.NodeRunRoot) // if no other lab's node uses it
+	_ = os.Remove(state.NodeRunRoot()) // if no other lab's node uses it
 	return errors.Join(errs...)
 }
 
