@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -103,6 +102,26 @@ func BenchmarkFailover(b *testing.B) {
 	}
 }
 
+// BenchmarkUpdate measures building a snapshot (the zone, and every answer packed) of n
+// services, each with 4 shards: the bulk of the server's share of a failover.
+func BenchmarkUpdate(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			s, err := New(Config{Zone: zone.Config{Domain: "fed.example.com"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			services := benchServices(n)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.Update(services); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRespond measures the handler alone (cached answer, packing excluded).
 func BenchmarkRespond(b *testing.B) {
 	s, err := New(Config{Zone: zone.Config{Domain: "fed.example.com"}})
@@ -120,26 +139,62 @@ func BenchmarkRespond(b *testing.B) {
 	}
 }
 
-// nullWriter is a dns.ResponseWriter that discards what it is given, from a UDP client.
-type nullWriter struct{ remote *net.UDPAddr }
+// BenchmarkServeUDP measures the UDP path without the sockets: a query's bytes in, the
+// response's bytes out (parse, look up, copy), RRL off; the A record of a region name and
+// the CNAME chain of a short name, without and with EDNS. ns/op is the server's own share of
+// a query's cost; the rest is the kernel's (BENCHMARKS.md).
+func BenchmarkServeUDP(b *testing.B) {
+	s, err := New(Config{Zone: zone.Config{Domain: "fed.example.com"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Update(benchServices(1000)); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		q    string
+		edns bool
+	}{
+		{"A", "svc0500.bench.fed.svc.region1.fed.example.com.", false},
+		{"A/edns", "svc0500.bench.fed.svc.region1.fed.example.com.", true},
+		{"short-name", "svc0500.bench.fed.", false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			q := new(dns.Msg)
+			q.SetQuestion(c.q, dns.TypeA)
+			if c.edns {
+				q.SetEdns0(1232, false)
+			}
+			p, err := q.Pack()
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make([]byte, 0, dns.MaxMsgSize)
+			var slip []byte
+			src := netip.MustParseAddr("192.0.2.1")
+			b.ReportAllocs()
+			for b.Loop() {
+				if r, _ := s.handleUDP(p, src, 0, "", true, out[:0], &slip, time.Now); r == nil {
+					b.Fatal("no response")
+				}
+			}
+		})
+	}
+}
 
-func (w *nullWriter) LocalAddr() net.Addr         { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
-func (w *nullWriter) RemoteAddr() net.Addr        { return w.remote }
-func (w *nullWriter) WriteMsg(m *dns.Msg) error   { _, err := m.Pack(); return err }
-func (w *nullWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *nullWriter) Close() error                { return nil }
-func (w *nullWriter) TsigStatus() error           { return nil }
-func (w *nullWriter) TsigTimersOnly(bool)         {}
-func (w *nullWriter) Hijack()                     {}
-
-// BenchmarkServeRRL measures the cost of response rate limiting on the UDP path (answer,
-// pack, RRL decision, write), with RRL off and on. "on" has a limit no client reaches, so
-// every response is sent and the difference is the bookkeeping alone: from one client
-// prefix, and from 4096 prefixes in turn. hack/bench-dns.sh measures the same in QPS under
-// dnsperf, and the limit itself.
+// BenchmarkServeRRL measures the cost of response rate limiting on the UDP path (query bytes
+// in, response bytes out, RRL decision), with RRL off and on. "on" has a limit no client
+// reaches, so every response is sent and the difference is the bookkeeping alone: from one
+// client prefix, and from 4096 prefixes in turn. hack/bench-dns.sh measures the same in QPS
+// under dnsperf, and the limit itself.
 func BenchmarkServeRRL(b *testing.B) {
 	q := new(dns.Msg)
 	q.SetQuestion("svc0500.bench.fed.svc.region1.fed.example.com.", dns.TypeA)
+	p, err := q.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range []struct {
 		name     string
 		rrl      RRLConfig
@@ -157,16 +212,18 @@ func BenchmarkServeRRL(b *testing.B) {
 			if err := s.Update(benchServices(1000)); err != nil {
 				b.Fatal(err)
 			}
-			h := &handler{s: s}
-			writers := make([]*nullWriter, c.prefixes)
-			for i := range writers {
-				writers[i] = &nullWriter{remote: &net.UDPAddr{IP: net.IPv4(10, byte(i>>8), byte(i), 7), Port: 5353}}
+			srcs := make([]netip.Addr, c.prefixes)
+			for i := range srcs {
+				srcs[i] = netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 7})
 			}
 			b.ReportAllocs()
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
+				out := make([]byte, 0, dns.MaxMsgSize)
+				var slip []byte
 				i := 0
 				for pb.Next() {
-					h.ServeDNS(writers[i%len(writers)], q)
+					s.handleUDP(p, srcs[i%len(srcs)], 0, "", true, out[:0], &slip, s.clock)
 					i++
 				}
 			})

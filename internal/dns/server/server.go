@@ -8,6 +8,10 @@
 // Cluster set) or by the query's source address (Sources, a prefix per member, for a shared
 // listener). A query matching neither is answered as from outside every cluster.
 //
+// Over UDP, each listener has one SO_REUSEPORT socket per core, each read by one goroutine
+// that answers in place from answers packed when the snapshot was built (wire.go); TCP is
+// served by miekg/dns's server.
+//
 // Protections (protect.go): response rate limiting per client prefix over UDP with slip,
 // as BIND's RRL; a cap on concurrent TCP connections and an idle timeout on them; and
 // Prometheus metrics of refused and limited queries (Metrics).
@@ -20,6 +24,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -80,8 +85,12 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	maxUDP  int
-	sources []Source // longest prefix first
+	sources []source // longest prefix first
 	static  map[string]zone.Location
+	// slots are the clusters a UDP query can come from (listeners' and sources'), as the
+	// configuration spells them; slot 0 is "", a client outside every cluster. Answers
+	// that depend on the client are packed once per slot.
+	slots []string
 
 	rrl       *limiter       // nil: RRL off
 	rrlExempt []netip.Prefix // Exempt and the Sources' prefixes
@@ -95,9 +104,16 @@ type Server struct {
 	snap   atomic.Pointer[snapshot]
 
 	addrs   []net.Addr
-	servers []*dns.Server
+	servers []*dns.Server // TCP
+	udp     []*udpSocket
 	done    chan error
 	started atomic.Bool
+}
+
+// source is a Source with its client slot.
+type source struct {
+	Source
+	slot int
 }
 
 // New validates the configuration and returns a server answering from an empty zone.
@@ -132,11 +148,25 @@ func New(cfg Config) (*Server, error) {
 	if s.maxUDP < dns.MinMsgSize || s.maxUDP > dns.MaxMsgSize {
 		return nil, fmt.Errorf("UDP payload size %d is outside %d..%d", s.maxUDP, dns.MinMsgSize, dns.MaxMsgSize)
 	}
+	s.slots = []string{""}
+	slot := func(cluster string) int {
+		if i := slices.Index(s.slots, cluster); i >= 0 {
+			return i
+		}
+		s.slots = append(s.slots, cluster)
+		return len(s.slots) - 1
+	}
+	for _, l := range cfg.Listeners {
+		slot(l.Cluster)
+	}
 	for _, src := range cfg.Sources {
 		if !src.Prefix.IsValid() || src.Cluster == "" {
 			return nil, fmt.Errorf("cluster source %v=%q: need a prefix and a cluster", src.Prefix, src.Cluster)
 		}
-		s.sources = append(s.sources, Source{Prefix: src.Prefix.Masked(), Cluster: src.Cluster})
+		s.sources = append(s.sources, source{Source: Source{Prefix: src.Prefix.Masked(), Cluster: src.Cluster}, slot: slot(src.Cluster)})
+	}
+	if len(s.slots) > 1<<16 {
+		return nil, fmt.Errorf("%d clusters: at most %d", len(s.slots)-1, 1<<16-1)
 	}
 	// Longest prefix first, so the first match is the most specific.
 	for i := 1; i < len(s.sources); i++ {
@@ -167,7 +197,7 @@ func (s *Server) Update(services []zone.Service) error {
 		return err
 	}
 	s.serial = serial
-	s.snap.Store(newSnapshot(z))
+	s.snap.Store(s.newSnapshot(z))
 	return nil
 }
 
@@ -193,14 +223,12 @@ func (s *Server) Start(ctx context.Context) error {
 	udp := net.ListenConfig{Control: reusePort}
 	fail := func(err error) error {
 		for _, srv := range s.servers {
-			if srv.PacketConn != nil {
-				srv.PacketConn.Close()
-			}
-			if srv.Listener != nil {
-				srv.Listener.Close()
-			}
+			srv.Listener.Close()
 		}
-		s.servers = nil
+		for _, u := range s.udp {
+			u.conn.Close()
+		}
+		s.servers, s.udp = nil, nil
 		return err
 	}
 	for _, l := range s.cfg.Listeners {
@@ -220,12 +248,20 @@ func (s *Server) Start(ctx context.Context) error {
 			if err != nil {
 				return fail(fmt.Errorf("listening on %s/udp: %w", addr, err))
 			}
-			s.servers = append(s.servers, &dns.Server{PacketConn: pc, Handler: h, MsgAcceptFunc: acceptFunc, UDPSize: dns.MaxMsgSize})
+			u := &udpSocket{conn: pc.(*net.UDPConn), cluster: l.Cluster, slot: slices.Index(s.slots, l.Cluster)}
+			s.udp = append(s.udp, u)
+			// A socket bound to every address must answer from the address the query
+			// was sent to, which only the packet's control message tells.
+			if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.IsUnspecified() {
+				if err := u.enablePacketInfo(); err != nil {
+					return fail(fmt.Errorf("listening on %s/udp: %w", addr, err))
+				}
+			}
 		}
 	}
 	s.done = make(chan error, 1)
 	var wg sync.WaitGroup
-	errs := make(chan error, len(s.servers))
+	errs := make(chan error, len(s.servers)+len(s.udp))
 	for _, srv := range s.servers {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
@@ -242,11 +278,24 @@ func (s *Server) Start(ctx context.Context) error {
 			return fail(err)
 		}
 	}
+	for _, u := range s.udp {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.serveUDP(u); err != nil {
+				errs <- err
+			}
+		}()
+	}
 	go func() {
 		var err error
 		select {
 		case <-ctx.Done():
 		case err = <-errs:
+		}
+		for _, u := range s.udp {
+			u.closed.Store(true)
+			u.conn.Close()
 		}
 		for _, srv := range s.servers {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -294,7 +343,7 @@ func acceptFunc(dh dns.Header) dns.MsgAcceptAction {
 	return dns.MsgAccept
 }
 
-// handler serves one listener.
+// handler serves one listener over TCP.
 type handler struct {
 	s       *Server
 	cluster string
@@ -383,8 +432,13 @@ type Client struct {
 }
 
 // Respond answers a request. It never returns nil and never panics on a request that
-// unpacked; the response always packs within the size limit of the transport.
-func (s *Server) Respond(r *dns.Msg, c Client) *dns.Msg {
+// unpacked; the response always packs within the size limit of the transport. It is the
+// slow path: UDP queries are answered from packed answers (wire.go), whose bytes are those
+// of Respond's response.
+func (s *Server) Respond(r *dns.Msg, c Client) *dns.Msg { return s.respond(s.snap.Load(), r, c) }
+
+// respond answers r from snap.
+func (s *Server) respond(snap *snapshot, r *dns.Msg, c Client) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	if r.Opcode != dns.OpcodeQuery {
@@ -431,7 +485,7 @@ func (s *Server) Respond(r *dns.Msg, c Client) *dns.Msg {
 		// Zone transfers are not offered: publishers push to the DNS servers people run.
 		m.Rcode = dns.RcodeRefused
 	default:
-		s.answer(m, q, s.clientLocation(c))
+		s.answer(snap, m, q, s.clientLocation(snap, c))
 	}
 	m.Compress = true
 	m.Truncate(size)
@@ -439,7 +493,7 @@ func (s *Server) Respond(r *dns.Msg, c Client) *dns.Msg {
 }
 
 // clientLocation resolves the client's cluster (listener, else source prefix) to a location.
-func (s *Server) clientLocation(c Client) zone.Location {
+func (s *Server) clientLocation(snap *snapshot, c Client) zone.Location {
 	cluster := c.Cluster
 	if cluster == "" && c.Addr.IsValid() {
 		for _, src := range s.sources {
@@ -449,10 +503,15 @@ func (s *Server) clientLocation(c Client) zone.Location {
 			}
 		}
 	}
+	return s.locate(snap, cluster)
+}
+
+// locate returns the location of a cluster: its shards', else its static one.
+func (s *Server) locate(snap *snapshot, cluster string) zone.Location {
 	if cluster == "" {
 		return zone.Location{}
 	}
-	if l, ok := s.snap.Load().zone.Locate(cluster); ok {
+	if l, ok := snap.zone.Locate(cluster); ok {
 		return l
 	}
 	if l, ok := s.static[cluster]; ok {
@@ -461,8 +520,8 @@ func (s *Server) clientLocation(c Client) zone.Location {
 	return zone.Location{Cluster: cluster}
 }
 
-func (s *Server) answer(m *dns.Msg, q dns.Question, from zone.Location) {
-	a := s.snap.Load().lookup(q.Name, q.Qtype, from)
+func (s *Server) answer(snap *snapshot, m *dns.Msg, q dns.Question, from zone.Location) {
+	a := snap.lookup(q.Name, q.Qtype, from)
 	m.Rcode = a.rcode
 	m.Authoritative = a.authoritative
 	m.Answer = a.answer

@@ -16,15 +16,28 @@ import (
 // combinations is not, so the bound keeps a query flood from growing memory.
 const maxCached = 1 << 16
 
-// snapshot is a zone with the wire-format answers computed so far. Answers are built once per
-// (name, type, cluster) and shared by every response: responses only reslice them.
+// snapshot is a zone with its answers: every answer packed for the UDP fast path (wire.go),
+// built with the snapshot, and the slow path's answers as miekg/dns records, built once per
+// (name, type, cluster) on first use and shared by every response: responses only reslice
+// them.
 type snapshot struct {
-	zone   *zone.Zone
+	zone *zone.Zone
+	// locs is the location of every client slot (Server.slots) in this zone.
+	locs   []zone.Location
+	wire   *wireTable
 	cache  sync.Map // cacheKey -> *answer
 	cached atomic.Int64
 }
 
-func newSnapshot(z *zone.Zone) *snapshot { return &snapshot{zone: z} }
+// newSnapshot builds the snapshot of z, packing every answer.
+func (s *Server) newSnapshot(z *zone.Zone) *snapshot {
+	snap := &snapshot{zone: z, locs: make([]zone.Location, len(s.slots))}
+	for i, c := range s.slots {
+		snap.locs[i] = s.locate(snap, c)
+	}
+	snap.wire = s.buildWire(snap)
+	return snap
+}
 
 type cacheKey struct {
 	name    string

@@ -19,16 +19,19 @@ const maxChain = 8
 // qname is in presentation format; case does not matter, a missing trailing dot is assumed.
 func (z *Zone) Answer(qname string, qtype Type, from Location) Result {
 	name := canonical(qname)
-	a := z.apexOf(name)
-	if a == nil {
+	// A name that exists knows its zone (the zones do not nest, so it is apexOf's).
+	nd, ok := z.names[name]
+	var a *apex
+	if ok {
+		a = nd.zone
+	} else if a = z.apexOf(name); a == nil {
 		return Result{Rcode: RcodeRefused}
 	}
 	res := Result{Authoritative: true}
 	for hops := 0; ; hops++ {
-		nd, ok := z.names[name]
 		if !ok {
 			res.Rcode = RcodeNameError
-			res.Authority = []Record{a.soa}
+			res.Authority = a.soaSet
 			return res
 		}
 		addrs, cname := nd.addrs, nd.cname
@@ -45,7 +48,9 @@ func (z *Zone) Answer(qname string, qtype Type, from Location) Result {
 				return res
 			}
 			name = cname.Target
-			if a = z.apexOf(name); a == nil {
+			if nd, ok = z.names[name]; ok {
+				a = nd.zone
+			} else if a = z.apexOf(name); a == nil {
 				return res
 			}
 			continue
@@ -53,30 +58,39 @@ func (z *Zone) Answer(qname string, qtype Type, from Location) Result {
 		n := len(res.Answer)
 		switch qtype {
 		case TypeA:
-			res.Answer = append(res.Answer, addrs.v4...)
+			res.Answer = add(res.Answer, addrs.v4)
 		case TypeAAAA:
-			res.Answer = append(res.Answer, addrs.v6...)
+			res.Answer = add(res.Answer, addrs.v6)
 		case TypeANY:
-			res.Answer = append(res.Answer, addrs.v4...)
-			res.Answer = append(res.Answer, addrs.v6...)
+			res.Answer = add(res.Answer, addrs.v4)
+			res.Answer = add(res.Answer, addrs.v6)
 		}
 		if nd.apex {
 			switch qtype {
 			case TypeSOA:
-				res.Answer = append(res.Answer, a.soa)
+				res.Answer = add(res.Answer, a.soaSet)
 			case TypeNS:
-				res.Answer = append(res.Answer, a.ns...)
+				res.Answer = add(res.Answer, a.ns)
 				res.Additional = z.glue(a)
 			case TypeANY:
-				res.Answer = append(res.Answer, a.soa)
-				res.Answer = append(res.Answer, a.ns...)
+				res.Answer = add(res.Answer, a.soaSet)
+				res.Answer = add(res.Answer, a.ns)
 			}
 		}
 		if len(res.Answer) == n {
-			res.Authority = []Record{a.soa}
+			res.Authority = a.soaSet
 		}
 		return res
 	}
+}
+
+// add appends rs to answer. An empty answer becomes rs itself, clipped, so that the next
+// add copies rather than writes into the zone's array.
+func add(answer, rs []Record) []Record {
+	if len(answer) == 0 {
+		return rs[:len(rs):len(rs)]
+	}
+	return append(answer, rs...)
 }
 
 // glue returns the addresses of the apex's nameservers that are inside a served zone.

@@ -224,9 +224,10 @@ func (sv *service) shortTarget(from Location) string {
 
 // apex is a zone served: the federation domain or a federation's short-name apex.
 type apex struct {
-	name string
-	soa  Record
-	ns   []Record
+	name   string
+	soa    Record
+	soaSet []Record // soa alone, shared by the answers that carry it
+	ns     []Record
 }
 
 // node is one name that exists. A node with neither data nor apex is an empty non-terminal.
@@ -327,6 +328,7 @@ func (z *Zone) addApex(name string) *apex {
 		MName: n.nameservers[0].Name, RName: n.hostmaster, Serial: z.serial,
 		Refresh: soaRefresh, Retry: soaRetry, Expire: soaExpire, Minimum: n.negTTL,
 	}}
+	a.soaSet = []Record{a.soa}
 	for _, ns := range n.nameservers {
 		a.ns = append(a.ns, Record{Name: name, Type: TypeNS, TTL: n.ttl, Target: ns.Name})
 	}
@@ -386,4 +388,23 @@ func (z *Zone) Names() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Apexes returns the zones served (the federation domain and the federations' short-name
+// apexes), absolute and lower case, sorted.
+func (z *Zone) Apexes() []string {
+	out := make([]string, 0, len(z.apexes))
+	for n := range z.apexes {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ClientDependent reports whether the answers for name (absolute, lower case) depend on
+// the querying client's Location: true for the in-cluster short names only. Every other
+// name answers alike for every client, the CNAME chains a short name starts included.
+func (z *Zone) ClientDependent(name string) bool {
+	nd, ok := z.names[name]
+	return ok && nd.short != nil
 }

@@ -198,7 +198,8 @@ const (
 	RcodeRefused   Rcode = 5 // the name is outside every zone served
 )
 
-// Result is the answer to one question.
+// Result is the answer to one question. Its slices may share the zone's memory, and
+// other Results': read them, never write to them.
 type Result struct {
 	Rcode Rcode
 	// Authoritative is set for every name inside a served zone.

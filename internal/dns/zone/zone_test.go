@@ -385,3 +385,38 @@ func TestIsServiceName(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesKnowTheirZone: Answer takes the zone of a name that exists from its node; it must
+// be the zone apexOf finds, the longest served suffix (zones do not nest).
+func TestNamesKnowTheirZone(t *testing.T) {
+	z, err := Build(Config{Domain: "example.com", Federations: []string{"other"},
+		Nameservers: []Nameserver{{Name: "ns1.example.com", Addresses: addrs("127.0.0.53")}, {Name: "ns.example.net"}}},
+		[]Service{seedService(), {Namespace: "b", Name: "a", Federation: "x", Shards: []Shard{{Cluster: "c", Region: "r", Zone: "z", Healthy: true, Addresses: addrs("192.0.2.1")}}}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, nd := range z.names {
+		if a := z.apexOf(name); a != nd.zone {
+			t.Errorf("%s: node zone %s, apexOf %v", name, nd.zone.name, a)
+		}
+	}
+}
+
+// TestClientDependentAndApexes: only the short names depend on the client.
+func TestClientDependentAndApexes(t *testing.T) {
+	z := seedZone(t)
+	for _, name := range z.Names() {
+		want := false
+		for _, a := range z.Apexes() {
+			if a != z.Domain() && strings.HasSuffix(name, "."+a) && z.names[name].short != nil {
+				want = true
+			}
+		}
+		if got := z.ClientDependent(name); got != want {
+			t.Errorf("%s: ClientDependent %v", name, got)
+		}
+	}
+	if got := z.Apexes(); len(got) != 2 || got[0] != "example.com." {
+		t.Errorf("apexes %v", got)
+	}
+}
