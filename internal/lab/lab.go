@@ -1,7 +1,7 @@
 // Package lab is what the `strait lab` commands do: check the host, plan a lab, build or find
 // the binaries, prepare the state directory, start the supervisor and follow its progress,
 // and stop, inspect and enter a running lab. The pieces live in the subpackages (plan,
-// binaries, state, netns, supervisor, nodesim); this package puts them in order.
+// binaries, state, netns, supervisor, images); this package puts them in order.
 package lab
 
 import (

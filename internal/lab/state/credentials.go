@@ -24,7 +24,6 @@ const (
 	Scheduler         = "kube-scheduler"
 	KubeProxy         = "kube-proxy"
 	CoreDNS           = "coredns"
-	NodeSim           = "nodesim"
 	// Kubelet is the node's kubelet: user system:node:<node>, group system:nodes, which
 	// the Node authorizer and the NodeRestriction rules know.
 	Kubelet = "kubelet"
@@ -32,9 +31,6 @@ const (
 	// port-forward), bound to the ClusterRole system:kubelet-api-admin as kubeadm does.
 	KubeletClient = "apiserver-kubelet-client"
 )
-
-// NodeSimUser is the user name of the node simulator, bound to the lab's own ClusterRole.
-const NodeSimUser = "strait-lab:nodesim"
 
 // KubeletClientUser is the user the API server is to the kubelets.
 const KubeletClientUser = "kube-apiserver-kubelet-client"
@@ -52,7 +48,6 @@ func identities(c plan.Cluster) []identity {
 		{Scheduler, pki.Request{CommonName: "system:kube-scheduler"}},
 		{KubeProxy, pki.Request{CommonName: "system:kube-proxy"}},
 		{CoreDNS, pki.Request{CommonName: "system:coredns"}},
-		{NodeSim, pki.Request{CommonName: NodeSimUser}},
 		{Kubelet, pki.Request{CommonName: "system:node:" + c.NodeName, Organizations: []string{"system:nodes"}}},
 		{KubeletClient, pki.Request{CommonName: KubeletClientUser}},
 	}

@@ -1,7 +1,7 @@
 // Command rebel-base is the lab's demo responder (image strait.io/lab/rebel-base, also tagged
 // strait.io/lab/echo). It answers HTTP on every container port its pod declares with the
-// JSON the lab's node simulator answers with (internal/lab/nodesim Response): cluster,
-// namespace, pod, node, pod IP, port and path, and the header X-Strait-Pod naming the pod.
+// same JSON document the lab has always answered with: cluster, namespace, pod, node, pod
+// IP, port and path, and the header X-Strait-Pod naming the pod.
 //
 // A container cannot see its pod's spec, and the lab's manifests stay as they are (no env,
 // no downward API), so the program reads its own Pod from the API with the pod's service
@@ -62,8 +62,8 @@ const (
 // imageRepos are the repositories this program's image is published under.
 var imageRepos = []string{"strait.io/lab/rebel-base", "strait.io/lab/echo"}
 
-// response is the document every request gets; its fields and their order are those of
-// nodesim.Response, so clients cannot tell the two apart.
+// response is the document every request gets; the docs, the demo and the tests parse its
+// fields, in this order.
 type response struct {
 	Cluster   string `json:"cluster"`
 	Namespace string `json:"namespace"`
