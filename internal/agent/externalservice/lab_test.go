@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -360,6 +361,12 @@ type server struct {
 
 func (s *server) start(t *testing.T) {
 	t.Helper()
+	// The address is the node's own (on its loopback), as an outside service's would be
+	// reachable from it: pods get their addresses from the node's CNI, not this one.
+	host, _, _ := net.SplitHostPort(s.addr)
+	if out, err := exec.Command("ip", "-n", s.ns, "addr", "replace", host+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("adding %s to the node: %v: %s", host, err, out)
+	}
 	l, err := netns.Listen(s.ns, "tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)

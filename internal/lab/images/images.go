@@ -32,6 +32,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The lab's image repositories. The lab's manifests name them without a tag, which is
@@ -335,6 +336,8 @@ func (b *Builder) build(ctx context.Context, s spec) (Image, error) {
 	fmt.Fprintf(h, "%s\x00%s\x00%q\x00%s\x00%q\x00%q\x00%q\x00%s", formatVersion, runtime.GOARCH, s.refs, s.user, s.entrypoint, s.cmd, s.env, content)
 	path := filepath.Join(dir, fmt.Sprintf("%s-%s.tar", s.file, hex.EncodeToString(h.Sum(nil))[:16]))
 	if info, err := Inspect(path); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(path, now, now) // in use: not stale for another build's removeStale
 		b.progress("image %s cached in %s", s.refs[0], path)
 		return Image{Name: s.refs[0], Refs: info.Refs, Path: path, Digest: info.Digests[0]}, nil
 	}
@@ -359,11 +362,14 @@ func (b *Builder) build(ctx context.Context, s spec) (Image, error) {
 	return Image{Name: s.refs[0], Refs: s.refs, Path: path, Digest: digest}, nil
 }
 
-// removeStale deletes the older archives of the same image, so the cache holds one each.
+// removeStale deletes the older archives of the same image that nothing wrote for a day, so
+// the cache holds about one each; a recent one may be in use by a lab of another checkout
+// (another build of the same image), which is importing it into its nodes.
 func removeStale(dir, file, keep string) {
 	old, _ := filepath.Glob(filepath.Join(dir, file+"-*.tar"))
 	for _, p := range old {
-		if p != keep && len(filepath.Base(p)) == len(filepath.Base(keep)) {
+		info, err := os.Stat(p)
+		if p != keep && len(filepath.Base(p)) == len(filepath.Base(keep)) && err == nil && time.Since(info.ModTime()) > 24*time.Hour {
 			_ = os.Remove(p)
 		}
 	}
