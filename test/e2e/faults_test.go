@@ -586,7 +586,7 @@ func (w *faultWorld) agentKilledDuringChurn(t *testing.T) {
 	w.lab.StartComponent("cluster02", supervisor.Agent)
 	restarted = true
 	w.healthy(t, 2*time.Minute)
-	poll(t, time.Minute, "cluster02 serves exactly cluster03's endpoints", func(ctx context.Context) (bool, error) {
+	poll(t, 2*time.Minute, "cluster02 serves exactly cluster03's endpoints", func(ctx context.Context) (bool, error) {
 		src, err := remoteSources(ctx, w.cs["cluster02"], faultNS, "rebel-base")
 		n, err2 := importedEndpoints(ctx, w.cs["cluster02"], "cluster03")
 		return err == nil && err2 == nil && src["cluster03"] == 2 && n == 2, fmt.Errorf("global %v (%v), imported %d (%v)", src, err, n, err2)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -39,12 +40,22 @@ func poll(t *testing.T, timeout time.Duration, what string, cond func(ctx contex
 	var last error
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		ok, err := cond(ctx)
-		last = err
+		// Keep the last error that says why the condition does not hold, not the client's
+		// complaint that the poll's deadline has come.
+		if last == nil || err == nil || !deadlineError(err) {
+			last = err
+		}
 		return ok, nil
 	})
 	if err != nil {
 		t.Fatalf("%s: not within %s (last error: %v)", what, timeout, last)
 	}
+}
+
+// deadlineError is a request given up because the poll's deadline came (or, for client-go's
+// rate limiter, would come) before it could be sent or answered.
+func deadlineError(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "would exceed context deadline")
 }
 
 func deployment(ns, name string, replicas int32, port int32) *appsv1.Deployment {
