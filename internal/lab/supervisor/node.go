@@ -270,27 +270,44 @@ func writeNodeFiles(cd state.ClusterDir, c plan.Cluster, bins binaries.Set, runc
 // cgroupFS is where the cgroup hierarchies are mounted.
 const cgroupFS = "/sys/fs/cgroup"
 
-// cgroupHierarchies lists the mount points of the host's cgroup hierarchies: one for cgroup
-// v2, one per controller (and named hierarchy) for v1.
-func cgroupHierarchies() ([]string, error) {
+// mount is one line of /proc/self/mountinfo: where it is mounted, and its filesystem type.
+type mount struct{ point, fsType string }
+
+// mounts reads this process's mount table.
+func mounts() ([]mount, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []string
+	var out []mount
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		sep := slices.Index(fields, "-")
-		if sep < 0 || sep+1 >= len(fields) || len(fields) < 5 {
+		if len(fields) < 5 {
 			continue
 		}
-		if t := fields[sep+1]; (t == "cgroup" || t == "cgroup2") && strings.HasPrefix(fields[4], cgroupFS) {
-			out = append(out, unescapeMount(fields[4]))
+		m := mount{point: unescapeMount(fields[4])}
+		if sep := slices.Index(fields, "-"); sep >= 0 && sep+1 < len(fields) {
+			m.fsType = fields[sep+1]
 		}
+		out = append(out, m)
 	}
 	return out, sc.Err()
+}
+
+// cgroupHierarchies lists the mount points of the host's cgroup hierarchies: one for cgroup
+// v2, one per controller (and named hierarchy) for v1.
+func cgroupHierarchies() ([]string, error) {
+	ms, err := mounts()
+	var out []string
+	for _, m := range ms {
+		if (m.fsType == "cgroup" || m.fsType == "cgroup2") && strings.HasPrefix(m.point, cgroupFS) {
+			out = append(out, m.point)
+		}
+	}
+	return out, err
 }
 
 // createCgroupRoot creates the node's cgroup in every hierarchy, as the kubelet requires of
@@ -448,29 +465,18 @@ func removeCgroupTree(dir string) error {
 
 // mountsUnder lists the mount points at or below any of dirs, deepest first.
 func mountsUnder(dirs []string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+	ms, err := mounts()
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
+	for _, m := range ms {
 		for _, d := range dirs {
-			if mp == d || strings.HasPrefix(mp, d+"/") {
-				out = append(out, mp)
+			if m.point == d || strings.HasPrefix(m.point, d+"/") {
+				out = append(out, m.point)
 				break
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
-	return slices.Compact(out), sc.Err()
+	return slices.Compact(out), err
 }
 
 // unmountUnder detaches every mount at or below dirs, repeating while some remain (a mount
