@@ -11,11 +11,11 @@
 // system:serviceaccounts), otherwise the node's name less its "-node" suffix, which is how
 // the lab names nodes. It listens on the TCP container ports of the pod's containers that
 // run this image; when none does (the image was retagged), on every TCP container port of
-// the pod, as the node simulator does; when the pod declares none, on 8080.
+// the pod; when the pod declares none, on 8080.
 //
 // Every path answers 200 with that JSON, except /readyz while the pod is annotated
 // lab.strait.io/ready: "false": then it answers 503, so a readinessProbe on /readyz makes
-// the pod unready on demand (kubectl annotate), as the node simulator's annotation did.
+// the pod unready on demand (kubectl annotate).
 //
 // Only the standard library is used, so the image stays small; internal/lab/images embeds
 // this source and builds it statically.

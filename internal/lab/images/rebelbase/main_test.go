@@ -213,8 +213,9 @@ func TestRunGivesUpWhenCancelledBeforeThePodIsRead(t *testing.T) {
 	}
 }
 
-// Against a real lab cluster, with a real service account token and the lab's RBAC,
-// rebel-base answers exactly what the node simulator answers for the same pod and port.
+// Against a real lab cluster, with a real service account token and the lab's RBAC, run
+// here answers exactly what the pod's own container (the image, on the real node) answers
+// for the same pod and port.
 func TestAgainstLabCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a lab cluster")
@@ -304,10 +305,10 @@ func TestAgainstLabCluster(t *testing.T) {
 		theirs, err := lab.Exec(ctx, "cluster01", "curl", "-sS", "--max-time", "5", "--retry", "20", "--retry-connrefused", "--retry-delay", "1",
 			fmt.Sprintf("http://%s:%d/from/the/test", podIP, port))
 		if err != nil {
-			t.Fatalf("curl the node simulator's responder: %v", err)
+			t.Fatalf("curl the pod's container: %v", err)
 		}
 		if string(ours) != theirs {
-			t.Errorf("port %d: rebel-base answered\n%s\nthe node simulator\n%s", port, ours, theirs)
+			t.Errorf("port %d: run answered\n%s\nthe pod's container\n%s", port, ours, theirs)
 		}
 		var r response
 		if err := json.Unmarshal(ours, &r); err != nil || r.Cluster != "cluster01" || r.Node != c.NodeName || r.PodIP != podIP {
