@@ -132,6 +132,9 @@ func Prepare(ctx context.Context, o Options) (*plan.Lab, error) {
 	if err := CheckHost(); err != nil {
 		return nil, err
 	}
+	if err := raiseInotifyLimits(o.printf); err != nil {
+		return nil, err
+	}
 	if supervisor.Locked(o.Dir) {
 		return nil, fmt.Errorf("lab %s is already running; `strait lab status` shows it, `strait lab down` stops it", o.Name())
 	}
