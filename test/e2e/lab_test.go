@@ -55,7 +55,8 @@ func poll(t *testing.T, timeout time.Duration, what string, cond func(ctx contex
 // deadlineError is a request given up because the poll's deadline came (or, for client-go's
 // rate limiter, would come) before it could be sent or answered.
 func deadlineError(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "would exceed context deadline")
+	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "would exceed context deadline") ||
+		strings.Contains(err.Error(), context.DeadlineExceeded.Error())
 }
 
 func deployment(ns, name string, replicas int32, port int32) *appsv1.Deployment {
