@@ -201,7 +201,9 @@ func TestMCSFromPods(t *testing.T) {
 			}
 		}
 		out, err := inPod(ctx, lab, c.name, "nslookup", "-type=SRV", "db.conf.svc.clusterset.local")
-		want := []string{"80 db-0.cluster01.db.conf.svc.clusterset.local", "80 db-1.cluster01.db.conf.svc.clusterset.local"}
+		// Headless: clients connect to the pods, so the SRV port is the pods' (the
+		// EndpointSlice's port, 8080), not the Service's 80, as for cluster.local.
+		want := []string{"8080 db-0.cluster01.db.conf.svc.clusterset.local", "8080 db-1.cluster01.db.conf.svc.clusterset.local"}
 		if got := srvRecords(out); err != nil || !slices.Equal(got, want) {
 			t.Errorf("%s: SRV of db.conf.svc.clusterset.local = %v (%v; %s), want %v", c.name, got, err, out, want)
 		}
