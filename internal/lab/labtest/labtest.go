@@ -172,7 +172,12 @@ func (l *Lab) Names() []string { return l.Plan.Names() }
 
 // RESTConfig returns an admin client configuration for a cluster.
 func (l *Lab) RESTConfig(name string) *rest.Config {
-	return state.RESTConfig(l.Dir.Cluster(name), l.Cluster(name), state.Admin)
+	cfg := state.RESTConfig(l.Dir.Cluster(name), l.Cluster(name), state.Admin)
+	// A test's client watches and polls at once (informers recording deletions, polls of
+	// a few requests every 200 ms): client-go's default of 5 requests per second would make
+	// the test's own client the bottleneck it reports on.
+	cfg.QPS, cfg.Burst = 100, 200
+	return cfg
 }
 
 // Client returns an admin clientset for a cluster.
