@@ -22,7 +22,7 @@ import (
 
 // Generator writes the simulated members' objects to a broker with an admin client (the
 // members' own credentials would only add token requests). It is safe for concurrent use;
-// changes to one export are serialized, as one agent's exporter serializes them.
+// changes to one export are serialized, as the exporter's work queue serializes them.
 type Generator struct {
 	Broker    kubernetes.Interface
 	BrokerMCS mcsclient.Interface
@@ -38,14 +38,14 @@ type member struct {
 	i     int
 	id    string
 	alive atomic.Bool
-	mu    sync.Mutex
-	svcs  map[int]*export
+	svcs  map[int]*export // fixed at init
 }
 
 // export is what the simulated member knows about one of its exports: the version of
 // each endpoint slot (a change replaces the slot's pod) and its slices as the broker
 // returned them, the simulated exporter's cache.
 type export struct {
+	mu       sync.Mutex
 	versions []uint32
 	slices   []*discoveryv1.EndpointSlice
 }
@@ -145,13 +145,23 @@ func (g *Generator) Alive(i int) bool { g.init(); return g.members[i].alive.Load
 // its first reconcile of each.
 func (g *Generator) Publish(ctx context.Context, i int) error {
 	g.init()
-	m := g.members[i]
-	for s := range m.svcs {
-		if _, err := g.write(ctx, m, s, -1); err != nil {
+	for s := range g.members[i].svcs {
+		if err := g.PublishExport(ctx, i, s); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// PublishExport writes member i's records of Service s.
+func (g *Generator) PublishExport(ctx context.Context, i, s int) error {
+	g.init()
+	m := g.members[i]
+	if _, ok := m.svcs[s]; !ok {
+		return fmt.Errorf("member %s does not export %s", m.id, ServiceName(s))
+	}
+	_, err := g.write(ctx, m, s, false)
+	return err
 }
 
 // Change replaces the pod of one endpoint slot of member i's export of Service s (the
@@ -160,27 +170,25 @@ func (g *Generator) Publish(ctx context.Context, i int) error {
 func (g *Generator) Change(ctx context.Context, i, s int) (string, error) {
 	g.init()
 	m := g.members[i]
-	m.mu.Lock()
-	e, ok := m.svcs[s]
-	if !ok {
-		m.mu.Unlock()
+	if _, ok := m.svcs[s]; !ok {
 		return "", fmt.Errorf("member %s does not export %s", m.id, ServiceName(s))
 	}
-	var total uint32
-	for _, v := range e.versions {
-		total += v
-	}
-	slot := int(total) % len(e.versions)
-	m.mu.Unlock()
-	return g.write(ctx, m, s, slot)
+	return g.write(ctx, m, s, true)
 }
 
-// write bumps slot (none if negative) and syncs the member's records of Service s.
-func (g *Generator) write(ctx context.Context, m *member, s, slot int) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// write syncs the member's records of Service s, after replacing the pod of the next
+// slot if change is set (under the export's lock, so two changes never pick one slot).
+func (g *Generator) write(ctx context.Context, m *member, s int, change bool) (string, error) {
 	e := m.svcs[s]
-	if slot >= 0 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	slot := -1
+	if change {
+		var total uint32
+		for _, v := range e.versions {
+			total += v
+		}
+		slot = int(total) % len(e.versions)
 		e.versions[slot]++
 	}
 	ns, name := g.Spec.Namespace, ServiceName(s)
