@@ -62,6 +62,6 @@ clean:
 # simulated members"). SIZES and RUNS override the member counts and the churn rounds.
 .PHONY: bench-scale
 SIZES ?= 10,50,100,250
-RUNS  ?= 3
+RUNS  ?= 2
 bench-scale: build lab-binaries
 	SCALE_SIZES=$(SIZES) SCALE_RUNS=$(RUNS) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 90m ./test/bench/ | tee bench-scale.out

@@ -44,9 +44,9 @@ import (
 // all, for SCALE_WINDOW) each followed by an agent restart, then lets one member die and
 // come back. See BENCHMARKS.md, "Scale: simulated members".
 //
-// Environment: SCALE_SIZES (default 10,50,100,250), SCALE_RUNS (3), SCALE_SERVICES
+// Environment: SCALE_SIZES (default 10,50,100,250), SCALE_RUNS (2), SCALE_SERVICES
 // (1000), SCALE_EXPORTERS (members exporting each Service, 10), SCALE_ENDPOINTS (10),
-// SCALE_RATE (20), SCALE_MAX_RATE (200), SCALE_WINDOW (15s), SCALE_DEATH (1: measure a
+// SCALE_RATE (20), SCALE_MAX_RATE (50), SCALE_WINDOW (10s), SCALE_DEATH (1: measure a
 // member's death).
 func BenchmarkScale(b *testing.B) {
 	sizes := []int{10, 50, 100, 250}
@@ -373,9 +373,9 @@ func parallel(n, workers int, f func(i int) error) error {
 func runScale(b *testing.B, n int) {
 	spec := simmember.Spec{Members: n, Services: envInt("SCALE_SERVICES", 1000), ExportersPerService: envInt("SCALE_EXPORTERS", 10),
 		Endpoints: envInt("SCALE_ENDPOINTS", 10), Namespace: benchNamespace}
-	runs := envInt("SCALE_RUNS", 3)
-	window := envDuration(b, "SCALE_WINDOW", 15*time.Second)
-	rate := min(float64(envInt("SCALE_RATE", 20)*n), float64(envInt("SCALE_MAX_RATE", 200)))
+	runs := envInt("SCALE_RUNS", 2)
+	window := envDuration(b, "SCALE_WINDOW", 10*time.Second)
+	rate := min(float64(envInt("SCALE_RATE", 20)*n), float64(envInt("SCALE_MAX_RATE", 50)))
 	exporters := min(spec.ExportersPerService, n)
 	wantSlices := spec.Services * exporters
 	wantEndpoints := wantSlices * spec.Endpoints
