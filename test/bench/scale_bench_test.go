@@ -435,6 +435,8 @@ func runScale(b *testing.B, n int) {
 	loaded := time.Since(t0)
 	time.Sleep(5 * time.Second) // the import's status writes settle
 	steady := agentProc.read(true)
+	logf("members=%d: agent after the load: heap in use %.1f MiB (idle before the load %.1f), RSS %.1f MiB (idle %.1f), %d broker watches open",
+		n, float64(steady.HeapInuse)/(1<<20), float64(idle.HeapInuse)/(1<<20), float64(steady.RSS)/(1<<20), float64(idle.RSS)/(1<<20), steady.WatchesOpen)
 	logf("members=%d: %d services x %d exporters x %d endpoints = %d imported endpoints; broker records written in %s, all imported after %s",
 		n, spec.Services, exporters, spec.Endpoints, wantEndpoints, written.Round(time.Second), loaded.Round(time.Second))
 
@@ -446,6 +448,7 @@ func runScale(b *testing.B, n int) {
 	bgWritesPerSec := float64(bgWrites) / 10
 	bgWatchPerSec := float64(bg1.WatchBytes-bg0.WatchBytes) / 10
 	bgCPUPerSec := (bg1.CPUSeconds - bg0.CPUSeconds) / 10
+	logf("members=%d: background (leases only): %.1f agent writes/s, %.0f watch bytes/s from the broker, %.3f agent CPU s/s", n, bgWritesPerSec, bgWatchPerSec, bgCPUPerSec)
 
 	pick := func(r *rand.Rand) (int, int) {
 		for {
@@ -519,10 +522,10 @@ func runScale(b *testing.B, n int) {
 		conflictsPerChg = append(conflictsPerChg, float64(c)/k)
 		watchPerChange = append(watchPerChange, (float64(s1.WatchBytes-s0.WatchBytes)-bgWatchPerSec*span)/k)
 		achieved = append(achieved, k/sent.Seconds())
-		logf("members=%d run %d: %d changes in %s (%.0f/s, target %.0f/s, %d skipped, %d failed); change->imported p50 %s p99 %s max %s; agent CPU %.2fs, writes %d, conflicts %d",
-			n, run+1, len(changes), sent.Round(time.Millisecond), k/sent.Seconds(), rate, skipped.Load(), failed.Load(),
+		logf("members=%d run %d: %d changes in %s (%.0f/s, target %.0f/s, %d skipped, %d failed, %d never imported); change->imported p50 %s p99 %s max %s; agent CPU %.2fs, writes %d, conflicts %d, broker watch bytes %d",
+			n, run+1, len(changes), sent.Round(time.Millisecond), k/sent.Seconds(), rate, skipped.Load(), failed.Load(), lost,
 			pct(l, .5).Round(time.Millisecond), pct(l, .99).Round(time.Millisecond), pct(l, 1).Round(time.Millisecond),
-			s1.CPUSeconds-s0.CPUSeconds, w, c)
+			s1.CPUSeconds-s0.CPUSeconds, w, c, s1.WatchBytes-s0.WatchBytes)
 
 		// Restart: the agent stopped; one export of every Service changes while it is
 		// down; resync is from the new process's start until all of them are imported.
