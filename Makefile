@@ -57,3 +57,11 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# The scale harness: one real broker and member, N simulated members (BENCHMARKS.md, "Scale:
+# simulated members"). SIZES and RUNS override the member counts and the churn rounds.
+.PHONY: bench-scale
+SIZES ?= 10,50,100,250
+RUNS  ?= 2
+bench-scale: build lab-binaries
+	SCALE_SIZES=$(SIZES) SCALE_RUNS=$(RUNS) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 90m ./test/bench/ | tee bench-scale.out
