@@ -12,13 +12,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/strait-io/strait/internal/agent/patch"
 )
 
 // Client is the part of the EndpointSlice client Sync needs.
 type Client interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*discoveryv1.EndpointSlice, error)
 	Create(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.CreateOptions) (*discoveryv1.EndpointSlice, error)
-	Update(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.UpdateOptions) (*discoveryv1.EndpointSlice, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*discoveryv1.EndpointSlice, error)
 	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
 }
 
@@ -63,27 +65,21 @@ func Sync(ctx context.Context, c Client, have, want []*discoveryv1.EndpointSlice
 	return nil
 }
 
-// update writes want over have. A conflict means the cache was behind (after a watch
-// outage it can stay behind for a while): the current object is read and written once more,
-// rather than waiting for the cache and the retry backoff.
+// update writes want over have with a merge patch of the fields the agent sets: computed
+// from a cache that lags behind (the agent's own previous write, or a watch outage), it
+// still applies, where an update would be refused for its stale resourceVersion.
 func update(ctx context.Context, c Client, have, want *discoveryv1.EndpointSlice) error {
-	u := have.DeepCopy()
-	u.Labels, u.Endpoints, u.Ports = want.Labels, want.Endpoints, want.Ports
-	_, err := c.Update(ctx, u, metav1.UpdateOptions{})
-	if !apierrors.IsConflict(err) {
+	p, err := patch.Merge(Fields(have), Fields(want))
+	if err != nil || p == nil {
 		return err
 	}
-	current, err := c.Get(ctx, have.Name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	if Same(current, want) {
-		return nil
-	}
-	u = current.DeepCopy()
-	u.Labels, u.Endpoints, u.Ports = want.Labels, want.Endpoints, want.Ports
-	_, err = c.Update(ctx, u, metav1.UpdateOptions{})
+	_, err = c.Patch(ctx, have.Name, types.MergePatchType, p, metav1.PatchOptions{})
 	return err
+}
+
+// Fields are the fields of a slice the agent sets, for patch.Merge.
+func Fields(s *discoveryv1.EndpointSlice) patch.Fields {
+	return patch.Fields{"metadata": patch.Meta(s.Labels, nil), "endpoints": s.Endpoints, "ports": s.Ports}
 }
 
 // Mirror copies the endpoints of local slices into one slice per address type, endpoints

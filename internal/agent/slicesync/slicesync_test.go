@@ -34,8 +34,8 @@ func TestSyncWritesOnlyDifferences(t *testing.T) {
 	for _, a := range cs.Actions() {
 		verbs[a.GetVerb()]++
 	}
-	if verbs["create"] != 1 || verbs["update"] != 1 || verbs["delete"] != 1 || len(cs.Actions()) != 3 {
-		t.Errorf("actions %v; want exactly one create, update and delete", verbs)
+	if verbs["create"] != 1 || verbs["patch"] != 1 || verbs["delete"] != 1 || len(cs.Actions()) != 3 {
+		t.Errorf("actions %v; want exactly one create, patch and delete", verbs)
 	}
 	list, _ := client.List(ctx, metav1.ListOptions{})
 	got := map[string]string{}
