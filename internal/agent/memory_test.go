@@ -18,11 +18,14 @@ import (
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
+	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/agenttest"
 	"github.com/strait-io/strait/internal/agent/env"
@@ -61,7 +64,9 @@ func newImportWorld(tb testing.TB, services, endpoints int) *importWorld {
 			Labels: map[string]string{clusterset.ManagedByLabel: clusterset.ManagedByValue}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(id), LeaseDurationSeconds: ptr.To(int32(15)), RenewTime: &metav1.MicroTime{Time: now.Time}}})
 	}
-	add(memberKube.Tracker(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, UID: "ns-bench"}})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, UID: "ns-bench"}}
+	add(memberKube.Tracker(), ns)
+	namespaces := corelisters.NewNamespaceLister(agenttest.Indexer(ns))
 	memberNS := clusterset.MemberNamespace("c2")
 	for i := range services {
 		name := fmt.Sprintf("svc-%05d", i)
@@ -82,25 +87,23 @@ func newImportWorld(tb testing.TB, services, endpoints int) *importWorld {
 			})
 		}
 		add(brokerKube.Tracker(), s)
+		// The member's import, written by an importer whose caches hold this Service's
+		// records, so that the agent started later finds every import complete.
+		im := &importer.Importer{
+			Local: memberKube, LocalMCS: memberMCS,
+			Records: mcslisters.NewServiceImportLister(agenttest.Indexer(si)), RecordSlices: discoverylisters.NewEndpointSliceLister(agenttest.Indexer(s)),
+			Namespaces: namespaces, Imports: mcslisters.NewServiceImportLister(agenttest.Indexer()),
+			Services: corelisters.NewServiceLister(agenttest.Indexer()), Slices: discoverylisters.NewEndpointSliceLister(agenttest.Indexer()),
+			Liveness: agenttest.Liveness{},
+		}
+		if err := im.Reconcile(context.Background(), benchNamespace+"/"+name); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	w := &importWorld{
 		member: &env.Cluster{Config: &rest.Config{Host: "http://127.0.0.1:1"}, Kube: memberKube, MCS: memberMCS},
 		broker: &env.Cluster{Config: &rest.Config{Host: "http://127.0.0.1:1"}, Kube: brokerKube, MCS: brokerMCS},
 		keys:   services,
-	}
-	// The member's imports, written by an importer on caches that hold the broker's
-	// records, so that the agent started below finds them complete.
-	m := &agenttest.Member{Local: &agenttest.Cluster{Kube: memberKube, MCS: memberMCS}, Broker: &agenttest.Cluster{Kube: brokerKube, MCS: brokerMCS}}
-	im := &importer.Importer{
-		Local: memberKube, LocalMCS: memberMCS,
-		Records: m.Broker.ServiceImports(tb), RecordSlices: m.Broker.EndpointSlices(tb),
-		Namespaces: m.Local.Namespaces(tb), Imports: m.Local.ServiceImports(tb), Services: m.Local.Services(tb), Slices: m.Local.EndpointSlices(tb),
-		Liveness: agenttest.Liveness{},
-	}
-	for i := range services {
-		if err := im.Reconcile(context.Background(), fmt.Sprintf("%s/svc-%05d", benchNamespace, i)); err != nil {
-			tb.Fatal(err)
-		}
 	}
 	memberKube.ClearActions()
 	memberMCS.ClearActions()

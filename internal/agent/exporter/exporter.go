@@ -347,7 +347,7 @@ func Setup(e *env.Env) error {
 	loop := e.Manager.NewLoop("export", &Exporter{
 		ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace,
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS, Broker: e.Broker.Kube, BrokerMCS: e.Broker.MCS,
-		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
+		Exports: exports.Lister(), Services: services.Lister(), Slices: e.Member.Slices, Namespaces: namespaces.Lister(),
 		Nodes: nodes.Lister(), Ingresses: ingresses.Lister(),
 		Records: recordSILister, RecordSlices: recordSliceLister, Policy: e.Records.Policy,
 	})

@@ -425,11 +425,14 @@ func (im *Importer) ensureSlices(ctx context.Context, imp mcs.Import, derived st
 	return served, err
 }
 
+// ownSlices selects the imported slices of a Service. They name the derived Service too,
+// which lets the agent's cache find them through its one index (env.IndexedSlices).
 func ownSlices(name string) labels.Selector {
 	return labels.SelectorFromSet(labels.Set{
-		clusterset.ManagedByLabel:   clusterset.ManagedByValue,
-		mcsv1beta1.LabelServiceName: name,
-		discoveryv1.LabelManagedBy:  records.EndpointSliceManagedBy,
+		clusterset.ManagedByLabel:    clusterset.ManagedByValue,
+		mcsv1beta1.LabelServiceName:  name,
+		discoveryv1.LabelManagedBy:   records.EndpointSliceManagedBy,
+		discoveryv1.LabelServiceName: names.DerivedServiceName(name),
 	})
 }
 
@@ -638,7 +641,7 @@ func Setup(e *env.Env) error {
 	loop := e.Manager.NewLoop("import", &Importer{
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS,
 		Records: recordSILister, RecordSlices: recordSliceLister,
-		Namespaces: namespaces.Lister(), Imports: imports.Lister(), Services: services.Lister(), Slices: slices.Lister(),
+		Namespaces: namespaces.Lister(), Imports: imports.Lister(), Services: services.Lister(), Slices: e.Member.Slices,
 		Liveness: e.Liveness, Recorder: e.Recorder, Policy: e.Records.Policy,
 	})
 	recordKey := func(obj any) []string {

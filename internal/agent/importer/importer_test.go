@@ -21,9 +21,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/agenttest"
+	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/mcs"
@@ -770,5 +772,47 @@ func TestLaggingCachesCauseNoConflicts(t *testing.T) {
 				t.Errorf("on up-to-date caches: writes %v", wr)
 			}
 		})
+	}
+}
+
+// slim is the member's slices as the agent's informers hold them: those it wrote from the
+// broker's records without their endpoints (slicesync.Slim).
+func (w *world) slim(im *Importer) {
+	all, err := w.Local.EndpointSlices(w.t).List(labels.Everything())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var objs []runtime.Object
+	for _, s := range all {
+		s = s.DeepCopy()
+		if s.Labels[discoveryv1.LabelManagedBy] == records.EndpointSliceManagedBy {
+			slicesync.Slim(s)
+		}
+		objs = append(objs, s)
+	}
+	im.Slices = discoverylisters.NewEndpointSliceLister(agenttest.Indexer(objs...))
+}
+
+func TestSlimCachesWriteOnlyChanges(t *testing.T) {
+	w := newWorld(t)
+	w.steady()
+	if err := w.reconcileKey(key, w.slim); err != nil {
+		t.Fatal(err)
+	}
+	if wr := w.Local.Writes(); len(wr) != 0 {
+		t.Errorf("steady import on slim caches: writes %v", wr)
+	}
+	w.export("c2", "web", t2, []string{"10.2.0.1", "10.2.0.9"}, agenttest.Port("http", 80), agenttest.Port("metrics", 9090))
+	if err := w.reconcileKey(key, w.slim); err != nil {
+		t.Fatal(err)
+	}
+	if wr := w.Local.Writes(); len(wr) != 1 || !strings.HasPrefix(wr[0], "patch endpointslices ") {
+		t.Errorf("after c2 added an endpoint: writes %v", wr)
+	}
+	if got := addresses(w.imported()["c2"]); !slices.Equal(got, []string{"10.2.0.1", "10.2.0.9"}) {
+		t.Errorf("c2 endpoints %v", got)
+	}
+	if got := addresses(w.imported()["c1"]); !slices.Equal(got, []string{"10.1.0.1"}) {
+		t.Errorf("c1 endpoints %v", got)
 	}
 }

@@ -6,6 +6,10 @@ package slicesync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
 	"sort"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -24,10 +28,65 @@ type Client interface {
 	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
 }
 
-// Same reports whether two slices agree on everything the agent sets.
-func Same(a, b *discoveryv1.EndpointSlice) bool {
-	return a.AddressType == b.AddressType && equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
-		equality.Semantic.DeepEqual(a.Endpoints, b.Endpoints) && equality.Semantic.DeepEqual(a.Ports, b.Ports)
+// Same reports whether a slice the agent has (from its cache, possibly Slim) agrees with
+// the one it wants on everything the agent sets.
+func Same(have, want *discoveryv1.EndpointSlice) bool {
+	if have.AddressType != want.AddressType || !equality.Semantic.DeepEqual(have.Labels, want.Labels) {
+		return false
+	}
+	if d, ok := have.Annotations[annotationDigest]; ok {
+		return d == Digest(want)
+	}
+	return equality.Semantic.DeepEqual(have.Endpoints, want.Endpoints) && equality.Semantic.DeepEqual(have.Ports, want.Ports)
+}
+
+// annotationDigest holds, in the agent's informer cache only (Slim), the digest of the
+// endpoints and ports dropped from a slice. It is never written to an API server: slices
+// are written with patches of the fields the agent sets (Fields), which leave it out.
+const annotationDigest = "strait.io/cached-endpoints-digest"
+
+// Slim is for the transform of the agent's member informers: it replaces the endpoints and
+// ports of a slice the agent wrote from the broker's records (imported and global slices;
+// the records themselves when the member is also the broker) by their digest. The agent
+// holds those endpoints once already, in its broker cache; of its own copy it only ever
+// asks whether it is still what it wants (Same).
+func Slim(s *discoveryv1.EndpointSlice) {
+	if _, ok := s.Annotations[annotationDigest]; ok {
+		return
+	}
+	d := Digest(s)
+	a := make(map[string]string, len(s.Annotations)+1)
+	maps.Copy(a, s.Annotations)
+	a[annotationDigest] = d
+	s.Annotations, s.Endpoints, s.Ports = a, nil, nil
+}
+
+// Digest sums up the endpoints and ports of a slice; empty and absent lists and maps
+// count as the same, as they do for Semantic.DeepEqual (the API server stores them alike).
+func Digest(s *discoveryv1.EndpointSlice) string {
+	eps := make([]discoveryv1.Endpoint, 0, len(s.Endpoints))
+	for _, ep := range s.Endpoints {
+		if len(ep.Addresses) == 0 {
+			ep.Addresses = nil
+		}
+		if len(ep.DeprecatedTopology) == 0 {
+			ep.DeprecatedTopology = nil
+		}
+		if h := ep.Hints; h != nil && len(h.ForZones) == 0 && len(h.ForNodes) == 0 {
+			ep.Hints = &discoveryv1.EndpointHints{}
+		}
+		eps = append(eps, ep)
+	}
+	ports := s.Ports
+	if len(ports) == 0 {
+		ports = nil
+	}
+	b, _ := json.Marshal(struct {
+		E []discoveryv1.Endpoint     `json:"e"`
+		P []discoveryv1.EndpointPort `json:"p"`
+	}{eps, ports})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // Sync makes have (the slices the caller owns, from its cache) equal to want.
