@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
@@ -41,6 +42,7 @@ import (
 	"github.com/strait-io/strait/internal/agent/global"
 	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/agent/importer"
+	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/brokercache"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
@@ -48,6 +50,7 @@ import (
 	"github.com/strait-io/strait/internal/kubeconfig"
 	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/liveness/leasewatch"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Config configures one agent.
@@ -261,6 +264,31 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
+// slimMember is the transform of the member's informers: managed fields dropped, and the
+// endpoints of slices the agent wrote from the broker's records replaced by their digest
+// (slicesync.Slim): the broker cache holds those endpoints already.
+func slimMember(obj any) (any, error) {
+	obj, _ = stripManagedFields(obj)
+	if s, ok := obj.(*discoveryv1.EndpointSlice); ok && fromRecords(s) {
+		slicesync.Slim(s)
+	}
+	return obj, nil
+}
+
+// fromRecords reports whether the agent wrote a slice from the broker's records: an
+// imported or global slice, or, where the member is also the broker, a record itself.
+// The exporter, the federation reporter and the global publisher skip these slices; the
+// importers compare them with slicesync.Same and read only their labels otherwise.
+func fromRecords(s *discoveryv1.EndpointSlice) bool {
+	if s.Labels[clusterset.ManagedByLabel] != clusterset.ManagedByValue {
+		return false
+	}
+	if _, isMember := clusterset.ClusterIDFromNamespace(s.Namespace); isMember {
+		return true
+	}
+	return s.Labels[discoveryv1.LabelManagedBy] == records.EndpointSliceManagedBy
+}
+
 // Run serves health and metrics, renews the member's heartbeat, and reconciles while it
 // holds the leader lease, until ctx ends. Losing the lease, or a term that fails, returns
 // the replica to standby; it campaigns again after a pause.
@@ -356,10 +384,15 @@ func (a *Agent) BrokerUnreachable(err error) {
 // starts from a full list), the liveness tracker fed from the broker, the event recorder.
 func (a *Agent) env(m *controller.Manager) (*env.Env, error) {
 	member, broker := *a.member, *a.broker
-	member.Informers = informers.NewSharedInformerFactoryWithOptions(member.Kube, 0, informers.WithTransform(stripManagedFields))
+	member.Informers = informers.NewSharedInformerFactoryWithOptions(member.Kube, 0, informers.WithTransform(slimMember))
 	member.MCSInformers = mcsinformers.NewSharedInformerFactoryWithOptions(member.MCS, 0, mcsinformers.WithTransform(stripManagedFields))
 	m.AddInformers(member.Informers)
 	m.AddInformers(member.MCSInformers)
+	var err error
+	member.Slices, err = env.IndexedSlices(member.Informers.Discovery().V1().EndpointSlices().Informer(), discoveryv1.LabelServiceName)
+	if err != nil {
+		return nil, err
+	}
 	records := brokercache.New(broker.Kube, broker.MCS)
 	m.AddSyncer(records)
 	e := &env.Env{

@@ -40,6 +40,7 @@ import (
 
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/policy"
+	"github.com/strait-io/strait/internal/records"
 )
 
 // Cache is the broker as one member (or strait dns) sees it.
@@ -220,6 +221,11 @@ func (c *Cache) startMember(id string) *member {
 	}
 	for _, k := range []*Kind{c.Slices, c.Imports, c.Leases} {
 		inf := k.informerOf(m)
+		// Readers list the records of one Service at a time: an index, not a scan of
+		// every record of the member, or a resync costs the square of the Services.
+		if k != c.Leases {
+			_ = inf.AddIndexers(cache.Indexers{recordIndex: recordKey})
+		}
 		if c.watchErrors != nil {
 			_ = inf.SetWatchErrorHandlerWithContext(c.watchErrors)
 		}
@@ -335,12 +341,63 @@ func (k *Kind) deleted(obj any) {
 	}
 }
 
+// recordIndex indexes the objects of a member namespace by the Service whose records they
+// are ("namespace/name", records.Key).
+const recordIndex = "record"
+
+func recordKey(obj any) ([]string, error) {
+	if m, err := apimeta.Accessor(obj); err == nil {
+		if k, ok := records.Key(m); ok {
+			return []string{k}, nil
+		}
+	}
+	return nil, nil
+}
+
+// selectsRecords returns the Service key when sel selects the records of one Service
+// (records.Selector): every object the cache holds carries Strait's managed-by label, so
+// the index holds all that sel can match.
+func selectsRecords(sel labels.Selector) (string, bool) {
+	ns, ok := sel.RequiresExactMatch(records.LabelServiceNamespace)
+	if !ok {
+		return "", false
+	}
+	name, ok := sel.RequiresExactMatch(mcsv1beta1.LabelServiceName)
+	if !ok {
+		return "", false
+	}
+	return ns + "/" + name, true
+}
+
+// listFrom lists the objects of idx in ns ("" for all) that sel matches, through the
+// record index when sel selects the records of one Service.
+func listFrom(idx cache.Indexer, ns string, sel labels.Selector, add func(any)) error {
+	key, ok := selectsRecords(sel)
+	if _, indexed := idx.GetIndexers()[recordIndex]; !ok || !indexed {
+		if ns == "" {
+			return cache.ListAll(idx, sel, add)
+		}
+		return cache.ListAllByNamespace(idx, ns, sel, add)
+	}
+	objs, err := idx.ByIndex(recordIndex, key)
+	if err != nil {
+		return err
+	}
+	for _, obj := range objs {
+		m, err := apimeta.Accessor(obj)
+		if err != nil || (ns != "" && m.GetNamespace() != ns) || !sel.Matches(labels.Set(m.GetLabels())) {
+			continue
+		}
+		add(obj)
+	}
+	return nil
+}
+
 // list returns the kind's objects in every member namespace that match sel.
 func (k *Kind) list(sel labels.Selector) ([]any, error) {
 	var out []any
 	for _, m := range k.c.snapshot() {
-		err := cache.ListAll(k.informerOf(m).GetIndexer(), sel, func(obj any) { out = append(out, obj) })
-		if err != nil {
+		if err := listFrom(k.informerOf(m).GetIndexer(), "", sel, func(obj any) { out = append(out, obj) }); err != nil {
 			return nil, err
 		}
 	}
@@ -354,7 +411,7 @@ func (k *Kind) listIn(ns string, sel labels.Selector) ([]any, error) {
 		return nil, nil
 	}
 	var out []any
-	err := cache.ListAllByNamespace(k.informerOf(m).GetIndexer(), ns, sel, func(obj any) { out = append(out, obj) })
+	err := listFrom(k.informerOf(m).GetIndexer(), ns, sel, func(obj any) { out = append(out, obj) })
 	return out, err
 }
 

@@ -19,6 +19,7 @@ import (
 	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/records"
 )
 
 func registry(id string) *corev1.ConfigMap {
@@ -161,5 +162,34 @@ func TestMalformedRecordKeepsTheMemberWatched(t *testing.T) {
 	}
 	if _, err := c.SliceLister().EndpointSlices(clusterset.MemberNamespace("c1")).Get("a"); err != nil {
 		t.Errorf("c1's record: %v", err)
+	}
+}
+
+// The records of one Service are listed through the record index, and the result is what
+// a scan would give.
+func TestRecordsOfOneService(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := func(id, ns, name string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: records.SliceName(ns, name, discoveryv1.AddressTypeIPv4),
+			Namespace: clusterset.MemberNamespace(id), Labels: records.Labels(id, ns, name)}, AddressType: discoveryv1.AddressTypeIPv4}
+	}
+	c := New(fake.NewClientset(registry("c1"), registry("c2"),
+		rec("c1", "demo", "web"), rec("c2", "demo", "web"), rec("c1", "demo", "api"), rec("c1", "other", "web")), mcsfake.NewSimpleClientset())
+	c.Start(ctx)
+	waitFor(t, "synced", func() bool { return c.HasSynced() && len(c.snapshot()) == 2 })
+	waitFor(t, "c2 synced", c.HasSynced)
+	list, err := c.SliceLister().List(records.Selector("demo", "web"))
+	want := []string{"strait-member-c1/" + records.SliceName("demo", "web", discoveryv1.AddressTypeIPv4), "strait-member-c2/" + records.SliceName("demo", "web", discoveryv1.AddressTypeIPv4)}
+	if err != nil || !slices.Equal(names(list), want) {
+		t.Errorf("records of demo/web: %v (%v), want %v", names(list), err, want)
+	}
+	list, err = c.SliceLister().EndpointSlices(clusterset.MemberNamespace("c2")).List(records.Selector("demo", "web"))
+	if err != nil || !slices.Equal(names(list), want[1:]) {
+		t.Errorf("c2's records of demo/web: %v (%v)", names(list), err)
+	}
+	list, err = c.SliceLister().List(labels.SelectorFromSet(labels.Set{records.LabelServiceNamespace: "demo"}))
+	if err != nil || len(list) != 3 {
+		t.Errorf("records of namespace demo: %v (%v)", names(list), err)
 	}
 }

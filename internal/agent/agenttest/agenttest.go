@@ -9,6 +9,7 @@ package agenttest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -66,6 +68,11 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	created int
+	// version is the last resourceVersion given out; conflicts counts the writes refused
+	// because they carried an older one.
+	version   int
+	conflicts int
+	onWrite   func()
 }
 
 // Created is the creationTimestamp the fake API servers give what is created through them.
@@ -81,6 +88,9 @@ func NewCluster(t testing.TB, objs ...runtime.Object) *Cluster {
 	assign := func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if a.GetSubresource() != "" {
 			return false, nil, nil
+		}
+		if m, err := meta.Accessor(a.(k8stesting.CreateAction).GetObject()); err == nil {
+			m.SetResourceVersion(c.nextVersion())
 		}
 		// Reactors share one copy of the action, so what is set here is what the
 		// tracker's reactor, later in the chain, stores.
@@ -108,7 +118,145 @@ func NewCluster(t testing.TB, objs ...runtime.Object) *Cluster {
 	}
 	c.Kube.PrependReactor("create", "*", assign)
 	c.MCS.PrependReactor("create", "*", assign)
+	for _, f := range []*k8stesting.Fake{&c.Kube.Fake, &c.MCS.Fake} {
+		tracker := c.Kube.Tracker()
+		if f == &c.MCS.Fake {
+			tracker = c.MCS.Tracker()
+		}
+		f.PrependReactor("update", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return c.update(tracker, a.(k8stesting.UpdateAction))
+		})
+		f.PrependReactor("patch", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return c.patch(tracker, a.(k8stesting.PatchActionImpl))
+		})
+		// Runs first: what a lagging informer would show is the state before this write.
+		f.PrependReactor("*", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			switch a.GetVerb() {
+			case "create", "update", "patch", "delete":
+				c.mu.Lock()
+				fn := c.onWrite
+				c.mu.Unlock()
+				if fn != nil {
+					fn()
+				}
+			}
+			return false, nil, nil
+		})
+	}
 	return c
+}
+
+func (c *Cluster) nextVersion() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.version++
+	return fmt.Sprint(c.version)
+}
+
+// conflict counts and returns the error an API server answers a write based on a stale
+// resourceVersion with.
+func (c *Cluster) conflict(gvr schema.GroupVersionResource, name string) error {
+	c.mu.Lock()
+	c.conflicts++
+	c.mu.Unlock()
+	return apierrors.NewConflict(gvr.GroupResource(), name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
+}
+
+// update refuses, as an API server does, an update whose resourceVersion is not the
+// stored object's (an empty one is unconditional), and gives the stored object a new one.
+func (c *Cluster) update(tracker k8stesting.ObjectTracker, a k8stesting.UpdateAction) (bool, runtime.Object, error) {
+	m, err := meta.Accessor(a.GetObject())
+	if err != nil {
+		return false, nil, nil
+	}
+	current, err := tracker.Get(a.GetResource(), a.GetNamespace(), m.GetName())
+	if err != nil {
+		return false, nil, nil // the tracker answers NotFound
+	}
+	cm, _ := meta.Accessor(current)
+	if rv := m.GetResourceVersion(); rv != "" && rv != cm.GetResourceVersion() {
+		return true, nil, c.conflict(a.GetResource(), m.GetName())
+	}
+	m.SetResourceVersion(c.nextVersion())
+	return false, nil, nil
+}
+
+// patch applies a patch as the tracker does, refusing it when it names a resourceVersion
+// that is not the stored object's, and gives the result a new resourceVersion.
+func (c *Cluster) patch(tracker k8stesting.ObjectTracker, a k8stesting.PatchActionImpl) (bool, runtime.Object, error) {
+	if a.GetPatchType() == types.ApplyPatchType {
+		return false, nil, nil
+	}
+	current, err := tracker.Get(a.GetResource(), a.GetNamespace(), a.GetName())
+	if err != nil {
+		return true, nil, err
+	}
+	var p struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	cm, _ := meta.Accessor(current)
+	if a.GetPatchType() != types.JSONPatchType && json.Unmarshal(a.GetPatch(), &p) == nil &&
+		p.Metadata.ResourceVersion != "" && p.Metadata.ResourceVersion != cm.GetResourceVersion() {
+		return true, nil, c.conflict(a.GetResource(), a.GetName())
+	}
+	handled, obj, err := k8stesting.ObjectReaction(tracker)(a)
+	if !handled || err != nil {
+		return handled, obj, err
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return true, obj, nil
+	}
+	m.SetResourceVersion(c.nextVersion())
+	return true, obj, tracker.Update(a.GetResource(), obj, a.GetNamespace())
+}
+
+// Conflicts is the number of writes refused so far because they were based on a stale
+// resourceVersion (the cache was behind).
+func (c *Cluster) Conflicts() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conflicts
+}
+
+// OnWrite has fn called before every write request is served (nil: none). Tests use it to
+// keep what an informer that lags behind the reconciler's own writes would show.
+func (c *Cluster) OnWrite(fn func()) {
+	c.mu.Lock()
+	c.onWrite = fn
+	c.mu.Unlock()
+}
+
+// Freeze returns a cluster that holds a copy of what c holds now, of the kinds the
+// listers below show: a cache that stops there.
+func (c *Cluster) Freeze(t testing.TB) *Cluster {
+	t.Helper()
+	f := &Cluster{Kube: kubefake.NewClientset(), MCS: mcsfake.NewSimpleClientset()}
+	for _, r := range frozenKinds {
+		tr := c.Kube.Tracker()
+		if r.gv.Group == mcsv1beta1.GroupName {
+			tr = c.MCS.Tracker()
+		}
+		for _, obj := range index(t, tr, r.gv, r.resource, r.kind).List() {
+			f.Put(t, obj.(runtime.Object))
+		}
+	}
+	return f
+}
+
+var frozenKinds = []struct {
+	gv             schema.GroupVersion
+	resource, kind string
+}{
+	{corev1.SchemeGroupVersion, "namespaces", "Namespace"},
+	{corev1.SchemeGroupVersion, "services", "Service"},
+	{corev1.SchemeGroupVersion, "nodes", "Node"},
+	{discoveryv1.SchemeGroupVersion, "endpointslices", "EndpointSlice"},
+	{networkingv1.SchemeGroupVersion, "ingresses", "Ingress"},
+	{mcsv1beta1.SchemeGroupVersion, "serviceimports", "ServiceImport"},
+	{mcsv1beta1.SchemeGroupVersion, "serviceexports", "ServiceExport"},
 }
 
 // Fail makes every request with verb ("*" for any) on resource fail with err. resource is
@@ -202,6 +350,9 @@ func (c *Cluster) Put(t testing.TB, objs ...runtime.Object) {
 		m, err := meta.Accessor(obj)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if m.GetResourceVersion() == "" {
+			m.SetResourceVersion(c.nextVersion())
 		}
 		if _, err := tr.Get(gvr, m.GetNamespace(), m.GetName()); err == nil {
 			err = tr.Update(gvr, obj, m.GetNamespace())
@@ -454,3 +605,26 @@ func RecordSlice(cluster, ns, name string, port discoveryv1.EndpointPort, endpoi
 		Ports:       []discoveryv1.EndpointPort{port},
 	}
 }
+
+// Caches are what a member's informers show at one moment: of the member cluster and of
+// the broker.
+type Caches struct{ Local, Broker *Cluster }
+
+// Lagging runs fn (a reconcile on up-to-date caches) and returns what the caches held just
+// before each write it made: an informer that has not yet seen the reconciler's own
+// latest writes, as the next reconcile, triggered by the first of them, often finds it.
+func (m *Member) Lagging(t testing.TB, fn func()) []Caches {
+	t.Helper()
+	var out []Caches
+	freeze := func() { out = append(out, Caches{m.Local.Freeze(t), m.Broker.Freeze(t)}) }
+	m.Local.OnWrite(freeze)
+	m.Broker.OnWrite(freeze)
+	defer m.Local.OnWrite(nil)
+	defer m.Broker.OnWrite(nil)
+	fn()
+	return out
+}
+
+// Conflicts is the number of writes of the member's agent that the member cluster or the
+// broker refused for a stale resourceVersion.
+func (m *Member) Conflicts() int { return m.Local.Conflicts() + m.Broker.Conflicts() }

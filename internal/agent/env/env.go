@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
@@ -33,6 +34,10 @@ type Cluster struct {
 	MCS          mcsclient.Interface
 	Informers    informers.SharedInformerFactory
 	MCSInformers mcsinformers.SharedInformerFactory
+	// Slices lists the EndpointSlices of Informers through indexes of the Service-name
+	// labels (IndexedSlices); reconcilers list slices with it rather than the factory's
+	// own lister.
+	Slices discoverylisters.EndpointSliceLister
 }
 
 // Settings are the agent's settings that reconcilers read.

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -27,6 +28,7 @@ import (
 	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/env"
+	"github.com/strait-io/strait/internal/agent/patch"
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/mcs"
@@ -174,9 +176,16 @@ func (e *Exporter) publishRecord(ctx context.Context, export mcs.Export) (*mcsv1
 		equality.Semantic.DeepEqual(nilIfEmpty(have.Annotations), nilIfEmpty(want.Annotations)) {
 		return have, nil
 	}
-	update := have.DeepCopy()
-	update.Spec, update.Labels, update.Annotations = want.Spec, want.Labels, want.Annotations
-	return client.Update(ctx, update, metav1.UpdateOptions{})
+	// A merge patch: a cache that lags behind this member's own previous write of the
+	// record does not make it fail (package patch).
+	fields := func(si *mcsv1beta1.ServiceImport) patch.Fields {
+		return patch.Fields{"metadata": patch.Meta(si.Labels, nilIfEmpty(si.Annotations)), "spec": si.Spec}
+	}
+	p, err := patch.Merge(fields(have), fields(want))
+	if err != nil || p == nil {
+		return have, err
+	}
+	return client.Patch(ctx, want.Name, types.MergePatchType, p, metav1.PatchOptions{})
 }
 
 func nilIfEmpty(m map[string]string) map[string]string {
@@ -316,7 +325,14 @@ func (e *Exporter) setConditions(ctx context.Context, exp *mcsv1beta1.ServiceExp
 	if equality.Semantic.DeepEqual(exp.Status, update.Status) {
 		return nil
 	}
-	_, err := e.LocalMCS.MulticlusterV1beta1().ServiceExports(exp.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{})
+	// A merge patch of status.conditions: the exporter is the only writer of a
+	// ServiceExport's conditions, and a cache that has not seen its previous write yet
+	// does not make the write fail.
+	p, err := patch.Merge(patch.Fields{"status": exp.Status}, patch.Fields{"status": update.Status})
+	if err != nil || p == nil {
+		return err
+	}
+	_, err = e.LocalMCS.MulticlusterV1beta1().ServiceExports(exp.Namespace).Patch(ctx, exp.Name, types.MergePatchType, p, metav1.PatchOptions{}, "status")
 	return err
 }
 
@@ -331,7 +347,7 @@ func Setup(e *env.Env) error {
 	loop := e.Manager.NewLoop("export", &Exporter{
 		ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace,
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS, Broker: e.Broker.Kube, BrokerMCS: e.Broker.MCS,
-		Exports: exports.Lister(), Services: services.Lister(), Slices: slices.Lister(), Namespaces: namespaces.Lister(),
+		Exports: exports.Lister(), Services: services.Lister(), Slices: e.Member.Slices, Namespaces: namespaces.Lister(),
 		Nodes: nodes.Lister(), Ingresses: ingresses.Lister(),
 		Records: recordSILister, RecordSlices: recordSliceLister, Policy: e.Records.Policy,
 	})

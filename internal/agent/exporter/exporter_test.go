@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -190,7 +191,7 @@ func TestExportIsPublished(t *testing.T) {
 	ls.Endpoints[1].Conditions.Ready = ptr.To(true)
 	w.Local.Put(t, ls)
 	w.mustReconcile()
-	if wr := append(w.Local.Writes(), w.Broker.Writes()...); len(wr) != 1 || !strings.HasPrefix(wr[0], "update endpointslices "+memberNS+"/") {
+	if wr := append(w.Local.Writes(), w.Broker.Writes()...); len(wr) != 1 || !strings.HasPrefix(wr[0], "patch endpointslices "+memberNS+"/") {
 		t.Errorf("after a pod became ready: writes %v", wr)
 	}
 }
@@ -326,12 +327,12 @@ func TestBrokerErrors(t *testing.T) {
 			svc := service()
 			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "metrics", Protocol: corev1.ProtocolTCP, Port: 9090})
 			w.Local.Put(w.t, svc)
-		}, "update", "serviceimports"},
+		}, "patch", "serviceimports"},
 		{"endpoints changed", func(w *world) {
 			ls := localSlice()
 			ls.Endpoints = agenttest.Endpoints(true, "10.1.0.7")
 			w.Local.Put(w.t, ls)
-		}, "update", "endpointslices"},
+		}, "patch", "endpointslices"},
 		{"Service deleted", serviceDeleted, "delete", "serviceimports"},
 		{"Service deleted", serviceDeleted, "delete", "endpointslices"},
 		{"Service deleted", serviceDeleted, "*", "*"},
@@ -373,7 +374,7 @@ func equalStatus(a, b mcsv1beta1.ServiceExportStatus) bool {
 
 func TestStatusConflictIsReturned(t *testing.T) {
 	w := newWorld(t)
-	w.Local.Fail("update", "serviceexports/status", apierrors.NewConflict(mcsv1beta1.Resource("serviceexports"), "web", errors.New("the object has been modified")))
+	w.Local.Fail("patch", "serviceexports/status", apierrors.NewConflict(mcsv1beta1.Resource("serviceexports"), "web", errors.New("the object has been modified")))
 	err := w.reconcileWith(nil)
 	if !apierrors.IsConflict(err) {
 		t.Fatalf("error %v, want a conflict", err)
@@ -404,6 +405,86 @@ func TestCacheErrorsWithdrawNothing(t *testing.T) {
 			}
 			if got := w.brokerObjects(); !slices.Equal(got, before) {
 				t.Errorf("broker holds %v, had %v", got, before)
+			}
+		})
+	}
+}
+
+// state renders what importers and users see of the export: the record, its slices and
+// the ServiceExport's conditions.
+func (w *world) state() string {
+	w.t.Helper()
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	if r := w.record(); r != nil {
+		_ = enc.Encode([]any{r.Labels, r.Annotations, r.Spec})
+	}
+	for _, s := range w.recordSlices() {
+		_ = enc.Encode([]any{s.Name, s.Labels, s.AddressType, s.Endpoints, s.Ports})
+	}
+	// A reconcile on a cache that has not seen the conditions yet sets them again, with
+	// a later lastTransitionTime: the one thing it may change.
+	st := w.status()
+	for i := range st.Conditions {
+		st.Conditions[i].LastTransitionTime = metav1.Time{}
+	}
+	_ = enc.Encode(st)
+	return b.String()
+}
+
+// TestLaggingCachesCauseNoConflicts: the reconcile that the exporter's own writes trigger
+// often runs before the informers (of the member and of the broker) have seen all of them.
+// It must neither fail nor hit a write conflict, and must leave what others see as it was.
+func TestLaggingCachesCauseNoConflicts(t *testing.T) {
+	older := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		before bool // exported already
+		change func(w *world)
+		writes int // of the reconcile on up-to-date caches
+	}{
+		{"first export", false, func(*world) {}, 3},
+		{"ports and endpoints change", true, func(w *world) {
+			svc := service()
+			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "metrics", Protocol: corev1.ProtocolTCP, Port: 9090})
+			ls := localSlice()
+			ls.Endpoints = agenttest.Endpoints(true, "10.1.0.7")
+			w.Local.Put(w.t, svc, ls)
+		}, 2},
+		{"an older conflicting record appears", true, func(w *world) {
+			w.Broker.Put(w.t, agenttest.Record("c2", ns, "web", older, agenttest.Port("http", 81)))
+		}, 1},
+		{"the Service goes", true, func(w *world) { w.Local.Remove(w.t, service()) }, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			if tc.before {
+				w.mustReconcile()
+			}
+			tc.change(w)
+			states := w.Lagging(t, w.mustReconcile)
+			if len(states) != tc.writes {
+				t.Errorf("%d writes, want %d", len(states), tc.writes)
+			}
+			want := w.state()
+			for i, c := range states {
+				err := w.reconcileWith(func(e *Exporter) {
+					e.Exports, e.Services, e.Slices, e.Namespaces = c.Local.ServiceExports(t), c.Local.Services(t), c.Local.EndpointSlices(t), c.Local.Namespaces(t)
+					e.Records, e.RecordSlices = c.Broker.ServiceImports(t), c.Broker.EndpointSlices(t)
+				})
+				if err != nil {
+					t.Errorf("on the caches before write %d: %v", i+1, err)
+				}
+			}
+			if n := w.Conflicts(); n != 0 {
+				t.Errorf("%d write conflicts", n)
+			}
+			if got := w.state(); got != want {
+				t.Errorf("lagging reconciles changed what others see:\n%s\nwant\n%s", got, want)
+			}
+			w.mustReconcile()
+			if wr := append(w.Local.Writes(), w.Broker.Writes()...); len(wr) != 0 {
+				t.Errorf("on up-to-date caches: writes %v", wr)
 			}
 		})
 	}

@@ -399,7 +399,7 @@ func Setup(e *agentenv.Env) error {
 	r := &Reconciler{
 		Local: e.Member.Kube, Status: StatusWriterFor(client),
 		ExternalServices: esclient.NewLister(informer.GetIndexer()),
-		Services:         services.Lister(), Slices: slices.Lister(),
+		Services:         services.Lister(), Slices: e.Member.Slices,
 		Recorder: e.Recorder,
 	}
 	for _, w := range []struct {

@@ -75,7 +75,7 @@ func Setup(e *env.Env) error {
 	})
 	rep := e.Manager.NewLoop("federation-report", &Reporter{
 		Federation: cfg.Name, Namespace: cfg.Namespace, ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace, Host: host,
-		Broker: e.Broker.Kube, BrokerServices: brokerServices.Lister(), Services: services.Lister(), Slices: slices.Lister(), Nodes: nodes.Lister(),
+		Broker: e.Broker.Kube, BrokerServices: brokerServices.Lister(), Services: services.Lister(), Slices: e.Member.Slices, Nodes: nodes.Lister(),
 		Records: recordSliceLister,
 	})
 	inNamespace := func(obj any) []string {

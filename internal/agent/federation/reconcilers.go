@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/strait-io/strait/internal/agent/patch"
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/federation"
@@ -322,9 +324,21 @@ func SyncRecords(ctx context.Context, c slicesync.Client, have, want []*discover
 		if federation.RecordsEqual(h, w) {
 			continue
 		}
-		update := h.DeepCopy()
-		update.Labels, update.Annotations, update.AddressType, update.Endpoints, update.Ports = w.Labels, w.Annotations, w.AddressType, w.Endpoints, w.Ports
-		if _, err := c.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
+		// A merge patch: a cache behind the member's own last write does not make it fail.
+		fields := func(s *discoveryv1.EndpointSlice) patch.Fields {
+			f := slicesync.Fields(s)
+			f["metadata"] = patch.Meta(s.Labels, s.Annotations)
+			f["addressType"] = s.AddressType
+			return f
+		}
+		p, err := patch.Merge(fields(h), fields(w))
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			continue
+		}
+		if _, err := c.Patch(ctx, h.Name, types.MergePatchType, p, metav1.PatchOptions{}); err != nil {
 			return stale(ctx, err, "updating shard record %s: %w", h.Namespace+"/"+h.Name)
 		}
 	}

@@ -104,8 +104,10 @@ func (im *Importer) Reconcile(ctx context.Context, key string) error {
 	if _, isMember := clusterset.ClusterIDFromNamespace(ns); isMember {
 		return nil
 	}
+	// The remote slices name the Service as kubernetes.io/service-name too, which the
+	// agent's cache indexes (env.IndexedSlices).
 	have, err := im.Slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{
-		clusterset.ManagedByLabel: clusterset.ManagedByValue, gs.LabelGlobalService: name}))
+		clusterset.ManagedByLabel: clusterset.ManagedByValue, gs.LabelGlobalService: name, discoveryv1.LabelServiceName: name}))
 	if err != nil {
 		return err
 	}
@@ -199,11 +201,11 @@ func Setup(e *env.Env) error {
 	recordSlices, recordSliceLister := e.Records.Slices, e.Records.SliceLister()
 	pub := e.Manager.NewLoop("global-publish", &Publisher{
 		ClusterID: e.ClusterID, MemberNamespace: e.MemberNamespace, Broker: e.Broker.Kube,
-		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSliceLister,
+		Services: services.Lister(), Slices: e.Member.Slices, RecordSlices: recordSliceLister,
 	})
 	imp := e.Manager.NewLoop("global-import", &Importer{
 		ClusterID: e.ClusterID, Local: e.Member.Kube,
-		Services: services.Lister(), Slices: slices.Lister(), RecordSlices: recordSliceLister,
+		Services: services.Lister(), Slices: e.Member.Slices, RecordSlices: recordSliceLister,
 		Liveness: e.Liveness, Recorder: e.Recorder, Policy: e.Records.Policy,
 	})
 	recordKey := func(obj any) []string {

@@ -200,7 +200,7 @@ func TestPublisherErrorsWithdrawNothing(t *testing.T) {
 		},
 		"broker update fails": func(w *world) func(*Publisher) {
 			w.Local.Put(w.t, localSlice(true, "10.1.0.9"))
-			w.Broker.Fail("update", "endpointslices", agenttest.ErrInjected)
+			w.Broker.Fail("patch", "endpointslices", agenttest.ErrInjected)
 			return nil
 		},
 		"broker down": func(w *world) func(*Publisher) {
@@ -339,7 +339,7 @@ func TestImporterErrorsDeleteNothing(t *testing.T) {
 		},
 		"local update fails": func(w *world) func(*Importer) {
 			w.Broker.Put(w.t, brokerRecord("c2", httpPort, "10.2.0.9"))
-			w.Local.Fail("update", "endpointslices", agenttest.ErrInjected)
+			w.Local.Fail("patch", "endpointslices", agenttest.ErrInjected)
 			return nil
 		},
 		"local API down": func(w *world) func(*Importer) {

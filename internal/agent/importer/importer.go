@@ -28,8 +28,10 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
@@ -40,6 +42,7 @@ import (
 	mcslisters "sigs.k8s.io/mcs-api/pkg/client/listers/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/env"
+	"github.com/strait-io/strait/internal/agent/patch"
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/controller"
@@ -293,9 +296,20 @@ func (im *Importer) ensureHostService(ctx context.Context, ns, name string, host
 		equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) && equality.Semantic.DeepEqual(have.Labels, want.Labels) {
 		return nil
 	}
-	update := have.DeepCopy()
-	update.Labels, update.Spec = want.Labels, want.Spec
-	_, err = client.Update(ctx, update, metav1.UpdateOptions{})
+	fields := func(s *corev1.Service) patch.Fields {
+		return patch.Fields{"metadata": patch.Meta(s.Labels, nil),
+			"spec": patch.Fields{"type": s.Spec.Type, "externalName": s.Spec.ExternalName, "ports": s.Spec.Ports}}
+	}
+	return patchService(ctx, client, have.Name, fields(have), fields(want))
+}
+
+// patchService writes the owned fields of a Service with a merge patch (package patch).
+func patchService(ctx context.Context, client corev1client.ServiceInterface, name string, have, want patch.Fields) error {
+	p, err := patch.Merge(have, want)
+	if err != nil || p == nil {
+		return err
+	}
+	_, err = client.Patch(ctx, name, types.MergePatchType, p, metav1.PatchOptions{})
 	return err
 }
 
@@ -304,9 +318,15 @@ func (im *Importer) ensureDerivedService(ctx context.Context, imp mcs.Import) (*
 	client := im.Local.CoreV1().Services(imp.Namespace)
 	have, err := im.Services.Services(imp.Namespace).Get(want.Name)
 	if apierrors.IsNotFound(err) {
-		return client.Create(ctx, want, metav1.CreateOptions{})
-	}
-	if err != nil {
+		created, err := client.Create(ctx, want, metav1.CreateOptions{})
+		if !apierrors.IsAlreadyExists(err) {
+			return created, err
+		}
+		// The cache has not seen it yet (most likely our own create): read it.
+		if have, err = client.Get(ctx, want.Name, metav1.GetOptions{}); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
 		return nil, err
 	}
 	if !owned(have) {
@@ -327,13 +347,18 @@ func (im *Importer) ensureDerivedService(ctx context.Context, imp mcs.Import) (*
 		equality.Semantic.DeepEqual(have.Labels, want.Labels) {
 		return have, nil
 	}
-	update := have.DeepCopy()
-	update.Labels = want.Labels
-	update.Spec.Ports, update.Spec.SessionAffinity, update.Spec.SessionAffinityConfig = want.Spec.Ports, want.Spec.SessionAffinity, want.Spec.SessionAffinityConfig
-	if update.Spec.SessionAffinity == corev1.ServiceAffinityNone {
-		update.Spec.SessionAffinityConfig = nil
+	if want.Spec.SessionAffinity == corev1.ServiceAffinityNone {
+		want.Spec.SessionAffinityConfig = nil
 	}
-	return client.Update(ctx, update, metav1.UpdateOptions{})
+	fields := func(s *corev1.Service) patch.Fields {
+		return patch.Fields{"metadata": patch.Meta(s.Labels, nil), "spec": patch.Fields{
+			"ports": s.Spec.Ports, "sessionAffinity": s.Spec.SessionAffinity, "sessionAffinityConfig": s.Spec.SessionAffinityConfig}}
+	}
+	p, err := patch.Merge(fields(have), fields(want))
+	if err != nil || p == nil {
+		return have, err
+	}
+	return client.Patch(ctx, have.Name, types.MergePatchType, p, metav1.PatchOptions{})
 }
 
 // ImportedSlices are the local EndpointSlices of an import: one per served source cluster
@@ -400,11 +425,14 @@ func (im *Importer) ensureSlices(ctx context.Context, imp mcs.Import, derived st
 	return served, err
 }
 
+// ownSlices selects the imported slices of a Service. They name the derived Service too,
+// which lets the agent's cache find them through its one index (env.IndexedSlices).
 func ownSlices(name string) labels.Selector {
 	return labels.SelectorFromSet(labels.Set{
-		clusterset.ManagedByLabel:   clusterset.ManagedByValue,
-		mcsv1beta1.LabelServiceName: name,
-		discoveryv1.LabelManagedBy:  records.EndpointSliceManagedBy,
+		clusterset.ManagedByLabel:    clusterset.ManagedByValue,
+		mcsv1beta1.LabelServiceName:  name,
+		discoveryv1.LabelManagedBy:   records.EndpointSliceManagedBy,
+		discoveryv1.LabelServiceName: names.DerivedServiceName(name),
 	})
 }
 
@@ -431,15 +459,13 @@ func (im *Importer) ensureServiceImport(ctx context.Context, res mcs.Result, der
 	client := im.LocalMCS.MulticlusterV1beta1().ServiceImports(imp.Namespace)
 	have, err := im.Imports.ServiceImports(imp.Namespace).Get(imp.Name)
 	if apierrors.IsNotFound(err) {
-		created, err := client.Create(ctx, want, metav1.CreateOptions{})
+		have, err = client.Create(ctx, want, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("ServiceImport %s/%s was created meanwhile; retrying with the current one", imp.Namespace, imp.Name)
+			// The cache has not seen it yet (most likely our own create): read it.
+			have, err = client.Get(ctx, imp.Name, metav1.GetOptions{})
 		}
-		if err != nil {
-			return err
-		}
-		have = created
-	} else if err != nil {
+	}
+	if err != nil {
 		return err
 	}
 	if !owned(have) {
@@ -447,10 +473,17 @@ func (im *Importer) ensureServiceImport(ctx context.Context, res mcs.Result, der
 		return nil
 	}
 	if !equality.Semantic.DeepEqual(have.Spec, want.Spec) || !maps.Equal(have.Labels, want.Labels) || !maps.Equal(have.Annotations, want.Annotations) {
-		update := have.DeepCopy()
-		update.Spec, update.Labels, update.Annotations = want.Spec, want.Labels, want.Annotations
-		if have, err = client.Update(ctx, update, metav1.UpdateOptions{}); err != nil {
+		fields := func(si *mcsv1beta1.ServiceImport) patch.Fields {
+			return patch.Fields{"metadata": patch.Meta(si.Labels, si.Annotations), "spec": si.Spec}
+		}
+		p, err := patch.Merge(fields(have), fields(want))
+		if err != nil {
 			return err
+		}
+		if p != nil {
+			if have, err = client.Patch(ctx, imp.Name, types.MergePatchType, p, metav1.PatchOptions{}); err != nil {
+				return err
+			}
 		}
 	}
 	return im.updateStatus(ctx, have, served, res.Dropped)
@@ -500,7 +533,16 @@ func (im *Importer) updateStatus(ctx context.Context, have *mcsv1beta1.ServiceIm
 	if equality.Semantic.DeepEqual(have.Status, update.Status) {
 		return nil
 	}
-	if _, err := im.LocalMCS.MulticlusterV1beta1().ServiceImports(have.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{}); err != nil {
+	// A merge patch of status.clusters and status.conditions, which the importer alone
+	// writes: a cache that has not seen its previous write yet does not make it fail.
+	p, err := patch.Merge(patch.Fields{"status": have.Status}, patch.Fields{"status": update.Status})
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return nil
+	}
+	if _, err := im.LocalMCS.MulticlusterV1beta1().ServiceImports(have.Namespace).Patch(ctx, have.Name, types.MergePatchType, p, metav1.PatchOptions{}, "status"); err != nil {
 		return err
 	}
 	if im.Recorder == nil {
@@ -599,7 +641,7 @@ func Setup(e *env.Env) error {
 	loop := e.Manager.NewLoop("import", &Importer{
 		Local: e.Member.Kube, LocalMCS: e.Member.MCS,
 		Records: recordSILister, RecordSlices: recordSliceLister,
-		Namespaces: namespaces.Lister(), Imports: imports.Lister(), Services: services.Lister(), Slices: slices.Lister(),
+		Namespaces: namespaces.Lister(), Imports: imports.Lister(), Services: services.Lister(), Slices: e.Member.Slices,
 		Liveness: e.Liveness, Recorder: e.Recorder, Policy: e.Records.Policy,
 	})
 	recordKey := func(obj any) []string {

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"maps"
 	"reflect"
@@ -20,9 +21,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/strait-io/strait/internal/agent/agenttest"
+	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/liveness"
 	"github.com/strait-io/strait/internal/mcs"
@@ -257,7 +260,7 @@ func TestReconcilingAgainWritesNothing(t *testing.T) {
 	// A change on the broker is written, and only it.
 	w.export("c2", "web", t2, []string{"10.2.0.1", "10.2.0.2"}, agenttest.Port("http", 80), agenttest.Port("metrics", 9090))
 	w.mustReconcile()
-	if wr := w.Local.Writes(); len(wr) != 1 || !strings.HasPrefix(wr[0], "update endpointslices ") {
+	if wr := w.Local.Writes(); len(wr) != 1 || !strings.HasPrefix(wr[0], "patch endpointslices ") {
 		t.Errorf("after c2 added an endpoint: writes %v", wr)
 	}
 	if got := addresses(w.imported()["c2"]); !slices.Equal(got, []string{"10.2.0.1", "10.2.0.2"}) {
@@ -439,11 +442,11 @@ func TestAPIErrorsDeleteNothing(t *testing.T) {
 		verb, resource string
 		err            error
 	}{
-		{"update", "services", agenttest.ErrInjected},
+		{"patch", "services", agenttest.ErrInjected},
 		{"create", "endpointslices", agenttest.ErrInjected},
-		{"update", "endpointslices", apierrors.NewServerTimeout(discoveryv1.Resource("endpointslices"), "update", 1)},
-		{"update", "serviceimports", agenttest.ErrInjected},
-		{"update", "serviceimports/status", context.DeadlineExceeded},
+		{"patch", "endpointslices", apierrors.NewServerTimeout(discoveryv1.Resource("endpointslices"), "patch", 1)},
+		{"patch", "serviceimports", agenttest.ErrInjected},
+		{"patch", "serviceimports/status", context.DeadlineExceeded},
 		{"*", "*", apierrors.NewServiceUnavailable("the API server is down")},
 	} {
 		t.Run(tc.verb+" "+tc.resource, func(t *testing.T) {
@@ -476,7 +479,7 @@ func TestFailedWritesAreReturned(t *testing.T) {
 		{"create", "services"},
 		{"create", "endpointslices"},
 		{"create", "serviceimports"},
-		{"update", "serviceimports/status"},
+		{"patch", "serviceimports/status"},
 	} {
 		w := newWorld(t)
 		w.twoMembers()
@@ -692,5 +695,129 @@ func TestExportedLabelsAndAnnotations(t *testing.T) {
 	si = w.serviceImport("web")
 	if want := map[string]string{clusterset.ManagedByLabel: clusterset.ManagedByValue}; !maps.Equal(si.Labels, want) || len(si.Annotations) != 0 {
 		t.Errorf("nothing exported any more: labels %v annotations %v, want only %v", si.Labels, si.Annotations, want)
+	}
+}
+
+// state renders what users and kube-proxy see of the import of demo/web: the ServiceImport's
+// spec, labels and status, the derived Service's spec and the imported slices.
+func (w *world) state() string {
+	w.t.Helper()
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	if si := w.serviceImport("web"); si != nil {
+		// A reconcile on a cache that has not seen the condition yet sets it again, with
+		// a later lastTransitionTime: the one thing it may change.
+		for i := range si.Status.Conditions {
+			si.Status.Conditions[i].LastTransitionTime = metav1.Time{}
+		}
+		_ = enc.Encode([]any{si.Labels, si.Annotations, si.Spec, si.Status})
+	}
+	if svc := w.service(derived); svc != nil {
+		_ = enc.Encode([]any{svc.Labels, svc.Spec})
+	}
+	for _, c := range slices.Sorted(maps.Keys(w.imported())) {
+		s := w.imported()[c]
+		_ = enc.Encode([]any{s.Name, s.Labels, s.AddressType, s.Endpoints, s.Ports})
+	}
+	return b.String()
+}
+
+// TestLaggingCachesCauseNoConflicts: the reconcile that the importer's own writes trigger
+// often runs before the informers have seen all of them. It must neither fail nor hit a
+// write conflict, and must leave what users see as it was.
+func TestLaggingCachesCauseNoConflicts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before func(w *world)
+		change func(w *world)
+		writes int // of the reconcile on up-to-date caches
+	}{
+		{"first import", nil, (*world).twoMembers, 5},
+		{"a member adds a port and an endpoint", (*world).twoMembers, func(w *world) {
+			w.export("c2", "web", t2, []string{"10.2.0.1", "10.2.0.2"}, agenttest.Port("http", 80), agenttest.Port("metrics", 9090), agenttest.Port("admin", 9091))
+		}, 3},
+		{"a member is withdrawn", (*world).twoMembers, func(w *world) { w.Live["c2"] = liveness.Withdrawn }, 2},
+		{"a record goes bad", (*world).twoMembers, func(w *world) {
+			bad := agenttest.Record("c2", ns, "web", t2, agenttest.Port("http", 80))
+			bad.Spec.Type = "Bogus"
+			w.Broker.Put(w.t, bad)
+		}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			if tc.before != nil {
+				tc.before(w)
+				w.mustReconcile()
+			}
+			tc.change(w)
+			states := w.Lagging(t, w.mustReconcile)
+			if len(states) != tc.writes {
+				t.Errorf("%d writes, want %d", len(states), tc.writes)
+			}
+			want := w.state()
+			wasted := 0
+			for i, c := range states {
+				err := w.reconcileKey(key, func(im *Importer) {
+					im.Namespaces, im.Imports, im.Services, im.Slices = c.Local.Namespaces(t), c.Local.ServiceImports(t), c.Local.Services(t), c.Local.EndpointSlices(t)
+				})
+				if err != nil {
+					t.Errorf("on the caches before write %d: %v", i+1, err)
+				}
+				wasted += len(w.Local.Writes())
+			}
+			t.Logf("%d writes, %d lagging reconciles wrote %d times more", len(states), len(states), wasted)
+			if n := w.Conflicts(); n != 0 {
+				t.Errorf("%d write conflicts", n)
+			}
+			if got := w.state(); got != want {
+				t.Errorf("lagging reconciles changed what users see:\n%s\nwant\n%s", got, want)
+			}
+			w.mustReconcile()
+			if wr := w.Local.Writes(); len(wr) != 0 {
+				t.Errorf("on up-to-date caches: writes %v", wr)
+			}
+		})
+	}
+}
+
+// slim is the member's slices as the agent's informers hold them: those it wrote from the
+// broker's records without their endpoints (slicesync.Slim).
+func (w *world) slim(im *Importer) {
+	all, err := w.Local.EndpointSlices(w.t).List(labels.Everything())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var objs []runtime.Object
+	for _, s := range all {
+		s = s.DeepCopy()
+		if s.Labels[discoveryv1.LabelManagedBy] == records.EndpointSliceManagedBy {
+			slicesync.Slim(s)
+		}
+		objs = append(objs, s)
+	}
+	im.Slices = discoverylisters.NewEndpointSliceLister(agenttest.Indexer(objs...))
+}
+
+func TestSlimCachesWriteOnlyChanges(t *testing.T) {
+	w := newWorld(t)
+	w.steady()
+	if err := w.reconcileKey(key, w.slim); err != nil {
+		t.Fatal(err)
+	}
+	if wr := w.Local.Writes(); len(wr) != 0 {
+		t.Errorf("steady import on slim caches: writes %v", wr)
+	}
+	w.export("c2", "web", t2, []string{"10.2.0.1", "10.2.0.9"}, agenttest.Port("http", 80), agenttest.Port("metrics", 9090))
+	if err := w.reconcileKey(key, w.slim); err != nil {
+		t.Fatal(err)
+	}
+	if wr := w.Local.Writes(); len(wr) != 1 || !strings.HasPrefix(wr[0], "patch endpointslices ") {
+		t.Errorf("after c2 added an endpoint: writes %v", wr)
+	}
+	if got := addresses(w.imported()["c2"]); !slices.Equal(got, []string{"10.2.0.1", "10.2.0.9"}) {
+		t.Errorf("c2 endpoints %v", got)
+	}
+	if got := addresses(w.imported()["c1"]); !slices.Equal(got, []string{"10.1.0.1"}) {
+		t.Errorf("c1 endpoints %v", got)
 	}
 }

@@ -6,26 +6,87 @@ package slicesync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
 	"sort"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/strait-io/strait/internal/agent/patch"
 )
 
 // Client is the part of the EndpointSlice client Sync needs.
 type Client interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*discoveryv1.EndpointSlice, error)
 	Create(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.CreateOptions) (*discoveryv1.EndpointSlice, error)
-	Update(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.UpdateOptions) (*discoveryv1.EndpointSlice, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*discoveryv1.EndpointSlice, error)
 	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
 }
 
-// Same reports whether two slices agree on everything the agent sets.
-func Same(a, b *discoveryv1.EndpointSlice) bool {
-	return a.AddressType == b.AddressType && equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
-		equality.Semantic.DeepEqual(a.Endpoints, b.Endpoints) && equality.Semantic.DeepEqual(a.Ports, b.Ports)
+// Same reports whether a slice the agent has (from its cache, possibly Slim) agrees with
+// the one it wants on everything the agent sets.
+func Same(have, want *discoveryv1.EndpointSlice) bool {
+	if have.AddressType != want.AddressType || !equality.Semantic.DeepEqual(have.Labels, want.Labels) {
+		return false
+	}
+	if d, ok := have.Annotations[annotationDigest]; ok {
+		return d == Digest(want)
+	}
+	return equality.Semantic.DeepEqual(have.Endpoints, want.Endpoints) && equality.Semantic.DeepEqual(have.Ports, want.Ports)
+}
+
+// annotationDigest holds, in the agent's informer cache only (Slim), the digest of the
+// endpoints and ports dropped from a slice. It is never written to an API server: slices
+// are written with patches of the fields the agent sets (Fields), which leave it out.
+const annotationDigest = "strait.io/cached-endpoints-digest"
+
+// Slim is for the transform of the agent's member informers: it replaces the endpoints and
+// ports of a slice the agent wrote from the broker's records (imported and global slices;
+// the records themselves when the member is also the broker) by their digest. The agent
+// holds those endpoints once already, in its broker cache; of its own copy it only ever
+// asks whether it is still what it wants (Same).
+func Slim(s *discoveryv1.EndpointSlice) {
+	if _, ok := s.Annotations[annotationDigest]; ok {
+		return
+	}
+	d := Digest(s)
+	a := make(map[string]string, len(s.Annotations)+1)
+	maps.Copy(a, s.Annotations)
+	a[annotationDigest] = d
+	s.Annotations, s.Endpoints, s.Ports = a, nil, nil
+}
+
+// Digest sums up the endpoints and ports of a slice; empty and absent lists and maps
+// count as the same, as they do for Semantic.DeepEqual (the API server stores them alike).
+func Digest(s *discoveryv1.EndpointSlice) string {
+	eps := make([]discoveryv1.Endpoint, 0, len(s.Endpoints))
+	for _, ep := range s.Endpoints {
+		if len(ep.Addresses) == 0 {
+			ep.Addresses = nil
+		}
+		if len(ep.DeprecatedTopology) == 0 {
+			ep.DeprecatedTopology = nil
+		}
+		if h := ep.Hints; h != nil && len(h.ForZones) == 0 && len(h.ForNodes) == 0 {
+			ep.Hints = &discoveryv1.EndpointHints{}
+		}
+		eps = append(eps, ep)
+	}
+	ports := s.Ports
+	if len(ports) == 0 {
+		ports = nil
+	}
+	b, _ := json.Marshal(struct {
+		E []discoveryv1.Endpoint     `json:"e"`
+		P []discoveryv1.EndpointPort `json:"p"`
+	}{eps, ports})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // Sync makes have (the slices the caller owns, from its cache) equal to want.
@@ -63,27 +124,21 @@ func Sync(ctx context.Context, c Client, have, want []*discoveryv1.EndpointSlice
 	return nil
 }
 
-// update writes want over have. A conflict means the cache was behind (after a watch
-// outage it can stay behind for a while): the current object is read and written once more,
-// rather than waiting for the cache and the retry backoff.
+// update writes want over have with a merge patch of the fields the agent sets: computed
+// from a cache that lags behind (the agent's own previous write, or a watch outage), it
+// still applies, where an update would be refused for its stale resourceVersion.
 func update(ctx context.Context, c Client, have, want *discoveryv1.EndpointSlice) error {
-	u := have.DeepCopy()
-	u.Labels, u.Endpoints, u.Ports = want.Labels, want.Endpoints, want.Ports
-	_, err := c.Update(ctx, u, metav1.UpdateOptions{})
-	if !apierrors.IsConflict(err) {
+	p, err := patch.Merge(Fields(have), Fields(want))
+	if err != nil || p == nil {
 		return err
 	}
-	current, err := c.Get(ctx, have.Name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	if Same(current, want) {
-		return nil
-	}
-	u = current.DeepCopy()
-	u.Labels, u.Endpoints, u.Ports = want.Labels, want.Endpoints, want.Ports
-	_, err = c.Update(ctx, u, metav1.UpdateOptions{})
+	_, err = c.Patch(ctx, have.Name, types.MergePatchType, p, metav1.PatchOptions{})
 	return err
+}
+
+// Fields are the fields of a slice the agent sets, for patch.Merge.
+func Fields(s *discoveryv1.EndpointSlice) patch.Fields {
+	return patch.Fields{"metadata": patch.Meta(s.Labels, nil), "endpoints": s.Endpoints, "ports": s.Ports}
 }
 
 // Mirror copies the endpoints of local slices into one slice per address type, endpoints

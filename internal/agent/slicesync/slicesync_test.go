@@ -2,12 +2,15 @@ package slicesync
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+
+	"github.com/strait-io/strait/internal/agent/patch"
 )
 
 func slice(name string, addrs ...string) *discoveryv1.EndpointSlice {
@@ -34,8 +37,8 @@ func TestSyncWritesOnlyDifferences(t *testing.T) {
 	for _, a := range cs.Actions() {
 		verbs[a.GetVerb()]++
 	}
-	if verbs["create"] != 1 || verbs["update"] != 1 || verbs["delete"] != 1 || len(cs.Actions()) != 3 {
-		t.Errorf("actions %v; want exactly one create, update and delete", verbs)
+	if verbs["create"] != 1 || verbs["patch"] != 1 || verbs["delete"] != 1 || len(cs.Actions()) != 3 {
+		t.Errorf("actions %v; want exactly one create, patch and delete", verbs)
 	}
 	list, _ := client.List(ctx, metav1.ListOptions{})
 	got := map[string]string{}
@@ -74,5 +77,41 @@ func TestMirrorDropsNodeNamesAndSkips(t *testing.T) {
 	}
 	if a.Endpoints[0].NodeName == nil {
 		t.Error("Mirror modified its input")
+	}
+}
+
+func TestSlimSliceComparesByDigest(t *testing.T) {
+	have := slice("s", "10.0.0.1", "10.0.0.2")
+	have.Ports = []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(80))}}
+	want := have.DeepCopy()
+	Slim(have)
+	if have.Endpoints != nil || have.Ports != nil {
+		t.Fatalf("Slim kept endpoints %v and ports %v", have.Endpoints, have.Ports)
+	}
+	if !Same(have, want) {
+		t.Error("a slim slice differs from the slice it was")
+	}
+	emptyLists := want.DeepCopy()
+	emptyLists.Endpoints[0].DeprecatedTopology = map[string]string{}
+	if !Same(have, emptyLists) {
+		t.Error("an empty map counts as a difference")
+	}
+	changed := want.DeepCopy()
+	changed.Endpoints[1].Conditions.Ready = ptr.To(false)
+	if Same(have, changed) {
+		t.Error("a changed endpoint condition went unnoticed")
+	}
+	relabelled := want.DeepCopy()
+	relabelled.Labels = map[string]string{"a": "c"}
+	if Same(have, relabelled) {
+		t.Error("a changed label went unnoticed")
+	}
+	// What is patched from a slim slice carries every endpoint and no digest.
+	p, err := patch.Merge(Fields(have), Fields(changed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(p); strings.Contains(s, annotationDigest) || !strings.Contains(s, "10.0.0.1") || !strings.Contains(s, "10.0.0.2") {
+		t.Errorf("patch from a slim slice: %s", s)
 	}
 }
