@@ -252,6 +252,9 @@ func newCluster(rc *rest.Config, wrap func(http.RoundTripper) http.RoundTripper)
 	if c.MCS, err = mcsclient.NewForConfig(rc); err != nil {
 		return nil, err
 	}
+	if c.Control, err = kubernetes.NewForConfig(leasewatch.ControlConfig(rc)); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -304,7 +307,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			_ = s.Close()
 		}
 	}()
-	go heartbeat.Run(ctx, a.broker.Kube, a.ClusterID, a.cfg.HeartbeatInterval, a)
+	go heartbeat.Run(ctx, a.broker.Control, a.ClusterID, a.cfg.HeartbeatInterval, a)
 	renewer := &credential.Renewer{Holder: a.credential, Member: a.member.Kube, Broker: a.broker.Kube,
 		Event: func(typ, reason, msg string) { recordEvent(ctx, a.member.Kube, typ, reason, msg) }}
 	go renewer.Run(ctx, time.Minute)

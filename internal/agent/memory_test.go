@@ -101,8 +101,8 @@ func newImportWorld(tb testing.TB, services, endpoints int) *importWorld {
 		}
 	}
 	w := &importWorld{
-		member: &env.Cluster{Config: &rest.Config{Host: "http://127.0.0.1:1"}, Kube: memberKube, MCS: memberMCS},
-		broker: &env.Cluster{Config: &rest.Config{Host: "http://127.0.0.1:1"}, Kube: brokerKube, MCS: brokerMCS},
+		member: &env.Cluster{Config: &rest.Config{Host: "http://127.0.0.1:1"}, Kube: memberKube, Control: memberKube, MCS: memberMCS},
+		broker: &env.Cluster{Config: &rest.Config{Host: "http://127.0.0.1:1"}, Kube: brokerKube, Control: brokerKube, MCS: brokerMCS},
 		keys:   services,
 	}
 	memberKube.ClearActions()

@@ -29,8 +29,11 @@ import (
 // manager starts the factories; informers requested from them in Setup are synced before
 // any loop runs.
 type Cluster struct {
-	Config       *rest.Config
-	Kube         kubernetes.Interface
+	Config *rest.Config
+	Kube   kubernetes.Interface
+	// Control is a client on a rate limiter of its own, for the requests that tell whether
+	// this API server answers (the member lease's heartbeat): never queued behind lists.
+	Control      kubernetes.Interface
 	MCS          mcsclient.Interface
 	Informers    informers.SharedInformerFactory
 	MCSInformers mcsinformers.SharedInformerFactory

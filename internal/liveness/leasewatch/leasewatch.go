@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/clusterset"
@@ -107,11 +108,34 @@ type Ping func(ctx context.Context) error
 
 // Readyz asks the API server's /readyz, which every authenticated client may read. It is
 // nil (no probing) for a client without a REST transport, as fake clientsets have.
+//
+// The probe has a rate limiter of its own: behind the client's shared one, it would wait
+// in the queue of the lists that hundreds of informers send when a term starts, time out,
+// and report an outage that is only the agent's own throttling.
 func Readyz(c rest.Interface) Ping {
 	if c == nil || reflect.ValueOf(c).IsNil() {
 		return nil
 	}
-	return func(ctx context.Context) error { return c.Get().AbsPath("/readyz").Do(ctx).Error() }
+	limiter := flowcontrol.NewTokenBucketRateLimiter(ProbeQPS, ProbeBurst)
+	return func(ctx context.Context) error {
+		return c.Get().AbsPath("/readyz").Throttle(limiter).Do(ctx).Error()
+	}
+}
+
+// ProbeQPS and ProbeBurst limit the requests that tell whether the broker answers (the
+// readyz probe, the heartbeat): a few a second at most, on a limiter no other request uses.
+const (
+	ProbeQPS   = 5
+	ProbeBurst = 10
+)
+
+// ControlConfig returns a copy of cfg with a rate limiter of its own, for the clients of
+// the heartbeat and the probe (see Readyz).
+func ControlConfig(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = ProbeQPS, ProbeBurst
+	c.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(ProbeQPS, ProbeBurst)
+	return c
 }
 
 // Probe pings the broker every interval until ctx ends, and records the answer in t. A
