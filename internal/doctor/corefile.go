@@ -28,6 +28,9 @@ type Corefile struct {
 	Hosts []HostsEntry
 	// Zones are the zones of the kubernetes plugin (cluster.local, ...).
 	Zones []string
+	// Multicluster are the zones the kubernetes plugin's multicluster option serves from
+	// ServiceImports (clusterset.local).
+	Multicluster []string
 	// Notes say what could not be read as CoreDNS reads it: imports of files outside the
 	// ConfigMap, environment variables.
 	Notes []string
@@ -158,7 +161,15 @@ func (cf *Corefile) read(blocks []caddyfile.ServerBlock, files map[string]string
 				addZone(z)
 			}
 			for d.NextBlock() {
-				// The plugin's options name no zones.
+				// Of the plugin's options, only multicluster names zones: those it serves
+				// from ServiceImports (the Multi-Cluster Services API).
+				if d.Val() == "multicluster" {
+					for _, z := range d.RemainingArgs() {
+						if z = zoneOf(z); z != "" {
+							cf.Multicluster = append(cf.Multicluster, z)
+						}
+					}
+				}
 			}
 		}
 	}

@@ -179,3 +179,25 @@ import /etc/coredns/*.server
 		})
 	}
 }
+
+func TestReadCorefileMulticluster(t *testing.T) {
+	with := `.:53 {
+    kubernetes cluster.local clusterset.local in-addr.arpa {
+        pods insecure
+        multicluster clusterset.local.
+        fallthrough in-addr.arpa
+    }
+}
+`
+	cf, err := ReadCorefile(with, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cf.Multicluster, []string{"clusterset.local"}) || !reflect.DeepEqual(cf.Zones, []string{"cluster.local", "clusterset.local"}) {
+		t.Errorf("multicluster %q zones %q; want [clusterset.local] and [cluster.local clusterset.local]", cf.Multicluster, cf.Zones)
+	}
+	without := strings.ReplaceAll(with, "        multicluster clusterset.local.\n", "")
+	if cf, err = ReadCorefile(without, nil); err != nil || len(cf.Multicluster) != 0 {
+		t.Errorf("without the multicluster line: %q, %v; want none", cf.Multicluster, err)
+	}
+}

@@ -2,6 +2,7 @@ package kubeconfig
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -202,4 +203,26 @@ func (f *Flags) completeNamespaces(cmd *cobra.Command, _ []string, toComplete st
 		names = append(names, ns.Name)
 	}
 	return withPrefix(names, toComplete), cobra.ShellCompDirectiveNoFileComp
+}
+
+// Contexts returns the names of every context of the kubeconfig the flags select, sorted.
+func (f *Flags) Contexts() ([]string, error) {
+	loader := f.config.ToRawKubeConfigLoader()
+	raw, err := loader.RawConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	if len(raw.Contexts) == 0 {
+		return nil, fmt.Errorf("the kubeconfig (%s) has no contexts", where(loader.ConfigAccess()))
+	}
+	return contextNames(raw), nil
+}
+
+// ContextConfig resolves the named context of the kubeconfig the flags select, with the
+// --request-timeout of the flags.
+func (f *Flags) ContextConfig(name string) (*rest.Config, error) {
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: name, Timeout: *f.config.Timeout}
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(Rules(*f.config.KubeConfig), overrides)
+	cfg, _, err := resolve(loader, "context", name, false)
+	return cfg, err
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/cli/agent"
+	clidiagnose "github.com/strait-io/strait/internal/cli/diagnose"
 	clidns "github.com/strait-io/strait/internal/cli/dns"
 	clidoctor "github.com/strait-io/strait/internal/cli/doctor"
 	"github.com/strait-io/strait/internal/cli/federation"
@@ -47,7 +48,7 @@ func New() *cobra.Command {
 	addLoggingFlags(cmd.PersistentFlags(), logging)
 	cmd.AddCommand(lab.New())
 	cmd.AddCommand(mapcmd.New(), clidoctor.New())
-	cmd.AddCommand(join.NewJoin(), join.NewLeave(), agent.New(), status.New())
+	cmd.AddCommand(join.NewJoin(), join.NewLeave(), agent.New(), status.New(), clidiagnose.New())
 	cmd.AddCommand(federation.New())
 	cmd.AddCommand(clidns.New())
 	return cmd

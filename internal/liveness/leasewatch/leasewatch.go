@@ -5,6 +5,7 @@ package leasewatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/flowcontrol"
@@ -245,4 +248,21 @@ func Setup(m *controller.Manager, t *liveness.Tracker, o Options) {
 		t.Run(ctx.Done(), o.EvaluateInterval)
 		return nil
 	})
+}
+
+// ReadView reads the view an agent publishes in its member cluster (nil when it published
+// none), for `strait status` and `strait diagnose`.
+func ReadView(ctx context.Context, member kubernetes.Interface) (*liveness.Published, error) {
+	cm, err := member.CoreV1().ConfigMaps(clusterset.SystemNamespace).Get(ctx, liveness.ViewConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p liveness.Published
+	if err := json.Unmarshal([]byte(cm.Data[liveness.ViewKey]), &p); err != nil {
+		return nil, fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	return &p, nil
 }
