@@ -37,13 +37,14 @@ type cluster struct {
 	images     []string         // archives of the lab's images, loaded into the node
 	registry   *images.Registry // served to the node's containerd
 
-	mu      sync.Mutex
-	procs   map[string]*process.Process
-	inproc  map[string]*task
-	runners map[string]func(context.Context) error // how to (re)start each in-process component
-	order   []string                               // started components, for stopping in reverse
-	checker *checker
-	record  func()
+	mu       sync.Mutex
+	procs    map[string]*process.Process
+	inproc   map[string]*task
+	runners  map[string]func(context.Context) error // how to (re)start each in-process component
+	order    []string                               // started components, for stopping in reverse
+	checker  *checker
+	corefile *corefileSync
+	record   func()
 }
 
 // task is a component that runs inside the supervisor.
@@ -196,6 +197,14 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	if err := c.startProcess(ctx, KubeProxy, chk.kubeProxy, record); err != nil {
 		return err
 	}
+	corefile := &corefileSync{client: admin, path: c.dir.Corefile()}
+	if err := corefile.ensure(ctx); err != nil {
+		return fmt.Errorf("cluster %s: CoreDNS configuration: %w", c.plan.Name, err)
+	}
+	c.mu.Lock()
+	c.corefile = corefile
+	c.mu.Unlock()
+	c.startTask(CoreDNSConfig, corefile.run)
 	if err := c.startProcess(ctx, CoreDNS, chk.coreDNS, record); err != nil {
 		return err
 	}
@@ -289,7 +298,19 @@ func (c *cluster) checks() map[string]func(context.Context) error {
 		Etcd: h.etcd, EgressProxy: h.egress, APIServer: h.apiServer, ControllerManager: h.controllerManager,
 		Scheduler: h.scheduler, APIForwarder: h.forwarder, ImageRegistry: h.registry, Containerd: h.containerd,
 		Kubelet: h.kubelet, KubeProxy: h.kubeProxy, CoreDNS: h.clusterDNS, Agent: h.agent, StraitDNS: h.labDNS,
+		CoreDNSConfig: c.corefileCheck,
 	}
+}
+
+// corefileCheck is the health of the Corefile sync (not started yet: not healthy).
+func (c *cluster) corefileCheck(ctx context.Context) error {
+	c.mu.Lock()
+	s := c.corefile
+	c.mu.Unlock()
+	if s == nil {
+		return errors.New("not started")
+	}
+	return s.check(ctx)
 }
 
 // hasComponent fails for a name that is not one of this cluster's components, such as

@@ -32,6 +32,7 @@ const (
 	Containerd        = "containerd"
 	Kubelet           = "kubelet"
 	KubeProxy         = "kube-proxy"
+	CoreDNSConfig     = "coredns-config"
 	CoreDNS           = "coredns"
 	Agent             = "strait-agent"
 	StraitDNS         = "strait-dns"
@@ -39,7 +40,7 @@ const (
 
 // ComponentNames lists every component in start order.
 var ComponentNames = []string{Etcd, EgressProxy, APIServer, ControllerManager, Scheduler, APIForwarder, ImageRegistry,
-	Containerd, Kubelet, KubeProxy, CoreDNS, Agent, StraitDNS}
+	Containerd, Kubelet, KubeProxy, CoreDNSConfig, CoreDNS, Agent, StraitDNS}
 
 // clusterComponents lists the components of one cluster in start order: all but strait dns,
 // which only the broker cluster runs.
@@ -214,7 +215,9 @@ func Corefile(cd state.ClusterDir, c plan.Cluster, labDNS string) string {
 		"    prometheus " + coreDNSMetrics,
 		"    cache 30",
 		"    loop",
-		"    reload",
+		// The ConfigMap kube-system/coredns is copied to this file (corefileSync): an
+		// edit of it is seen within seconds, as CoreDNS sees its ConfigMap volume change.
+		"    reload 2s 1s",
 		"    loadbalance",
 		"}",
 		federation.DefaultName + " " + LabDomain + " {",
