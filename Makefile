@@ -4,7 +4,7 @@ BIN     := bin/strait
 LAB     ?= strait
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo demo-down test test-unit test-faults lab-binaries bench fmt vet clean
+.PHONY: all build demo demo-down test test-unit test-faults lab-binaries bench fmt vet clean manifests helm
 
 all: build
 
@@ -25,7 +25,7 @@ lab-binaries: build
 # Everything CI must pass: vet, the fast layer first (as an unprivileged user when run as
 # root, which proves it needs neither root nor a lab), then every test, integration tests
 # against real lab clusters included.
-test: build lab-binaries vet
+test: build lab-binaries vet helm
 	./hack/test-unit-unprivileged.sh
 	$(GO) test -count=1 -timeout 60m ./...
 
@@ -65,3 +65,15 @@ SIZES ?= 10,50,100,250
 RUNS  ?= 2
 bench-scale: build lab-binaries
 	SCALE_SIZES=$(SIZES) SCALE_RUNS=$(RUNS) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 90m ./test/bench/ | tee bench-scale.out
+
+# config/ is generated from the Helm chart charts/strait (default values); a test fails
+# when they differ. Run after changing the chart (or the API types' CRD).
+manifests:
+	$(GO) run ./hack/manifests
+
+# Helm, built from its Go module into bin/tools/helm, for the chart's lint test.
+HELM_VERSION ?= v3.19.5
+HELM := bin/tools/helm
+helm: $(HELM)
+$(HELM):
+	GOBIN=$(CURDIR)/bin/tools CGO_ENABLED=0 $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
