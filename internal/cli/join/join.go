@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/install"
 	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
@@ -59,6 +61,7 @@ func NewJoin() *cobra.Command {
 	var (
 		f    kubeFlags
 		opts clusterset.JoinOptions
+		inst installFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "join --context CLUSTER --broker-context BROKER",
@@ -79,8 +82,16 @@ func NewJoin() *cobra.Command {
 			"It refuses a cluster ID that is not a DNS-1123 label, an ID used by another cluster, and pod\n" +
 			"or service CIDRs that overlap another member's, before writing anything. Running it again is\n" +
 			"safe: it repairs what is missing and writes a fresh token; it also moves a member of the old\n" +
-			"broker layout (before the registry) to this one.",
+			"broker layout (before the registry) to this one.\n\n" +
+			"With --install it then installs what the member runs, from Strait's chart (the agent;\n" +
+			"--set dns.enabled=true,dns.domain=... adds strait dns), server-side applied after a dry run,\n" +
+			"and adds clusterset.local to CoreDNS's Corefile (kube-system/coredns, keeping the rest and a\n" +
+			"copy to restore) with the RBAC CoreDNS needs; it waits for the agent's pods. An install that\n" +
+			"fails (an invalid value, an image the nodes cannot pull) leaves nothing of itself installed.\n" +
+			"--install --dry-run prints the manifests instead, for GitOps.",
 		Example: "  strait join --context cluster02 --broker-context cluster01\n" +
+			"  strait join --context cluster02 --broker-context cluster01 --install --set image.tag=v0.3.0\n" +
+			"  strait join --context cluster02 --broker-context cluster01 --install --dry-run > strait.yaml\n" +
 			"  strait join --context prod-eu --broker-context broker --cluster-id eu1 --region europe-west1 --zone europe-west1-b",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -90,12 +101,35 @@ func NewJoin() *cobra.Command {
 			if err := clusterset.ValidateFederationNamespace(opts.FederationNamespace); err != nil {
 				return fmt.Errorf("--federation-namespace: %w", err)
 			}
+			if err := inst.check(cmd); err != nil {
+				return err
+			}
+			var objs []*unstructured.Unstructured
+			if inst.enabled {
+				// Values are checked, and the chart rendered, before anything is written.
+				var err error
+				if objs, err = inst.render(); err != nil {
+					return err
+				}
+				if inst.dryRun {
+					format := f.output
+					if format != "json" {
+						format = "yaml"
+					}
+					return printManifests(cmd.OutOrStdout(), format, objs)
+				}
+			}
 			var err error
 			opts.Member, opts.Broker, opts.MemberName, opts.BrokerName, err = f.configs()
 			if err != nil {
 				return err
 			}
 			opts.Timeout = f.timeout
+			if inst.enabled {
+				if err := install.Reachable(cmd.Context(), opts.Member, opts.MemberName); err != nil {
+					return err
+				}
+			}
 			res, err := clusterset.Join(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -103,10 +137,32 @@ func NewJoin() *cobra.Command {
 			for _, w := range res.Warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s\n", w)
 			}
-			return printJoin(cmd.OutOrStdout(), f.output, res)
+			if !inst.enabled {
+				return printJoin(cmd.OutOrStdout(), f.output, res)
+			}
+			ires, err := install.Install(cmd.Context(), install.Options{
+				Config: opts.Member, Cluster: opts.MemberName, Objects: objs, CoreDNS: inst.coreDNS,
+				Timeout: inst.timeout, Progress: cmd.ErrOrStderr(),
+			})
+			if err != nil {
+				return fmt.Errorf("%s joined the clusterset, but the install failed: %w", opts.MemberName, err)
+			}
+			w := cmd.OutOrStdout()
+			if ok, err := output.Structured(w, f.output, struct {
+				Join    *clusterset.JoinResult `json:"join"`
+				Install *install.Result        `json:"install"`
+			}{res, ires}); ok {
+				return err
+			}
+			if err := printJoin(w, f.output, res); err != nil {
+				return err
+			}
+			fmt.Fprintln(w, "\nInstalled:")
+			return printInstall(w, ires)
 		},
 	}
 	f.add(cmd)
+	inst.addInstall(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&opts.ClusterID, "cluster-id", "", "cluster ID, a DNS-1123 label (default: the cluster's existing ID, else the context name)")
 	fl.StringVar(&opts.ClusterSet, "clusterset", "", `clusterset name (default: the broker's, else "`+clusterset.DefaultClusterSet+`")`)
@@ -128,8 +184,9 @@ func NewJoin() *cobra.Command {
 // NewLeave returns `strait leave`.
 func NewLeave() *cobra.Command {
 	var (
-		f  kubeFlags
-		id string
+		f    kubeFlags
+		id   string
+		inst installFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "leave --context CLUSTER --broker-context BROKER",
@@ -139,13 +196,29 @@ func NewLeave() *cobra.Command {
 			"then its namespace, with every record it published, so the other members drop its endpoints.\n" +
 			"In the member it deletes the broker credential and the ClusterProperty objects. The CRDs stay\n" +
 			"installed; so do the namespace strait-clusterset and the reader roles all members share, even\n" +
-			"when the last member leaves.",
+			"when the last member leaves.\n\n" +
+			"With --uninstall it first deletes what strait join --install installed (the chart's objects;\n" +
+			"not the CRDs, which would delete every ServiceExport of the cluster) and restores CoreDNS's\n" +
+			"Corefile: as it was before the install when nobody edited it since, else without\n" +
+			"clusterset.local.",
 		Example: "  strait leave --context cluster02 --broker-context cluster01",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			member, broker, memberName, brokerName, err := f.configs()
 			if err != nil {
 				return err
+			}
+			var ires *install.Result
+			if inst.enabled {
+				objs, err := everything()
+				if err != nil {
+					return err
+				}
+				// The agent goes first, so it does not write while the membership goes away.
+				ires, err = install.Uninstall(cmd.Context(), install.Options{Config: member, Cluster: memberName, Objects: objs, CoreDNS: true})
+				if err != nil {
+					return fmt.Errorf("uninstalling from %s (the cluster is still a member): %w", memberName, err)
+				}
 			}
 			res, err := clusterset.Leave(cmd.Context(), clusterset.LeaveOptions{
 				Member: member, Broker: broker, MemberName: memberName, BrokerName: brokerName,
@@ -154,10 +227,26 @@ func NewLeave() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printLeave(cmd.OutOrStdout(), f.output, memberName, res)
+			w := cmd.OutOrStdout()
+			if ires == nil {
+				return printLeave(w, f.output, memberName, res)
+			}
+			if ok, err := output.Structured(w, f.output, struct {
+				Uninstall *install.Result         `json:"uninstall"`
+				Leave     *clusterset.LeaveResult `json:"leave"`
+			}{ires, res}); ok {
+				return err
+			}
+			fmt.Fprintln(w, "Uninstalled:")
+			if err := printInstall(w, ires); err != nil {
+				return err
+			}
+			fmt.Fprintln(w)
+			return printLeave(w, f.output, memberName, res)
 		},
 	}
 	f.add(cmd)
+	inst.addUninstall(cmd)
 	cmd.Flags().StringVar(&id, "cluster-id", "", "cluster ID to remove (default: the cluster's ClusterProperty cluster.clusterset.k8s.io)")
 	return cmd
 }
