@@ -3,7 +3,8 @@
 // RBAC CoreDNS needs; and takes both back. An install checks everything it can before it
 // writes (the cluster answers, the API server accepts every object in a dry run), and an
 // install that fails (an image the nodes cannot pull, a rollout that never completes)
-// deletes what it created and restores CoreDNS, so nothing is left half-installed.
+// puts back the objects it changed, deletes those it created and restores CoreDNS, so
+// nothing is left half-installed.
 package install
 
 import (
@@ -68,13 +69,15 @@ type target struct {
 }
 
 type installer struct {
-	o       Options
-	kube    kubernetes.Interface
-	dyn     dynamic.Interface
-	mapper  meta.RESTMapper
-	created []target
-	coredns *corednsChange
-	result  Result
+	o      Options
+	kube   kubernetes.Interface
+	dyn    dynamic.Interface
+	mapper meta.RESTMapper
+	// created are the objects this run created; previous the objects it changed, as they
+	// were before: a failed install deletes the first and puts the second back.
+	created, previous []target
+	coredns           *corednsChange
+	result            Result
 }
 
 func (in *installer) say(format string, a ...any) {
@@ -129,7 +132,7 @@ func Install(ctx context.Context, o Options) (res *Result, err error) {
 			if rerr := in.rollback(); rerr != nil {
 				err = fmt.Errorf("%w; and undoing the install failed: %v", err, rerr)
 			} else {
-				err = fmt.Errorf("%w (nothing is left installed: what this run created was deleted)", err)
+				err = fmt.Errorf("%w (nothing of this install is left: what it changed was put back, what it created deleted)", err)
 			}
 			res = nil
 		}
@@ -191,10 +194,14 @@ func (in *installer) apply(ctx context.Context, dryRun bool) error {
 		}
 		existed := true
 		if !dryRun {
-			if _, err := r.Get(ctx, obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			prev, err := r.Get(ctx, obj.GetName(), metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
 				existed = false
-			} else if err != nil {
+			case err != nil:
 				return fmt.Errorf("reading %s: %w", describe(obj), err)
+			default:
+				in.previous = append(in.previous, target{restorable(prev), r})
 			}
 		}
 		if _, err := r.Apply(ctx, obj.GetName(), obj, opts); err != nil {
@@ -219,6 +226,17 @@ func (in *installer) apply(ctx context.Context, dryRun bool) error {
 		}
 	}
 	return nil
+}
+
+// restorable is an object as read, made fit to be applied again: without the fields the
+// API server keeps (identity, versions, managed fields, status).
+func restorable(obj *unstructured.Unstructured) *unstructured.Unstructured {
+	o := obj.DeepCopy()
+	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"} {
+		unstructured.RemoveNestedField(o.Object, "metadata", f)
+	}
+	unstructured.RemoveNestedField(o.Object, "status")
+	return o
 }
 
 func describe(obj *unstructured.Unstructured) string {
@@ -336,7 +354,8 @@ func imageProblem(pods []corev1.Pod) error {
 	return nil
 }
 
-// rollback deletes what this run created, newest first, and restores CoreDNS.
+// rollback puts back what this run changed and deletes what it created, newest first, and
+// restores CoreDNS.
 func (in *installer) rollback() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -344,6 +363,12 @@ func (in *installer) rollback() error {
 	if in.coredns != nil {
 		if err := in.coredns.undo(ctx, in.kube); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	for i := len(in.previous) - 1; i >= 0; i-- {
+		t := in.previous[i]
+		if _, err := t.resource.Apply(ctx, t.obj.GetName(), t.obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+			errs = append(errs, fmt.Errorf("putting back %s as it was: %w", describe(t.obj), err))
 		}
 	}
 	policy := metav1.DeletePropagationForeground
