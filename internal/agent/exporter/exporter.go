@@ -381,6 +381,15 @@ func Setup(e *env.Env) error {
 	loop.Watch(services.Informer(), controller.ObjectKey)
 	loop.Watch(slices.Informer(), controller.LabelKey(discoveryv1.LabelServiceName))
 	loop.Watch(recordSIs, recordKey)
+	// The member's own record slices: their writes are patches computed from this cache,
+	// which may lag behind them. A slice the cache showed as wanted while the broker held
+	// another version would stay wrong; seeing the cache catch up reconciles it again.
+	loop.Watch(e.Records.Slices, func(obj any) []string {
+		if o, ok := obj.(metav1.Object); ok && o.GetNamespace() == e.MemberNamespace {
+			return recordKey(obj)
+		}
+		return nil
+	})
 	loop.Watch(namespaces.Informer(), inNamespace)
 	// The clusterset's namespace policy changing can change every export's Valid condition.
 	e.OnPolicy(loop, func() []string { return exportsOf(metav1.NamespaceAll, "") })
