@@ -55,6 +55,14 @@ func apiServer(t *testing.T, handler http.HandlerFunc) string {
 	return s.URL
 }
 
+// tlsServer is an API server whose certificate no CA of the kubeconfig signed.
+func tlsServer(t *testing.T) string {
+	t.Helper()
+	s := httptest.NewTLSServer(apiStatus(http.StatusNotFound, "NotFound"))
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
 // apiStatus answers with a Kubernetes Status of that code.
 func apiStatus(code int, reason string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
@@ -107,6 +115,8 @@ func TestUnreachableIsNotNotJoined(t *testing.T) {
 			[]string{"API server http://127.0.0.1:", "it did not answer in time: check that the cluster is running and that a firewall, VPN or proxy lets you reach it"}},
 		{"unauthorized", apiServer(t, apiStatus(http.StatusUnauthorized, "Unauthorized")), nil,
 			[]string{"API server http://127.0.0.1:", "it did not accept the credentials (401 Unauthorized): check the user of the context"}},
+		{"certificate of an unknown CA", tlsServer(t), nil,
+			[]string{"API server https://127.0.0.1:", "its TLS certificate was not accepted: check the certificate-authority data of the context's cluster", "certificate signed by unknown authority"}},
 		{"forbidden", apiServer(t, apiStatus(http.StatusForbidden, "Forbidden")), nil,
 			[]string{"API server http://127.0.0.1:", "the user of the context is not allowed to read this (403 Forbidden)"}},
 		{"no cluster ID: not joined", apiServer(t, apiStatus(http.StatusNotFound, "NotFound")), nil,
