@@ -11,8 +11,14 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/strait
 
+# The host tools the lab and the tests need (nftables, iproute2, runc, dig, named, ...):
+# installs the missing Debian packages as root, else names them (hack/install-deps.sh).
+.PHONY: deps
+deps:
+	./hack/install-deps.sh
+
 # Start the lab (building its Kubernetes binaries the first time) and show it working.
-demo: build
+demo: deps build
 	./hack/demo.sh
 
 demo-down: build
@@ -25,7 +31,7 @@ lab-binaries: build
 # Everything CI must pass: vet, the fast layer first (as an unprivileged user when run as
 # root, which proves it needs neither root nor a lab), then every test, integration tests
 # against real lab clusters included.
-test: build lab-binaries vet helm
+test: deps build lab-binaries vet helm
 	./hack/test-unit-unprivileged.sh
 	$(GO) test -count=1 -timeout 60m ./...
 
@@ -35,21 +41,21 @@ test-unit:
 
 # The failure model on a 3-cluster lab (docs/failure-model.md); part of `make test` too.
 # STRAIT_FAULT_KILLS sets how often the importing agent is killed (default 100).
-test-faults: build lab-binaries
+test-faults: deps build lab-binaries
 	$(GO) test -count=1 -timeout 40m -run '^TestFaults$$' -v ./test/e2e/
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: build lab-binaries
+bench: deps build lab-binaries
 	./hack/bench.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./test/bench/
 	$(MAKE) bench-dns
 
 # strait dns against stock CoreDNS (dnsperf), and the server's failover time.
 .PHONY: bench-dns
-bench-dns: build lab-binaries
+bench-dns: deps build lab-binaries
 	./hack/bench-dns.sh
 
 fmt:
@@ -63,7 +69,7 @@ clean:
 .PHONY: bench-scale
 SIZES ?= 10,50,100,250
 RUNS  ?= 2
-bench-scale: build lab-binaries
+bench-scale: deps build lab-binaries
 	SCALE_SIZES=$(SIZES) SCALE_RUNS=$(RUNS) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 90m ./test/bench/ | tee bench-scale.out
 
 # config/ is generated from the Helm chart charts/strait (default values); a test fails

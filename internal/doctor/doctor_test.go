@@ -106,7 +106,7 @@ func codes(fs []Finding) string {
 
 func TestAnalyze(t *testing.T) {
 	cf := ParseCorefile(corefile, nil)
-	seed001 := endpoints("test-1", "mysql", "", 3307, "192.168.1.10")
+	mysql := endpoints("test-1", "mysql", "", 3307, "192.168.1.10")
 	tests := []struct {
 		name  string
 		in    Inputs
@@ -114,7 +114,7 @@ func TestAnalyze(t *testing.T) {
 		check func(t *testing.T, fs []Finding)
 	}{
 		{
-			name:  "seed 000: IP in externalName with a port remapping it ignores",
+			name:  "IP in externalName with a port remapping it ignores",
 			in:    Inputs{Services: []*corev1.Service{service("prod", "k8s3-s3", alias("192.168.0.199", sp("http", 80, 30099)))}},
 			codes: "ExternalNameIP Service prod/k8s3-s3",
 			check: func(t *testing.T, fs []Finding) {
@@ -136,7 +136,7 @@ func TestAnalyze(t *testing.T) {
 			},
 		},
 		{
-			name: "seed 000: a name invented in the CoreDNS hosts block",
+			name: "a name invented in the CoreDNS hosts block",
 			in: Inputs{Namespace: "prod", Corefile: &cf, Services: []*corev1.Service{
 				service("prod", "k8s3-s3", alias("s3.k8s3", sp("http", 80, 30099))),
 			}},
@@ -172,15 +172,15 @@ func TestAnalyze(t *testing.T) {
 			},
 		},
 		{
-			name: "seed 000 and 001 done right: nothing to report",
+			name: "a hostname and a remapped MySQL done right: nothing to report",
 			in: Inputs{
 				Services: []*corev1.Service{
 					service("prod", "k8s2-s2", alias("abc.com", sp("http", 80, 80))),
 					service("test-1", "mysql", ports(sp("", 3306, 3307))),
 					service("default", "kubernetes", ports(sp("https", 443, 6443))),
 				},
-				Endpoints: []*corev1.Endpoints{seed001},
-				Slices:    []*discoveryv1.EndpointSlice{mirrored(seed001)},
+				Endpoints: []*corev1.Endpoints{mysql},
+				Slices:    []*discoveryv1.EndpointSlice{mirrored(mysql)},
 				Probed:    map[string]error{"192.168.1.10:3307": nil},
 			},
 		},

@@ -112,7 +112,7 @@ func TestValidate(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	t.Run("one hostname without remapping is an ExternalName", func(t *testing.T) {
-		// Seed 000 scenario 1: abc.com behind another cluster's Ingress.
+		// abc.com behind another cluster's Ingress.
 		obj := object("k8s2-s2", v1alpha1.ExternalServiceSpec{Ports: []v1alpha1.ServicePort{port("http", 80, 80)}, Targets: []v1alpha1.Target{hostT("abc.com")}})
 		d, r := Plan(obj, nil)
 		if r != nil {
@@ -127,7 +127,7 @@ func TestPlan(t *testing.T) {
 		}
 	})
 	t.Run("IP with remapped port is a selector-less Service with a slice", func(t *testing.T) {
-		// Seed 001: mysql:3306 -> 192.168.1.10:3307.
+		// mysql:3306 -> 192.168.1.10:3307.
 		obj := object("mysql", v1alpha1.ExternalServiceSpec{Ports: []v1alpha1.ServicePort{port("", 3306, 3307)}, Targets: []v1alpha1.Target{ip("192.168.1.10")}})
 		d, r := Plan(obj, nil)
 		if r != nil {
@@ -337,8 +337,8 @@ func TestParseTargetAndMap(t *testing.T) {
 		targets string
 		err     string
 	}{
-		{"seed 001", MapOptions{Targets: []string{"10.1.0.5:3307"}, Port: 3306}, "3306->3307", "10.1.0.5", ""},
-		{"seed 000 NodePort", MapOptions{Targets: []string{"192.168.0.199:30099"}, Port: 80, PortName: "http"}, "80->30099", "192.168.0.199", ""},
+		{"MySQL 3306 to 3307", MapOptions{Targets: []string{"10.1.0.5:3307"}, Port: 3306}, "3306->3307", "10.1.0.5", ""},
+		{"NodePort 30099 as port 80", MapOptions{Targets: []string{"192.168.0.199:30099"}, Port: 80, PortName: "http"}, "80->30099", "192.168.0.199", ""},
 		{"no remapping", MapOptions{Targets: []string{"10.0.0.1:5432", "10.0.0.2:5432"}}, "5432->0", "10.0.0.1,10.0.0.2", ""},
 		{"own ports", MapOptions{Targets: []string{"10.0.0.1:3307", "10.0.0.2:3308", "10.0.0.3"}, Port: 3306}, "3306->0", "10.0.0.1:3307,10.0.0.2:3308,10.0.0.3", ""},
 		{"hostname", MapOptions{Targets: []string{"abc.com:80"}}, "80->0", "abc.com", ""},

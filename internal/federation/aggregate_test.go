@@ -292,7 +292,7 @@ func TestZoneService(t *testing.T) {
 		!slices.Equal(s.Addresses, ips("192.168.1.2")) || !slices.Equal(s.LocalAddresses, ips("10.96.0.1")) {
 		t.Errorf("c1 shard %+v", s)
 	}
-	// The zone model accepts it and answers the seed's hierarchy: r1 has a healthy shard,
+	// The zone model accepts it and answers with the federation's hierarchy: r1 has a healthy shard,
 	// r2 does not and becomes a CNAME to the global name.
 	recs, err := zone.Records(zone.Config{Domain: "example.com"}, []zone.Service{z})
 	if err != nil {

@@ -93,7 +93,7 @@ func nodeIPs(ctx context.Context, t *testing.T, cs kubernetes.Interface) []strin
 	return out
 }
 
-// TestFederatedServices is seed 004 (federated Services) on four lab clusters in two
+// TestFederatedServices tries federated Services on four lab clusters in two
 // regions, cluster01 being the broker: one Service applied to the broker's federation
 // namespace appears in every member (adopting one that existed), the broker's status lists
 // every shard's ingress and health, shard health follows endpoints and leases, and deleting

@@ -52,7 +52,7 @@ func remoteSources(ctx context.Context, cs kubernetes.Interface, ns, name string
 	return out, nil
 }
 
-// TestGlobalServices is seed 002 (Cilium ClusterMesh global services) on two lab clusters:
+// TestGlobalServices tries global Services (as Cilium ClusterMesh has them) on two lab clusters:
 // rebel-base in both, x-wing requests from cluster01 through the plain local name.
 func TestGlobalServices(t *testing.T) {
 	lab := labtest.Start(t, 2)

@@ -396,7 +396,7 @@ func TestHeadlessExportAndNamespacePolicy(t *testing.T) {
 	}
 }
 
-// TestExportWithoutPodRouting is seed 000 with non-routable pod addresses: cluster01 exports
+// TestExportWithoutPodRouting exports across clusters whose pod addresses do not route: cluster01 exports
 // a NodePort Service through its node address and node port 30099 mapped from port 80, and
 // cluster02 reaches it by the clusterset name; then it exports another Service through an
 // Ingress host, and cluster02 reaches it by its own name, an ExternalName to the host.
@@ -439,7 +439,7 @@ func TestExportWithoutPodRouting(t *testing.T) {
 	exportViaIngress(t, lab, c1, c2)
 }
 
-// exportViaIngress is seed 000's first scenario: cluster01 publishes shop/front through an
+// exportViaIngress is the Ingress scenario: cluster01 publishes shop/front through an
 // Ingress host, and cluster02 calls it by the name shop/front. The lab has no ingress
 // controller and no public DNS, so the host is a name cluster02 resolves by itself (an
 // ExternalService to cluster01's node port), standing in for the DNS record and the

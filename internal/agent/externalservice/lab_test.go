@@ -53,7 +53,8 @@ type env struct {
 
 // TestExternalServicesOnLab tries ExternalServices, `strait map` and `strait doctor` as a
 // new user would, on one real lab cluster whose agent runs the ExternalService reconciler:
-// the seeds' scenarios are reproduced with lab addresses and checked with dig and curl run
+// the usual scenarios (a database per environment, a NodePort, an Ingress host, a misused
+// externalName) are reproduced with lab addresses and checked with dig and curl run
 // inside the cluster.
 func TestExternalServicesOnLab(t *testing.T) {
 	l := labtest.Start(t, 1)
@@ -74,8 +75,8 @@ func TestExternalServicesOnLab(t *testing.T) {
 	}
 
 	t.Run("bad input is rejected with a clear error and nothing is written", e.badInput)
-	t.Run("seed 001: the same name in two namespaces reaches two databases, 3306 -> 3307", e.seed001)
-	t.Run("seed 000: abc.com by ExternalName, an IP:30099 mapped to port 80", e.seed000)
+	t.Run("the same name in two namespaces reaches two databases, 3306 -> 3307", e.databasePerNamespace)
+	t.Run("abc.com by ExternalName, an IP:30099 mapped to port 80", e.ingressAndNodePort)
 	t.Run("health: a failing target leaves the endpoints and comes back", e.failover)
 	t.Run("doctor finds the anti-patterns and --fix converts them without a gap", e.doctor)
 	t.Run("no failed lookups in the CoreDNS log", e.coreDNSLog)
@@ -255,7 +256,7 @@ func (e *env) badInput(t *testing.T) {
 	}
 }
 
-func (e *env) seed001(t *testing.T) {
+func (e *env) databasePerNamespace(t *testing.T) {
 	// The two environments' databases: lab pods listening on 3307.
 	db := map[string]string{
 		"test-1": e.pod("databases", "mysql-test-1", 3307),
@@ -294,7 +295,7 @@ func (e *env) seed001(t *testing.T) {
 	}
 }
 
-func (e *env) seed000(t *testing.T) {
+func (e *env) ingressAndNodePort(t *testing.T) {
 	// Scenario 1: a service behind another cluster's Ingress host abc.com.
 	if out, err := e.strait("map", "k8s2-s2", "-n", "prod", "--to", "abc.com:80", "--port-name", "http", "--wait"); err != nil {
 		t.Fatalf("strait map: %v\n%s", err, out)
@@ -483,7 +484,7 @@ func (e *env) doctor(t *testing.T) {
 			case *corev1.Service:
 				_, err = e.cs.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 			case *corev1.Endpoints:
-				_, err = e.cs.CoreV1().Endpoints(o.Namespace).Create(ctx, o, metav1.CreateOptions{}) //nolint:staticcheck // the hand-written object of the seed
+				_, err = e.cs.CoreV1().Endpoints(o.Namespace).Create(ctx, o, metav1.CreateOptions{}) //nolint:staticcheck // a hand-written object, as users write them
 			case *corev1.ConfigMap:
 				_, err = e.cs.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 			}
@@ -507,13 +508,13 @@ func (e *env) doctor(t *testing.T) {
 			Addresses: addrs, Ports: []corev1.EndpointPort{{Name: portName, Port: 3307}}}}}
 	}
 	create(
-		// Seed 000: an IP in externalName, and a name invented in CoreDNS's hosts block.
+		// An IP in externalName, and a name invented in CoreDNS's hosts block.
 		svc("ipname", corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: nodePort, Ports: port("http", 80, 30099)}),
 		svc("hostsname", corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "s3.k8s3", Ports: port("http", 80, 30099)}),
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: metav1.NamespaceSystem}, Data: map[string]string{"Corefile": ".:53 {\n" +
 			"    hosts {\n        " + nodePort + " s3.k8s3\n        10.9.9.9 shadow.legacy.svc.cluster.local\n        fallthrough\n    }\n" +
 			"    kubernetes cluster.local in-addr.arpa ip6.arpa\n}\n"}},
-		// Seed 001 gone wrong: port names that do not match, a dead address, no endpoints.
+		// A remapped database gone wrong: port names that do not match, a dead address, no endpoints.
 		svc("mysql", corev1.ServiceSpec{Ports: port("mysql", 3306, 3307)}),
 		endpoints("mysql", "db", backend),
 		svc("db2", corev1.ServiceSpec{Ports: port("", 3306, 3307)}),
@@ -544,7 +545,7 @@ func (e *env) doctor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("strait doctor -n legacy:\n%s", text.String())
-	// The seed's complaint: the IP in externalName does not resolve, and the lookups fail.
+	// The usual complaint: the IP in externalName does not resolve, and the lookups fail.
 	if r, err := e.curl(ctx, "http://ipname."+ns+"/"); err == nil {
 		t.Errorf("the IP in externalName answered before the fix: %+v", r)
 	}
@@ -687,20 +688,20 @@ func codes(fs []doctor.Finding) []string {
 	return out
 }
 
-// coreDNSLog checks the seed's complaint: an IP in externalName floods the logs with failed
-// lookups (the doctor step seeded one), while names mapped by ExternalServices log none.
+// coreDNSLog checks the usual complaint: an IP in externalName floods the logs with failed
+// lookups (the doctor step planted one), while names mapped by ExternalServices log none.
 func (e *env) coreDNSLog(t *testing.T) {
 	data, err := os.ReadFile(e.lab.Dir.Cluster(cluster).Log("coredns"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	seeded := 0
+	planted := 0
 	for _, line := range strings.Split(string(data), "\n") {
 		if !strings.Contains(line, "ERROR") {
 			continue
 		}
 		if strings.Contains(line, "ipname.legacy.") {
-			seeded++
+			planted++
 		}
 		for _, ns := range []string{"test-1", "test-2", "prod", "failover"} {
 			if strings.Contains(line, "."+ns+".") {
@@ -708,7 +709,7 @@ func (e *env) coreDNSLog(t *testing.T) {
 			}
 		}
 	}
-	if seeded == 0 {
-		t.Error("the seeded IP in externalName logged no failed lookup; the check above proves nothing")
+	if planted == 0 {
+		t.Error("the planted IP in externalName logged no failed lookup; the check above proves nothing")
 	}
 }

@@ -69,7 +69,7 @@ func New() *cobra.Command {
 			"  strait diagnose -o json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(o.format, true); err != nil {
+			if err := output.Validate(o.format); err != nil {
 				return err
 			}
 			if o.timeout <= 0 {

@@ -97,7 +97,7 @@ func New() *cobra.Command {
 		Example: "  strait doctor -A\n  strait doctor -n prod --fix\n  strait doctor -n test-1 -o yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format, false); err != nil {
+			if err := output.Validate(format); err != nil {
 				return err
 			}
 			cfg, name, err := kube.RESTConfig()

@@ -79,7 +79,7 @@ func newStatus() *cobra.Command {
 		Example: "  strait federation status --context cluster01\n" +
 			"  strait federation status --context cluster01 --domain example.com -o yaml",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format, true); err != nil {
+			if err := output.Validate(format); err != nil {
 				return err
 			}
 			if err := cfg.Validate(); err != nil {

@@ -42,7 +42,7 @@ func (f *kubeFlags) add(cmd *cobra.Command) {
 
 // configs resolves the member and broker contexts to client configurations.
 func (f *kubeFlags) configs() (member, broker *rest.Config, memberName, brokerName string, err error) {
-	if err := output.Validate(f.output, false); err != nil {
+	if err := output.Validate(f.output); err != nil {
 		return nil, nil, "", "", err
 	}
 	member, memberName, err = f.member.RESTConfig()

@@ -88,6 +88,9 @@ func TestFlagAndContextErrors(t *testing.T) {
 		{"unknown broker context", NewJoin, []string{"--kubeconfig", kc, "--context", "member", "--broker-context", "nope"}, `context "nope" not found in the kubeconfig (` + kc + `)`},
 		{"no current context", NewJoin, []string{"--kubeconfig", kc, "--broker-context", "member"}, "no --context given and the kubeconfig (" + kc + ") has no current context"},
 		{"bad output format", NewLeave, []string{"--kubeconfig", kc, "--context", "member", "--broker-context", "member", "-o", "xml"}, `--output "xml" is not supported`},
+		// -o wide is accepted, as kubectl users type it: the command goes on to its next check.
+		{"wide output accepted by join", NewJoin, []string{"--kubeconfig", kc, "--context", "member", "--broker-context", "member", "-o", "wide", "--cluster-id", "Foo_1"}, `cluster ID "Foo_1" is not a DNS-1123 label`},
+		{"wide output accepted by leave", NewLeave, []string{"--kubeconfig", kc, "--context", "insecure", "--broker-context", "insecure", "-o", "wide"}, "127.0.0.1:1"},
 		{"bad cluster ID before any request", NewJoin, []string{"--kubeconfig", kc, "--context", "member", "--broker-context", "member", "--cluster-id", "Foo_1"}, `cluster ID "Foo_1" is not a DNS-1123 label`},
 		{"bad CIDR before any request", NewJoin, []string{"--kubeconfig", kc, "--context", "member", "--broker-context", "member", "--pod-cidr", "10.1.0.1/16"}, "pod CIDR 10.1.0.1/16 has host bits set; did you mean 10.1.0.0/16?"},
 		{"no arguments", NewJoin, []string{"cluster02"}, `unknown command "cluster02"`},
@@ -116,6 +119,29 @@ func TestFlagAndContextErrors(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestWideIsTheTable: join and leave have no wider table; -o wide prints the usual one.
+func TestWideIsTheTable(t *testing.T) {
+	join := &clusterset.JoinResult{Broker: "https://127.0.0.1:16443",
+		Member:  clusterset.Member{ID: "cluster02", ClusterSet: "clusterset.local", PodCIDRs: []string{"10.2.0.0/16"}, ServiceCIDRs: []string{"10.102.0.0/16"}},
+		Actions: []clusterset.Action{{Verb: "created", Cluster: "cluster01", Kind: "Namespace", Name: "strait-member-cluster02"}}}
+	leave := &clusterset.LeaveResult{ClusterID: "cluster02", Broker: "https://127.0.0.1:16443"}
+	for name, print := range map[string]func(format string, w *bytes.Buffer) error{
+		"join":  func(format string, w *bytes.Buffer) error { return printJoin(w, format, join) },
+		"leave": func(format string, w *bytes.Buffer) error { return printLeave(w, format, "cluster02", leave) },
+	} {
+		var table, wide bytes.Buffer
+		if err := print("", &table); err != nil {
+			t.Fatal(err)
+		}
+		if err := print("wide", &wide); err != nil {
+			t.Fatal(err)
+		}
+		if wide.String() != table.String() || !strings.Contains(wide.String(), "cluster02") {
+			t.Errorf("%s -o wide printed:\n%s\nwant the table:\n%s", name, wide.String(), table.String())
+		}
 	}
 }
 

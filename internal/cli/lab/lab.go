@@ -190,7 +190,7 @@ func newStatus(o *options) *cobra.Command {
 		Short: "Show the lab's clusters, addresses, processes and health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format, true); err != nil {
+			if err := output.Validate(format); err != nil {
 				return err
 			}
 			dir, err := o.dir()

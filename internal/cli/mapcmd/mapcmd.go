@@ -102,7 +102,7 @@ func New() *cobra.Command {
 }
 
 func (o *options) run(ctx context.Context, w io.Writer) error {
-	if err := output.Validate(o.output, false); err != nil {
+	if err := output.Validate(o.output); err != nil {
 		return err
 	}
 	switch o.dryRun {
@@ -117,7 +117,7 @@ func (o *options) run(ctx context.Context, w io.Writer) error {
 	}
 	if o.dryRun == dryRunClient {
 		format := o.output
-		if format == output.Table {
+		if format == output.Table || format == output.Wide {
 			format = output.YAML
 		}
 		_, err := output.Structured(w, format, obj)

@@ -20,27 +20,24 @@ const (
 	YAML  = "yaml"
 )
 
-// AddFlag registers -o/--output on a command; wide says whether it has a wide table.
+// AddFlag registers -o/--output on a command; wide says whether it has a wide table with
+// more columns. Every command accepts -o wide, as kubectl users type it by habit: one
+// without a wide table prints its usual table.
 func AddFlag(cmd *cobra.Command, target *string, wide bool) {
-	formats := "json or yaml"
+	usage := "output format: json or yaml (default: a table; wide prints the same table)"
 	if wide {
-		formats = "json, yaml or wide"
+		usage = "output format: json, yaml or wide (default: a table; wide adds columns)"
 	}
-	cmd.Flags().StringVarP(target, "output", "o", "", "output format: "+formats+" (default: a table)")
+	cmd.Flags().StringVarP(target, "output", "o", "", usage)
 }
 
-// Validate checks the -o value of a command; wide says whether it has a wide table.
-func Validate(format string, wide bool) error {
-	switch {
-	case format == Table, format == JSON, format == YAML, format == Wide && wide:
+// Validate checks the value of -o: a table (none, or wide), json or yaml.
+func Validate(format string) error {
+	switch format {
+	case Table, Wide, JSON, YAML:
 		return nil
-	case format == Wide:
-		return fmt.Errorf("--output wide is not supported by this command; use json or yaml")
 	}
-	if wide {
-		return fmt.Errorf("--output %q is not supported; use json, yaml or wide", format)
-	}
-	return fmt.Errorf("--output %q is not supported; use json or yaml", format)
+	return fmt.Errorf("--output %q is not supported; use json, yaml or wide (or no -o, for a table)", format)
 }
 
 // Structured prints v as JSON or YAML and reports whether the format was one of them.

@@ -4,12 +4,15 @@ package status
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,7 +46,7 @@ func New() *cobra.Command {
 		Short: "Show the clusterset as a member sees it: members, broker, leases, exports, imports and conflicts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format, true); err != nil {
+			if err := output.Validate(format); err != nil {
 				return err
 			}
 			cfg, name, err := kube.RESTConfig()
@@ -92,27 +95,29 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInse
 	if err != nil {
 		return nil, err
 	}
+	// Only an API server that answers, and has no ClusterProperty or no broker credential,
+	// says the cluster has not joined; one that cannot be reached or refuses the user says so.
 	id, err := clusterset.LocalClusterID(ctx, dyn)
 	switch {
 	case errors.Is(err, clusterset.ErrNoClusterID):
 		return nil, fmt.Errorf("context %s has not joined a clusterset (run strait join): %w", contextName, err)
 	case err != nil:
-		return nil, fmt.Errorf("context %s: reading its cluster ID: %w", contextName, err)
+		return nil, apiError(err, contextName, cfg.Host, "reading its cluster ID")
 	}
 	bc, err := clusterset.BrokerRESTConfig(ctx, local, allowInsecure)
 	if err != nil {
-		return nil, fmt.Errorf("context %s: %w", contextName, err)
+		return nil, apiError(err, contextName, cfg.Host, "reading its broker credential")
 	}
 	st := &statuspkg.Status{Cluster: contextName, ClusterID: id, Broker: bc.Host}
 	view, err := agentView(ctx, local)
 	if err != nil {
-		return nil, fmt.Errorf("reading the agent's view in %s: %w", contextName, err)
+		return nil, apiError(err, contextName, cfg.Host, "reading the agent's view")
 	}
 	st.Agent = statuspkg.View(view)
 	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{clusterset.ManagedByLabel: clusterset.ManagedByValue}).String()}
 	imports, err := localMCS.MulticlusterV1beta1().ServiceImports(metav1.NamespaceAll).List(ctx, sel)
 	if err != nil {
-		return nil, fmt.Errorf("listing ServiceImports in %s: %w", contextName, err)
+		return nil, apiError(err, contextName, cfg.Host, "listing ServiceImports")
 	}
 	for _, si := range imports.Items {
 		if _, isRecord := records.Key(&si); !isRecord {
@@ -155,11 +160,45 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInse
 	st.BrokerReachable = true
 	services, err := local.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("listing Services in %s: %w", contextName, err)
+		return nil, apiError(err, contextName, cfg.Host, "listing Services")
 	}
 	st.GlobalServices = statuspkg.GlobalServices(id, services.Items, globalRecs)
 	st.Members, st.Conflicts = statuspkg.Build(members, view, ptrs)
 	return st, nil
+}
+
+// apiError explains a failed request to the member's API server: for a server that cannot
+// be reached, does not answer in time, does not accept the user or its certificate, it names
+// the server and what to check; other errors say what was being read.
+func apiError(err error, contextName, server, doing string) error {
+	var (
+		dnsErr  *net.DNSError
+		netErr  net.Error
+		unknown x509.UnknownAuthorityError
+		invalid x509.CertificateInvalidError
+		host    x509.HostnameError
+	)
+	hint := ""
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		hint = "the connection was refused: is the cluster running, and is the server address of the context right (kubectl config view --minify)?"
+	case errors.As(err, &dnsErr):
+		hint = fmt.Sprintf("its host name %q does not resolve: check the server address of the context (kubectl config view --minify) and your DNS", dnsErr.Name)
+	case errors.Is(err, context.DeadlineExceeded), apierrors.IsTimeout(err), apierrors.IsServerTimeout(err),
+		errors.As(err, &netErr) && netErr.Timeout():
+		hint = "it did not answer in time: check that the cluster is running and that a firewall, VPN or proxy lets you reach it (--request-timeout sets how long to wait)"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		hint = "there is no route to it: check your network, VPN or proxy"
+	case errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &host):
+		hint = "its TLS certificate was not accepted: check the certificate-authority data of the context's cluster in the kubeconfig"
+	case apierrors.IsUnauthorized(err):
+		hint = "it did not accept the credentials (401 Unauthorized): check the user of the context (token, client certificate or exec plugin) and that it has not expired"
+	case apierrors.IsForbidden(err):
+		hint = "the user of the context is not allowed to read this (403 Forbidden): strait status needs to read ClusterProperties, the Secret and ConfigMaps of " + clusterset.SystemNamespace + ", Services and ServiceImports"
+	default:
+		return fmt.Errorf("context %s (API server %s): %s: %w", contextName, server, doing, err)
+	}
+	return fmt.Errorf("context %s, API server %s: %s\n  (%s: %w)", contextName, server, hint, doing, err)
 }
 
 // agentView reads the view the member's agent publishes (nil when it published none).

@@ -16,10 +16,10 @@ func addrs(s ...string) []netip.Addr {
 	return out
 }
 
-// seedService is the nginx service of the federation (v1) walkthrough: three healthy zones
+// walkthroughService is the nginx service of the federation (v1) walkthrough: three healthy zones
 // and one empty zone in us-central1, two healthy zones and an empty one in asia-east1, and
 // europe-west1 with no healthy shard at all.
-func seedService() Service {
+func walkthroughService() Service {
 	return Service{
 		Namespace: "mynamespace", Name: "nginx", Federation: "myfederation",
 		Shards: []Shard{
@@ -35,10 +35,10 @@ func seedService() Service {
 	}
 }
 
-func seedZone(t *testing.T, extra ...Service) *Zone {
+func walkthroughZone(t *testing.T, extra ...Service) *Zone {
 	t.Helper()
 	z, err := Build(Config{Domain: "Example.com.", Nameservers: []Nameserver{{Name: "ns1.example.com", Addresses: addrs("127.0.0.53")}}},
-		append([]Service{seedService()}, extra...), 7)
+		append([]Service{walkthroughService()}, extra...), 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +53,8 @@ func strs(rs []Record) []string {
 	return out
 }
 
-func TestRecordsReproduceTheSeedListing(t *testing.T) {
-	z := seedZone(t)
+func TestRecordsReproduceTheWalkthroughListing(t *testing.T) {
+	z := walkthroughZone(t)
 	const p = "nginx.mynamespace.myfederation.svc."
 	want := []string{
 		p + "asia-east1-a.asia-east1.example.com.	180	IN	A	130.211.57.243",
@@ -98,7 +98,7 @@ func TestAnswer(t *testing.T) {
 	down := Service{Namespace: "ns", Name: "down", Federation: "other", Shards: []Shard{
 		{Cluster: "us-b", Region: "us-central1", Zone: "us-central1-b"},
 	}}
-	z := seedZone(t, other, down)
+	z := walkthroughZone(t, other, down)
 	const (
 		p      = "nginx.mynamespace.myfederation.svc."
 		soa    = "example.com.	30	IN	SOA	ns1.example.com. hostmaster.example.com. 7 3600 600 86400 30"
@@ -246,7 +246,7 @@ func TestConfiguredFederationWithoutServices(t *testing.T) {
 }
 
 func TestLocate(t *testing.T) {
-	z := seedZone(t)
+	z := walkthroughZone(t)
 	if l, ok := z.Locate("US-F"); !ok || l != (Location{Cluster: "us-f", Region: "us-central1", Zone: "us-central1-f"}) {
 		t.Errorf("Locate: %v %v", l, ok)
 	}
@@ -259,7 +259,7 @@ func TestValidation(t *testing.T) {
 	long := strings.Repeat("a", 64)
 	l60 := strings.Repeat("b", 60)
 	ok := func(mut func(*Service)) []Service {
-		s := seedService()
+		s := walkthroughService()
 		s.Shards = slices.Clone(s.Shards)
 		mut(&s)
 		return []Service{s}
@@ -335,7 +335,7 @@ func TestValidation(t *testing.T) {
 
 func TestNameserverCollision(t *testing.T) {
 	_, err := Build(Config{Domain: "example.com", Nameservers: []Nameserver{{Name: "nginx.mynamespace.myfederation.svc.example.com", Addresses: addrs("192.0.2.53")}}},
-		[]Service{seedService()}, 1)
+		[]Service{walkthroughService()}, 1)
 	if err == nil || !strings.Contains(err.Error(), "already used by a nameserver") {
 		t.Fatalf("error %v", err)
 	}
@@ -359,7 +359,7 @@ func TestZoneFile(t *testing.T) {
 }
 
 func TestIsServiceName(t *testing.T) {
-	z := seedZone(t)
+	z := walkthroughZone(t)
 	for _, r := range z.Records() {
 		if !IsServiceName("example.com", r.Name) {
 			t.Errorf("record name %s is not a service name", r.Name)
@@ -391,7 +391,7 @@ func TestIsServiceName(t *testing.T) {
 func TestNamesKnowTheirZone(t *testing.T) {
 	z, err := Build(Config{Domain: "example.com", Federations: []string{"other"},
 		Nameservers: []Nameserver{{Name: "ns1.example.com", Addresses: addrs("127.0.0.53")}, {Name: "ns.example.net"}}},
-		[]Service{seedService(), {Namespace: "b", Name: "a", Federation: "x", Shards: []Shard{{Cluster: "c", Region: "r", Zone: "z", Healthy: true, Addresses: addrs("192.0.2.1")}}}}, 1)
+		[]Service{walkthroughService(), {Namespace: "b", Name: "a", Federation: "x", Shards: []Shard{{Cluster: "c", Region: "r", Zone: "z", Healthy: true, Addresses: addrs("192.0.2.1")}}}}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func TestNamesKnowTheirZone(t *testing.T) {
 
 // TestClientDependentAndApexes: only the short names depend on the client.
 func TestClientDependentAndApexes(t *testing.T) {
-	z := seedZone(t)
+	z := walkthroughZone(t)
 	for _, name := range z.Names() {
 		want := false
 		for _, a := range z.Apexes() {
