@@ -227,6 +227,22 @@ func (m *Manager) GoFirst(name string, fn func(context.Context) error) {
 	m.early = append(m.early, runnable{name, fn})
 }
 
+// Collect registers c, a collector that reads the manager's caches, on the manager's
+// registry while its controllers run (caches complete, the lease held), and unregisters it
+// when the run ends: a scrape then never reports what a partial cache or a standby
+// replica's empty one holds, and a new run (a new leadership term, fresh informers)
+// registers its own.
+func (m *Manager) Collect(c prometheus.Collector) {
+	m.Go("metrics", func(ctx context.Context) error {
+		if err := m.registry.Register(c); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		<-ctx.Done()
+		m.registry.Unregister(c)
+		return nil
+	})
+}
+
 // AddReadyCheck adds a check to /readyz of the leading replica.
 func (m *Manager) AddReadyCheck(name string, check func() error) {
 	m.mu.Lock()
