@@ -472,8 +472,9 @@ func (m *Manager) serve() ([]*http.Server, error) {
 
 // Serve starts /healthz and /readyz (ready answers the latter) on healthAddr and /metrics of
 // reg on metricsAddr; "" or "0" serves nothing. For components that outlive one manager
-// (the agent runs a manager per leadership term), so the endpoints never go away.
-func Serve(healthAddr, metricsAddr string, reg *prometheus.Registry, ready func() error) ([]*http.Server, error) {
+// (the agent runs a manager per leadership term), so the endpoints never go away, and for
+// strait dns, whose server keeps metrics of its own.
+func Serve(healthAddr, metricsAddr string, reg prometheus.Gatherer, ready func() error) ([]*http.Server, error) {
 	var servers []*http.Server
 	start := func(addr string, mux *http.ServeMux) error {
 		if addr == "" || addr == "0" {

@@ -3,18 +3,16 @@ package dns
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/federation"
 )
@@ -34,6 +32,9 @@ type ServeConfig struct {
 	// MetricsAddress, when set and not "0", serves the server's metrics (and the Go
 	// runtime's) on /metrics there.
 	MetricsAddress string
+	// HealthAddress, when set and not "0", serves /healthz there, and /readyz, which
+	// answers once the services were read (Runner.Ready).
+	HealthAddress string
 	// Bind calls start, which opens every socket of the server before it returns, and
 	// returns its error; nil calls start directly. The lab passes a function that runs start
 	// inside its router's network namespace, so the sockets live there.
@@ -60,18 +61,28 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		return err
 	}
 	logger := klog.FromContext(ctx)
-	if cfg.MetricsAddress != "" && cfg.MetricsAddress != "0" {
-		stop, err := serveMetrics(cfg.MetricsAddress, srv.Metrics())
-		if err != nil {
-			return err
+	metrics, err := NewRunnerMetrics(srv.Metrics())
+	if err != nil {
+		return err
+	}
+	r := &Runner{Source: cfg.Source, Server: srv, Publishers: cfg.Publishers, Interval: cfg.Interval, AllowEmpty: cfg.AllowEmpty, Metrics: metrics}
+	runtime := prometheus.NewRegistry()
+	runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	servers, err := controller.Serve(cfg.HealthAddress, cfg.MetricsAddress, prometheus.Gatherers{srv.Metrics(), runtime}, r.Ready)
+	if err != nil {
+		return fmt.Errorf("metrics and health: %w", err)
+	}
+	defer func() {
+		for _, s := range servers {
+			_ = s.Close()
 		}
-		defer stop()
+	}()
+	if cfg.MetricsAddress != "" && cfg.MetricsAddress != "0" {
 		logger.Info("Serving metrics", "address", cfg.MetricsAddress, "path", "/metrics")
 	}
 	for i, a := range srv.Addrs() {
 		logger.Info("Serving DNS", "domain", cfg.Server.Zone.Domain, "address", a.String(), "cluster", cfg.Server.Listeners[i].Cluster)
 	}
-	r := &Runner{Source: cfg.Source, Server: srv, Publishers: cfg.Publishers, Interval: cfg.Interval, AllowEmpty: cfg.AllowEmpty}
 	runErr := make(chan error, 1)
 	go func() { runErr <- r.Run(ctx) }()
 	waitErr := make(chan error, 1)
@@ -108,20 +119,4 @@ func BrokerSource(ctx context.Context, broker kubernetes.Interface, brokerMCS mc
 	cfg.Clusters = append(cfg.Clusters, locations...)
 	cfg.Zone.Federations = append(cfg.Zone.Federations, fed.Name)
 	return src, nil
-}
-
-// serveMetrics serves reg and the Go runtime's and process's metrics on /metrics at addr,
-// until stop is called.
-func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
-	runtime := prometheus.NewRegistry()
-	runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: listening on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, runtime}, promhttp.HandlerOpts{}))
-	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.Serve(l) }()
-	return func() { _ = s.Close() }, nil
 }

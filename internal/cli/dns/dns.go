@@ -94,6 +94,7 @@ type serveOptions struct {
 	maxTCPConns    int
 	tcpIdleTimeout time.Duration
 	metricsAddr    string
+	healthAddr     string
 	ownershipKey   string
 	listen         []string
 	clusterListen  []string
@@ -165,6 +166,7 @@ func newServe() *cobra.Command {
 	fs.IntVar(&o.maxTCPConns, "max-tcp-connections", server.DefaultMaxTCPConnections, "concurrent TCP connections over all listeners; more are closed at once; -1: no cap")
 	fs.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", server.DefaultTCPIdleTimeout, "close a TCP connection that sends no query for this long")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "address of the Prometheus /metrics endpoint, e.g. :9153; 0 disables it")
+	fs.StringVar(&o.healthAddr, "health-probe-bind-address", "0", "address of /healthz and /readyz (ready once the federated services were read), e.g. :8081; 0 disables them")
 	fs.StringVar(&o.rfcServer, "rfc2136-server", "", "publish with RFC 2136 dynamic updates to this primary server, HOST:PORT")
 	fs.StringVar(&o.rfcZone, "rfc2136-zone", "", "zone to update (default: --domain)")
 	fs.StringVar(&o.rfcKeyName, "rfc2136-key-name", "", "TSIG key name")
@@ -348,7 +350,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 		return err
 	}
 	return dnspkg.Serve(ctx, dnspkg.ServeConfig{Server: cfg, Source: source, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty,
-		MetricsAddress: o.metricsAddr})
+		MetricsAddress: o.metricsAddr, HealthAddress: o.healthAddr})
 }
 
 // publisher adapts one publisher to the runner: a name for logs, a time limit per publish,
