@@ -15,6 +15,8 @@ import (
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/liveness/livenessmetrics"
 )
 
 // ServeConfig is one strait dns: the authoritative server, the source it answers from and
@@ -35,6 +37,9 @@ type ServeConfig struct {
 	// HealthAddress, when set and not "0", serves /healthz there, and /readyz, which
 	// answers once the services were read (Runner.Ready).
 	HealthAddress string
+	// Collectors are served with the server's metrics: the broker source's liveness view
+	// (BrokerSource's second result).
+	Collectors []prometheus.Collector
 	// Bind calls start, which opens every socket of the server before it returns, and
 	// returns its error; nil calls start directly. The lab passes a function that runs start
 	// inside its router's network namespace, so the sockets live there.
@@ -64,6 +69,11 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	metrics, err := NewRunnerMetrics(srv.Metrics())
 	if err != nil {
 		return err
+	}
+	for _, c := range cfg.Collectors {
+		if err := srv.Metrics().Register(c); err != nil {
+			return err
+		}
 	}
 	r := &Runner{Source: cfg.Source, Server: srv, Publishers: cfg.Publishers, Interval: cfg.Interval, AllowEmpty: cfg.AllowEmpty, Metrics: metrics}
 	runtime := prometheus.NewRegistry()
@@ -105,18 +115,19 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 // federation's short-name zone, so member clusters forwarding <fed>. get NXDOMAIN rather than
 // REFUSED before the federation has services. A service the zone would reject is left out of
 // what the source lists, so one bad name never blocks the others. The source's informers run
-// on a controller manager of their own until ctx ends.
-func BrokerSource(ctx context.Context, broker kubernetes.Interface, brokerMCS mcsclient.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, error) {
+// on a controller manager of their own until ctx ends. The collector reports the source's
+// view of the broker and the members (package livenessmetrics), for ServeConfig.Collectors.
+func BrokerSource(ctx context.Context, broker kubernetes.Interface, brokerMCS mcsclient.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, prometheus.Collector, error) {
 	src, err := federation.StartSource(ctx, "strait-dns", broker, brokerMCS, fed)
 	if err != nil {
-		return nil, fmt.Errorf("reading the broker: %w", err)
+		return nil, nil, fmt.Errorf("reading the broker: %w", err)
 	}
 	src.Validate = cfg.Zone.ValidateService
 	locations, err := src.Locations()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.Clusters = append(cfg.Clusters, locations...)
 	cfg.Zone.Federations = append(cfg.Zone.Federations, fed.Name)
-	return src, nil
+	return src, livenessmetrics.Collector(func() (liveness.View, bool) { return src.Liveness(), true }), nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
@@ -326,6 +327,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 		return err
 	}
 	var source dnspkg.Source = dnspkg.FileSource{Path: o.fromFile}
+	var collectors []prometheus.Collector
 	if useBroker {
 		broker, brokerMCS, err := o.brokerClients()
 		if err != nil {
@@ -339,18 +341,18 @@ func (o *serveOptions) run(ctx context.Context) error {
 		if err := o.federation.Validate(); err != nil {
 			return err
 		}
-		src, err := dnspkg.BrokerSource(ctx, broker, brokerMCS, o.federation, &cfg)
+		src, view, err := dnspkg.BrokerSource(ctx, broker, brokerMCS, o.federation, &cfg)
 		if err != nil {
 			return err
 		}
-		source = src
+		source, collectors = src, append(collectors, view)
 	}
 	pubs, err := o.publishers(ctx, cfg.Zone.Domain)
 	if err != nil {
 		return err
 	}
 	return dnspkg.Serve(ctx, dnspkg.ServeConfig{Server: cfg, Source: source, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty,
-		MetricsAddress: o.metricsAddr, HealthAddress: o.healthAddr})
+		MetricsAddress: o.metricsAddr, HealthAddress: o.healthAddr, Collectors: collectors})
 }
 
 // publisher adapts one publisher to the runner: a name for logs, a time limit per publish,
