@@ -42,6 +42,7 @@ import (
 	"github.com/strait-io/strait/internal/agent/global"
 	"github.com/strait-io/strait/internal/agent/heartbeat"
 	"github.com/strait-io/strait/internal/agent/importer"
+	"github.com/strait-io/strait/internal/agent/inventory"
 	"github.com/strait-io/strait/internal/agent/slicesync"
 	"github.com/strait-io/strait/internal/brokercache"
 	"github.com/strait-io/strait/internal/clusterset"
@@ -162,6 +163,7 @@ var setups = []struct {
 	{"external services", externalservice.Setup},
 	{"federation", agentfederation.Setup},
 	{"cluster view", clusterview.Setup},
+	{"inventory metrics", inventory.Setup},
 }
 
 // Agent is a configured agent.

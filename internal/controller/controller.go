@@ -25,6 +25,7 @@ type Metrics struct {
 	reconciles       *prometheus.CounterVec
 	reconcileSeconds *prometheus.HistogramVec
 	queueDepth       *prometheus.GaugeVec
+	errors           *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -43,6 +44,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "strait_queue_depth",
 			Help: "Keys waiting in a reconciler's queue.",
 		}, []string{"reconciler"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_reconcile_errors_total",
+			Help: "Failed reconciliations by reconciler and the kind of API error (conflict, not_found, forbidden, timeout, unavailable, invalid, other).",
+		}, []string{"reconciler", "reason"}),
 	}
 	// Managers that share a registry (the federation status writer inside the agent) share
 	// the collectors too.
@@ -54,6 +59,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.queueDepth, err = register(reg, m.queueDepth); err != nil {
+		return nil, err
+	}
+	if m.errors, err = register(reg, m.errors); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -169,6 +177,7 @@ func (l *Loop) next(ctx context.Context, r Reconciler) bool {
 	err := r.Reconcile(ctx, key)
 	l.metrics.reconcileSeconds.WithLabelValues(l.name).Observe(time.Since(start).Seconds())
 	if err != nil {
+		l.metrics.errors.WithLabelValues(l.name, ErrorReason(err)).Inc()
 		if apierrors.IsConflict(err) {
 			// Another writer (or our own earlier write, not yet in the cache) changed the
 			// object: not a failure, the retry reads the newer version.

@@ -79,3 +79,72 @@ func TestConflictsAreRetriedQuietly(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// failing fails every reconcile with err until it has failed n times.
+type failing struct {
+	err  error
+	n    int
+	mu   sync.Mutex
+	done chan struct{}
+}
+
+func (f *failing) Reconcile(context.Context, string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		return nil
+	}
+	f.n--
+	if f.n == 0 {
+		defer close(f.done)
+	}
+	return f.err
+}
+
+// TestErrorsAreCountedByReason: an operator sees why reconciles fail (RBAC, the API server
+// away) in strait_reconcile_errors_total without reading logs.
+func TestErrorsAreCountedByReason(t *testing.T) {
+	gr := schema.GroupResource{Resource: "services"}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("updating: %w", apierrors.NewForbidden(gr, "web", fmt.Errorf("no RBAC"))), ReasonForbidden},
+		{apierrors.NewServiceUnavailable("the broker restarts"), ReasonUnavailable},
+		{apierrors.NewTimeoutError("slow", 1), ReasonTimeout},
+		{apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "web", nil), ReasonInvalid},
+		{apierrors.NewNotFound(gr, "web"), ReasonNotFound},
+		{apierrors.NewAlreadyExists(gr, "web"), ReasonConflict},
+		{fmt.Errorf("the cache is not synced"), ReasonOther},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l := New("import", m)
+			r := &failing{err: tc.err, n: 2, done: make(chan struct{})}
+			l.Enqueue("ns/web")
+			go l.Run(ctx, 1, r)
+			select {
+			case <-r.done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the key was not retried")
+			}
+			// The second failure is counted once Reconcile returned.
+			deadline := time.Now().Add(10 * time.Second)
+			for testutil.ToFloat64(m.errors.WithLabelValues("import", tc.want)) != 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := testutil.ToFloat64(m.errors.WithLabelValues("import", tc.want)); n != 2 {
+				t.Errorf(`strait_reconcile_errors_total{reconciler="import",reason=%q} = %v, want 2`, tc.want, n)
+			}
+			if n := testutil.CollectAndCount(m.errors); n != 1 {
+				t.Errorf("%d series of strait_reconcile_errors_total, want only reason %q", n, tc.want)
+			}
+		})
+	}
+}

@@ -227,6 +227,22 @@ func (m *Manager) GoFirst(name string, fn func(context.Context) error) {
 	m.early = append(m.early, runnable{name, fn})
 }
 
+// Collect registers c, a collector that reads the manager's caches, on the manager's
+// registry while its controllers run (caches complete, the lease held), and unregisters it
+// when the run ends: a scrape then never reports what a partial cache or a standby
+// replica's empty one holds, and a new run (a new leadership term, fresh informers)
+// registers its own.
+func (m *Manager) Collect(c prometheus.Collector) {
+	m.Go("metrics", func(ctx context.Context) error {
+		if err := m.registry.Register(c); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		<-ctx.Done()
+		m.registry.Unregister(c)
+		return nil
+	})
+}
+
 // AddReadyCheck adds a check to /readyz of the leading replica.
 func (m *Manager) AddReadyCheck(name string, check func() error) {
 	m.mu.Lock()
@@ -456,8 +472,9 @@ func (m *Manager) serve() ([]*http.Server, error) {
 
 // Serve starts /healthz and /readyz (ready answers the latter) on healthAddr and /metrics of
 // reg on metricsAddr; "" or "0" serves nothing. For components that outlive one manager
-// (the agent runs a manager per leadership term), so the endpoints never go away.
-func Serve(healthAddr, metricsAddr string, reg *prometheus.Registry, ready func() error) ([]*http.Server, error) {
+// (the agent runs a manager per leadership term), so the endpoints never go away, and for
+// strait dns, whose server keeps metrics of its own.
+func Serve(healthAddr, metricsAddr string, reg prometheus.Gatherer, ready func() error) ([]*http.Server, error) {
 	var servers []*http.Server
 	start := func(addr string, mux *http.ServeMux) error {
 		if addr == "" || addr == "0" {

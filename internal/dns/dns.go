@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,9 +68,21 @@ type Runner struct {
 	Resync time.Duration
 	// AllowEmpty: an empty list from the source is real and empties the zone.
 	AllowEmpty bool
+	// Metrics, when set, count publishes and failed syncs.
+	Metrics *RunnerMetrics
 
 	published map[string]publishState
 	hadAny    bool
+	read      atomic.Bool
+}
+
+// Ready reports whether the source was read once: from then on the server answers what
+// the source holds, not an empty zone.
+func (r *Runner) Ready() error {
+	if !r.read.Load() {
+		return errors.New("the federated services have not been read yet")
+	}
+	return nil
 }
 
 type publishState struct {
@@ -110,17 +123,21 @@ func (r *Runner) Sync(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	services, err := r.Source.Services(ctx)
 	if err != nil {
+		r.Metrics.failed(stageSource)
 		return fmt.Errorf("reading federated services: %w", err)
 	}
 	if len(services) == 0 && !r.AllowEmpty {
+		r.read.Store(true) // an empty federation is served as such until it has services
 		if r.hadAny {
 			logger.Info("Source returned no services; keeping the records served and published (set AllowEmpty if the federation is empty)")
 		}
 		return nil
 	}
 	if err := r.Server.Update(services); err != nil {
+		r.Metrics.failed(stageZone)
 		return fmt.Errorf("building the zone: %w", err)
 	}
+	r.read.Store(true)
 	r.hadAny = len(services) > 0
 	records := r.Server.Zone().Records()
 	h := hashRecords(records)
@@ -137,7 +154,9 @@ func (r *Runner) Sync(ctx context.Context) error {
 		if ok && last.hash == h && time.Since(last.at) < resync {
 			continue
 		}
-		if err := p.Publish(ctx, records, r.AllowEmpty); err != nil {
+		err := p.Publish(ctx, records, r.AllowEmpty)
+		r.Metrics.published(p.Name(), err, time.Now())
+		if err != nil {
 			delete(r.published, p.Name())
 			errs = append(errs, fmt.Errorf("publishing to %s: %w", p.Name(), err))
 			continue

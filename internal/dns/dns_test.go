@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -214,5 +215,55 @@ func TestDefaultOwner(t *testing.T) {
 	}
 	if _, err := DefaultOwner(ctx, fake.NewClientset(), "example.com"); err == nil || !strings.Contains(err.Error(), "give --owner") {
 		t.Errorf("no kube-system: %v", err)
+	}
+}
+
+// TestRunnerMetrics: an operator sees publishes by target and result, when the last one
+// succeeded, and syncs that failed, by stage.
+func TestRunnerMetrics(t *testing.T) {
+	ctx := context.Background()
+	srv, err := server.New(server.Config{Zone: zone.Config{Domain: "example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := NewRunnerMetrics(srv.Metrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSource{services: svc(true)}
+	pub := &fakePublisher{err: errors.New("server unreachable")}
+	r := &Runner{Source: src, Server: srv, Publishers: []Publisher{pub}, Metrics: metrics}
+	if r.Ready() == nil {
+		t.Error("ready before the source was read")
+	}
+	_ = r.Sync(ctx) // the publish fails
+	pub.err = nil
+	_ = r.Sync(ctx) // retried: succeeds
+	src.err = errors.New("broker down")
+	_ = r.Sync(ctx)
+	src.err, src.services = nil, []zone.Service{{Namespace: "n", Name: "Not_A_Label", Federation: "f"}}
+	_ = r.Sync(ctx)
+	if err := r.Ready(); err != nil {
+		t.Errorf("not ready after the source was read: %v", err)
+	}
+	want := `
+# HELP strait_dns_publish_total Publishes of the records to a target (RFC 2136 server, DNSEndpoint namespace), by result: success or error.
+# TYPE strait_dns_publish_total counter
+strait_dns_publish_total{result="error",target="fake"} 1
+strait_dns_publish_total{result="success",target="fake"} 1
+# HELP strait_dns_sync_errors_total Syncs that changed nothing because a stage failed: source (the federated services could not be read) or zone (they were refused as invalid); the last good records stay served and published.
+# TYPE strait_dns_sync_errors_total counter
+strait_dns_sync_errors_total{stage="source"} 1
+strait_dns_sync_errors_total{stage="zone"} 1
+# HELP strait_dns_zone_records A, AAAA and CNAME records of the global, region and zone names served (what publishers keep in other DNS servers).
+# TYPE strait_dns_zone_records gauge
+strait_dns_zone_records 3
+`
+	if err := testutil.GatherAndCompare(srv.Metrics(), strings.NewReader(want),
+		"strait_dns_publish_total", "strait_dns_sync_errors_total", "strait_dns_zone_records"); err != nil {
+		t.Error(err)
+	}
+	if n, _ := testutil.GatherAndCount(srv.Metrics(), "strait_dns_publish_last_success_timestamp_seconds"); n != 1 {
+		t.Errorf("%d last-success timestamps, want 1", n)
 	}
 }

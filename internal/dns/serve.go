@@ -3,20 +3,20 @@ package dns
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/liveness/livenessmetrics"
 )
 
 // ServeConfig is one strait dns: the authoritative server, the source it answers from and
@@ -34,6 +34,12 @@ type ServeConfig struct {
 	// MetricsAddress, when set and not "0", serves the server's metrics (and the Go
 	// runtime's) on /metrics there.
 	MetricsAddress string
+	// HealthAddress, when set and not "0", serves /healthz there, and /readyz, which
+	// answers once the services were read (Runner.Ready).
+	HealthAddress string
+	// Collectors are served with the server's metrics: the broker source's liveness view
+	// (BrokerSource's second result).
+	Collectors []prometheus.Collector
 	// Bind calls start, which opens every socket of the server before it returns, and
 	// returns its error; nil calls start directly. The lab passes a function that runs start
 	// inside its router's network namespace, so the sockets live there.
@@ -60,18 +66,33 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		return err
 	}
 	logger := klog.FromContext(ctx)
-	if cfg.MetricsAddress != "" && cfg.MetricsAddress != "0" {
-		stop, err := serveMetrics(cfg.MetricsAddress, srv.Metrics())
-		if err != nil {
+	metrics, err := NewRunnerMetrics(srv.Metrics())
+	if err != nil {
+		return err
+	}
+	for _, c := range cfg.Collectors {
+		if err := srv.Metrics().Register(c); err != nil {
 			return err
 		}
-		defer stop()
+	}
+	r := &Runner{Source: cfg.Source, Server: srv, Publishers: cfg.Publishers, Interval: cfg.Interval, AllowEmpty: cfg.AllowEmpty, Metrics: metrics}
+	runtime := prometheus.NewRegistry()
+	runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	servers, err := controller.Serve(cfg.HealthAddress, cfg.MetricsAddress, prometheus.Gatherers{srv.Metrics(), runtime}, r.Ready)
+	if err != nil {
+		return fmt.Errorf("metrics and health: %w", err)
+	}
+	defer func() {
+		for _, s := range servers {
+			_ = s.Close()
+		}
+	}()
+	if cfg.MetricsAddress != "" && cfg.MetricsAddress != "0" {
 		logger.Info("Serving metrics", "address", cfg.MetricsAddress, "path", "/metrics")
 	}
 	for i, a := range srv.Addrs() {
 		logger.Info("Serving DNS", "domain", cfg.Server.Zone.Domain, "address", a.String(), "cluster", cfg.Server.Listeners[i].Cluster)
 	}
-	r := &Runner{Source: cfg.Source, Server: srv, Publishers: cfg.Publishers, Interval: cfg.Interval, AllowEmpty: cfg.AllowEmpty}
 	runErr := make(chan error, 1)
 	go func() { runErr <- r.Run(ctx) }()
 	waitErr := make(chan error, 1)
@@ -94,34 +115,19 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 // federation's short-name zone, so member clusters forwarding <fed>. get NXDOMAIN rather than
 // REFUSED before the federation has services. A service the zone would reject is left out of
 // what the source lists, so one bad name never blocks the others. The source's informers run
-// on a controller manager of their own until ctx ends.
-func BrokerSource(ctx context.Context, broker kubernetes.Interface, brokerMCS mcsclient.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, error) {
+// on a controller manager of their own until ctx ends. The collector reports the source's
+// view of the broker and the members (package livenessmetrics), for ServeConfig.Collectors.
+func BrokerSource(ctx context.Context, broker kubernetes.Interface, brokerMCS mcsclient.Interface, fed federation.Config, cfg *server.Config) (*federation.Source, prometheus.Collector, error) {
 	src, err := federation.StartSource(ctx, "strait-dns", broker, brokerMCS, fed)
 	if err != nil {
-		return nil, fmt.Errorf("reading the broker: %w", err)
+		return nil, nil, fmt.Errorf("reading the broker: %w", err)
 	}
 	src.Validate = cfg.Zone.ValidateService
 	locations, err := src.Locations()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.Clusters = append(cfg.Clusters, locations...)
 	cfg.Zone.Federations = append(cfg.Zone.Federations, fed.Name)
-	return src, nil
-}
-
-// serveMetrics serves reg and the Go runtime's and process's metrics on /metrics at addr,
-// until stop is called.
-func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
-	runtime := prometheus.NewRegistry()
-	runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: listening on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, runtime}, promhttp.HandlerOpts{}))
-	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.Serve(l) }()
-	return func() { _ = s.Close() }, nil
+	return src, livenessmetrics.Collector(func() (liveness.View, bool) { return src.Liveness(), true }), nil
 }

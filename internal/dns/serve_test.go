@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,6 +23,7 @@ import (
 	"github.com/strait-io/strait/internal/dns/server"
 	"github.com/strait-io/strait/internal/dns/zone"
 	"github.com/strait-io/strait/internal/federation"
+	"github.com/strait-io/strait/internal/metricstest"
 )
 
 // fakeBroker holds members c1 (r1/r1a) and c2 (r1/r1b) and a federated Service "web"
@@ -82,14 +84,16 @@ func TestServeFromTheBroker(t *testing.T) {
 	c1, c2 := freeLoopback(t), freeLoopback(t)
 	cfg := server.Config{Zone: zone.Config{Domain: "example.com"}, UDPSockets: 1,
 		Listeners: []server.Listener{{Addr: c1, Cluster: "c1"}, {Addr: c2, Cluster: "c2"}}}
-	src, err := BrokerSource(ctx, fakeBroker(), mcsfake.NewSimpleClientset(), federation.DefaultConfig(), &cfg)
+	src, view, err := BrokerSource(ctx, fakeBroker(), mcsfake.NewSimpleClientset(), federation.DefaultConfig(), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bound := 0
 	done := make(chan error, 1)
+	metrics := metricstest.FreeAddr(t)
 	go func() {
 		done <- Serve(ctx, ServeConfig{Server: cfg, Source: src, Interval: 50 * time.Millisecond,
+			MetricsAddress: metrics, Collectors: []prometheus.Collector{view},
 			Bind: func(start func() error) error { bound++; return start() }})
 	}()
 
@@ -112,6 +116,9 @@ func TestServeFromTheBroker(t *testing.T) {
 	if rcode, got, err := answers(c2, "db.strait-federation.federation."); err != nil || rcode != dns.RcodeNameError {
 		t.Errorf("unknown short name: rcode %d, %v, %v; want NXDOMAIN", rcode, got, err)
 	}
+	// strait dns reports its own view of the broker and the members.
+	metricstest.WaitFor(t, metrics, "/metrics", 10*time.Second, "strait_broker_reachable ", "strait_withdrawals_frozen ",
+		`strait_member_state{cluster="c1",state=`, `strait_member_state{cluster="c2",state=`, "strait_dns_zone_services 1\n")
 
 	cancel()
 	if err := <-done; err != nil {

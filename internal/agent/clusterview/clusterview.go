@@ -20,6 +20,7 @@ import (
 	"github.com/strait-io/strait/internal/agent/env"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/liveness/livenessmetrics"
 )
 
 // Event reasons, on the member's ClusterProperty cluster.clusterset.k8s.io.
@@ -127,46 +128,14 @@ func Setup(e *env.Env) error {
 	return nil
 }
 
-var (
-	brokerReachable = prometheus.NewDesc("strait_broker_reachable", "1 while the broker answers this agent, 0 while it does not.", nil, nil)
-	frozen          = prometheus.NewDesc("strait_withdrawals_frozen", "1 while nothing learned from the broker may be withdrawn (broker unreachable, or most members silent at once).", nil, nil)
-	memberState     = prometheus.NewDesc("strait_member_state", "1 for each member's current verdict (Alive, Held, Withdrawn).", []string{"cluster", "state"}, nil)
-	renewalAge      = prometheus.NewDesc("strait_member_last_renewal_seconds", "Seconds since this agent last observed the member's lease being renewed (its own clock).", []string{"cluster"}, nil)
-)
-
 // Collector exports the verdicts of the tracker current returns (nil: nothing, as on a
 // standby replica).
-func Collector(current func() *liveness.Tracker) prometheus.Collector { return collector{current} }
-
-type collector struct{ current func() *liveness.Tracker }
-
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{brokerReachable, frozen, memberState, renewalAge} {
-		ch <- d
-	}
-}
-
-func (c collector) Collect(ch chan<- prometheus.Metric) {
-	t := c.current()
-	if t == nil {
-		return
-	}
-	v := t.View()
-	ch <- prometheus.MustNewConstMetric(brokerReachable, prometheus.GaugeValue, boolValue(v.Broker.Reachable))
-	ch <- prometheus.MustNewConstMetric(frozen, prometheus.GaugeValue, boolValue(v.Frozen))
-	for _, m := range v.Members {
-		for _, s := range []liveness.State{liveness.Alive, liveness.Held, liveness.Withdrawn} {
-			ch <- prometheus.MustNewConstMetric(memberState, prometheus.GaugeValue, boolValue(m.State == s), m.ID, string(s))
+func Collector(current func() *liveness.Tracker) prometheus.Collector {
+	return livenessmetrics.Collector(func() (liveness.View, bool) {
+		t := current()
+		if t == nil {
+			return liveness.View{}, false
 		}
-		if !m.LastRenewalObserved.IsZero() {
-			ch <- prometheus.MustNewConstMetric(renewalAge, prometheus.GaugeValue, v.Now.Sub(m.LastRenewalObserved).Seconds(), m.ID)
-		}
-	}
-}
-
-func boolValue(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
+		return t.View(), true
+	})
 }

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -8,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,6 +24,7 @@ import (
 
 	"github.com/strait-io/strait/internal/agent/agenttest"
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/records"
 )
 
@@ -488,4 +493,51 @@ func TestLaggingCachesCauseNoConflicts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRefusedWritesAreCountedByReason: when the broker refuses the member's records (its
+// RBAC was changed), the operator sees forbidden errors of the exporter in
+// strait_reconcile_errors_total, and the export is retried.
+func TestRefusedWritesAreCountedByReason(t *testing.T) {
+	w := newWorld(t)
+	w.Broker.Fail("*", "*", apierrors.NewForbidden(mcsv1beta1.Resource("serviceimports"), "web", errors.New("RBAC: access denied")))
+	reg := prometheus.NewRegistry()
+	metrics, err := controller.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loop := controller.New("export", metrics)
+	loop.Enqueue(key)
+	go loop.Run(ctx, 1, w.exporter())
+	errorsOf := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if mf.GetName() == "strait_reconcile_errors_total" && labelsOf(m) == "reason=forbidden,reconciler=export" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for errorsOf() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := errorsOf(); n < 2 {
+		t.Errorf(`strait_reconcile_errors_total{reconciler="export",reason="forbidden"} = %v, want the failure counted and retried`, n)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "strait_reconcile_errors_total"); n != 1 {
+		t.Errorf("%d series of strait_reconcile_errors_total, want only forbidden", n)
+	}
+}
+
+func labelsOf(m *dto.Metric) string {
+	var out []string
+	for _, l := range m.GetLabel() {
+		out = append(out, l.GetName()+"="+l.GetValue())
+	}
+	return strings.Join(out, ",")
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"maps"
 	"sort"
+	"strconv"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -45,6 +46,10 @@ func Same(have, want *discoveryv1.EndpointSlice) bool {
 // are written with patches of the fields the agent sets (Fields), which leave it out.
 const annotationDigest = "strait.io/cached-endpoints-digest"
 
+// annotationReady holds, beside annotationDigest, how many of the dropped endpoints were
+// ready, for the agent's metrics (ReadyEndpoints). Cache-only, like the digest.
+const annotationReady = "strait.io/cached-ready-endpoints"
+
 // Slim is for the transform of the agent's member informers: it replaces the endpoints and
 // ports of a slice the agent wrote from the broker's records (imported and global slices;
 // the records themselves when the member is also the broker) by their digest. The agent
@@ -55,10 +60,27 @@ func Slim(s *discoveryv1.EndpointSlice) {
 		return
 	}
 	d := Digest(s)
-	a := make(map[string]string, len(s.Annotations)+1)
+	a := make(map[string]string, len(s.Annotations)+2)
 	maps.Copy(a, s.Annotations)
 	a[annotationDigest] = d
+	a[annotationReady] = strconv.Itoa(ReadyEndpoints(s))
 	s.Annotations, s.Endpoints, s.Ports = a, nil, nil
+}
+
+// ReadyEndpoints counts the ready endpoints of a slice, Slim or not; an endpoint without a
+// ready condition is ready, as for kube-proxy.
+func ReadyEndpoints(s *discoveryv1.EndpointSlice) int {
+	if v, ok := s.Annotations[annotationReady]; ok {
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	n := 0
+	for _, ep := range s.Endpoints {
+		if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+			n++
+		}
+	}
+	return n
 }
 
 // Digest sums up the endpoints and ports of a slice; empty and absent lists and maps

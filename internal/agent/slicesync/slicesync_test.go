@@ -83,10 +83,14 @@ func TestMirrorDropsNodeNamesAndSkips(t *testing.T) {
 func TestSlimSliceComparesByDigest(t *testing.T) {
 	have := slice("s", "10.0.0.1", "10.0.0.2")
 	have.Ports = []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(80))}}
+	have.Endpoints[1].Conditions.Ready = ptr.To(false)
 	want := have.DeepCopy()
 	Slim(have)
 	if have.Endpoints != nil || have.Ports != nil {
 		t.Fatalf("Slim kept endpoints %v and ports %v", have.Endpoints, have.Ports)
+	}
+	if n := ReadyEndpoints(have); n != 1 {
+		t.Errorf("a slim slice has %d ready endpoints, want 1 (of 2, one not ready)", n)
 	}
 	if !Same(have, want) {
 		t.Error("a slim slice differs from the slice it was")
@@ -97,7 +101,7 @@ func TestSlimSliceComparesByDigest(t *testing.T) {
 		t.Error("an empty map counts as a difference")
 	}
 	changed := want.DeepCopy()
-	changed.Endpoints[1].Conditions.Ready = ptr.To(false)
+	changed.Endpoints[1].Conditions.Ready = ptr.To(true)
 	if Same(have, changed) {
 		t.Error("a changed endpoint condition went unnoticed")
 	}
@@ -111,7 +115,7 @@ func TestSlimSliceComparesByDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := string(p); strings.Contains(s, annotationDigest) || !strings.Contains(s, "10.0.0.1") || !strings.Contains(s, "10.0.0.2") {
+	if s := string(p); strings.Contains(s, annotationDigest) || strings.Contains(s, annotationReady) || !strings.Contains(s, "10.0.0.1") || !strings.Contains(s, "10.0.0.2") {
 		t.Errorf("patch from a slim slice: %s", s)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
@@ -94,6 +95,7 @@ type serveOptions struct {
 	maxTCPConns    int
 	tcpIdleTimeout time.Duration
 	metricsAddr    string
+	healthAddr     string
 	ownershipKey   string
 	listen         []string
 	clusterListen  []string
@@ -165,6 +167,7 @@ func newServe() *cobra.Command {
 	fs.IntVar(&o.maxTCPConns, "max-tcp-connections", server.DefaultMaxTCPConnections, "concurrent TCP connections over all listeners; more are closed at once; -1: no cap")
 	fs.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", server.DefaultTCPIdleTimeout, "close a TCP connection that sends no query for this long")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "address of the Prometheus /metrics endpoint, e.g. :9153; 0 disables it")
+	fs.StringVar(&o.healthAddr, "health-probe-bind-address", "0", "address of /healthz and /readyz (ready once the federated services were read), e.g. :8081; 0 disables them")
 	fs.StringVar(&o.rfcServer, "rfc2136-server", "", "publish with RFC 2136 dynamic updates to this primary server, HOST:PORT")
 	fs.StringVar(&o.rfcZone, "rfc2136-zone", "", "zone to update (default: --domain)")
 	fs.StringVar(&o.rfcKeyName, "rfc2136-key-name", "", "TSIG key name")
@@ -324,6 +327,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 		return err
 	}
 	var source dnspkg.Source = dnspkg.FileSource{Path: o.fromFile}
+	var collectors []prometheus.Collector
 	if useBroker {
 		broker, brokerMCS, err := o.brokerClients()
 		if err != nil {
@@ -337,18 +341,18 @@ func (o *serveOptions) run(ctx context.Context) error {
 		if err := o.federation.Validate(); err != nil {
 			return err
 		}
-		src, err := dnspkg.BrokerSource(ctx, broker, brokerMCS, o.federation, &cfg)
+		src, view, err := dnspkg.BrokerSource(ctx, broker, brokerMCS, o.federation, &cfg)
 		if err != nil {
 			return err
 		}
-		source = src
+		source, collectors = src, append(collectors, view)
 	}
 	pubs, err := o.publishers(ctx, cfg.Zone.Domain)
 	if err != nil {
 		return err
 	}
 	return dnspkg.Serve(ctx, dnspkg.ServeConfig{Server: cfg, Source: source, Publishers: pubs, Interval: o.interval, AllowEmpty: o.allowEmpty,
-		MetricsAddress: o.metricsAddr})
+		MetricsAddress: o.metricsAddr, HealthAddress: o.healthAddr, Collectors: collectors})
 }
 
 // publisher adapts one publisher to the runner: a name for logs, a time limit per publish,

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/strait-io/strait/internal/dns/bindtest"
+	"github.com/strait-io/strait/internal/metricstest"
 )
 
 const servicesYAML = `services:
@@ -203,4 +204,45 @@ func TestZonefile(t *testing.T) {
 			t.Errorf("%v: %v, want %q", c.args, err, c.want)
 		}
 	}
+}
+
+// TestServeMetricsAndHealth runs `strait dns serve` from a services file, without
+// publishers: /healthz and /readyz answer, and /metrics counts the queries by answer (a
+// CNAME asked for, a zone failed over to its region) and shows the zone served.
+func TestServeMetricsAndHealth(t *testing.T) {
+	dir := t.TempDir()
+	services := filepath.Join(dir, "services.yaml")
+	writeServices(t, services, false) // east-a has no healthy shard
+	addr, metrics, health := freeAddr(t), metricstest.FreeAddr(t), metricstest.FreeAddr(t)
+	cmd := New()
+	cmd.SetArgs([]string{"serve", "--domain", "fed.example.com", "--listen", addr, "--from-file", services, "--interval", "100ms",
+		"--metrics-bind-address", metrics, "--health-probe-bind-address", health})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	metricstest.WaitFor(t, health, "/readyz", 10*time.Second, "ok")
+	metricstest.WaitFor(t, health, "/healthz", 10*time.Second, "ok")
+	const zoneA = "web.shop.fed.svc.east-a.east.fed.example.com."
+	if r, err := exchange(addr, zoneA, dns.TypeCNAME); err != nil || len(r.Answer) != 1 {
+		t.Fatalf("CNAME of %s: %v %v", zoneA, r, err)
+	}
+	if r, err := exchange(addr, zoneA, dns.TypeA); err != nil || len(r.Answer) != 2 {
+		t.Fatalf("A of %s: %v %v", zoneA, r, err)
+	}
+	metricstest.WaitFor(t, metrics, "/metrics", 10*time.Second,
+		`strait_dns_queries_total{answer="cname",rcode="NOERROR"} 1`,
+		`strait_dns_queries_total{answer="region",rcode="NOERROR"} 1`,
+		`strait_dns_queries_total{answer="nxdomain",rcode="NXDOMAIN"} 0`,
+		"strait_dns_failover_answers_total 2\n",
+		"strait_dns_zone_services 1\n",
+		"strait_dns_zone_records ",
+		`strait_dns_sync_errors_total{stage="source"} 0`,
+		"strait_dns_responses_total",
+		"go_goroutines")
 }

@@ -267,8 +267,9 @@ func orDash(s string) string {
 
 func newController() *cobra.Command {
 	var (
-		kube     *kubeconfig.Flags
-		identity string
+		kube                    *kubeconfig.Flags
+		identity                string
+		metricsAddr, healthAddr = ":9090", ":8081"
 	)
 	leaderElect := true
 	workers := 2
@@ -307,6 +308,7 @@ func newController() *cobra.Command {
 			}
 			return brokerstatus.Run(cmd.Context(), brokerstatus.Options{
 				Config: cfg, Broker: broker, BrokerMCS: brokerMCS, Workers: workers, Identity: identity, Component: "strait-federation-controller",
+				MetricsAddress: metricsAddr, HealthAddress: healthAddr,
 			})
 		},
 	}
@@ -314,6 +316,8 @@ func newController() *cobra.Command {
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", leaderElect, "elect a leader among replicas through the Lease "+brokerstatus.LeaseName+" in the federation namespace")
 	cmd.Flags().StringVar(&identity, "identity", "", "this replica's identity in the leader lease (default: hostname_pid)")
 	cmd.Flags().IntVar(&workers, "workers", workers, "reconcile workers")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-bind-address", metricsAddr, "address of the Prometheus /metrics endpoint; 0 disables it")
+	cmd.Flags().StringVar(&healthAddr, "health-probe-bind-address", healthAddr, "address of /healthz and /readyz; 0 disables them")
 	cfg.AddFlags(cmd.Flags())
 	cmd.Flags().DurationVar(&cfg.Grace, "member-grace-period", cfg.Grace, "how long after a member's lease expired its shards still count as healthy")
 	return cmd

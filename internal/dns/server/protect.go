@@ -233,6 +233,11 @@ type metrics struct {
 	limitedDrop, limitedSlip prometheus.Counter
 	tcpRefused               prometheus.Counter
 	tcpOpen                  prometheus.Gauge
+	// queries are resolved once, so counting a query on the fast path is one atomic add.
+	queries   [numQueryKinds]prometheus.Counter
+	failovers prometheus.Counter
+	// The zone served: its services and the records publishers keep (zone.Zone.Records).
+	zoneServices, zoneRecords prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -254,8 +259,28 @@ func newMetrics() *metrics {
 		tcpOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_dns_tcp_connections",
 			Help: "Open TCP connections."}),
 	}
-	m.reg.MustRegister(responses, bytes, limited, m.refused, m.tcpRefused, m.tcpOpen)
+	queries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strait_dns_queries_total",
+		Help: "Queries answered, by response code and what answered: local (the asking cluster's own shard), zone, region, global (that level's healthy shards), cname, apex (SOA, NS, nameservers), nodata, nxdomain, refused; none for a malformed or unsupported query."},
+		[]string{"rcode", "answer"})
+	for k := range numQueryKinds {
+		m.queries[k] = queries.WithLabelValues(k.labels())
+	}
+	m.failovers = prometheus.NewCounter(prometheus.CounterOpts{Name: "strait_dns_failover_answers_total",
+		Help: "Answers that moved up the hierarchy because a level had no healthy shard: a zone or region name's CNAME was followed, or the asking cluster's own shard was unhealthy."})
+	m.zoneServices = prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_dns_zone_services",
+		Help: "Federated services in the zone served."})
+	m.zoneRecords = prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_dns_zone_records",
+		Help: "A, AAAA and CNAME records of the global, region and zone names served (what publishers keep in other DNS servers)."})
+	m.reg.MustRegister(responses, bytes, limited, m.refused, m.tcpRefused, m.tcpOpen, queries, m.failovers, m.zoneServices, m.zoneRecords)
 	return m
+}
+
+// count counts a query answered.
+func (m *metrics) count(t tally) {
+	m.queries[t.kind].Inc()
+	if t.failover {
+		m.failovers.Inc()
+	}
 }
 
 // connCap is the TCP connection cap shared by every listener of a server.

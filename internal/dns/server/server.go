@@ -198,6 +198,8 @@ func (s *Server) Update(services []zone.Service) error {
 	}
 	s.serial = serial
 	s.snap.Store(s.newSnapshot(z))
+	s.metrics.zoneServices.Set(float64(z.NumServices()))
+	s.metrics.zoneRecords.Set(float64(len(z.Records())))
 	return nil
 }
 
@@ -360,7 +362,8 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		src, _ = netip.AddrFromSlice(a.IP)
 	}
 	src = src.Unmap()
-	m := h.s.Respond(r, Client{Addr: src, Cluster: h.cluster, UDP: udp})
+	m, t := h.s.respond(h.s.snap.Load(), r, Client{Addr: src, Cluster: h.cluster, UDP: udp})
+	h.s.metrics.count(t)
 	h.s.write(w, r, m, src, udp && h.cluster == "", h.s.clock)
 }
 
@@ -435,19 +438,22 @@ type Client struct {
 // unpacked; the response always packs within the size limit of the transport. It is the
 // slow path: UDP queries are answered from packed answers (wire.go), whose bytes are those
 // of Respond's response.
-func (s *Server) Respond(r *dns.Msg, c Client) *dns.Msg { return s.respond(s.snap.Load(), r, c) }
+func (s *Server) Respond(r *dns.Msg, c Client) *dns.Msg {
+	m, _ := s.respond(s.snap.Load(), r, c)
+	return m
+}
 
-// respond answers r from snap.
-func (s *Server) respond(snap *snapshot, r *dns.Msg, c Client) *dns.Msg {
+// respond answers r from snap, and says what the query counts in the metrics.
+func (s *Server) respond(snap *snapshot, r *dns.Msg, c Client) (*dns.Msg, tally) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	if r.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeNotImplemented
-		return m
+		return m, tally{kind: kindNotImp}
 	}
 	if len(r.Question) != 1 {
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, tally{kind: kindFormErr}
 	}
 	// EDNS(0), RFC 6891: at most one OPT; a version we do not speak gets BADVERS.
 	var opt *dns.OPT
@@ -455,7 +461,7 @@ func (s *Server) respond(snap *snapshot, r *dns.Msg, c Client) *dns.Msg {
 		if o, ok := rr.(*dns.OPT); ok {
 			if opt != nil {
 				m.Rcode = dns.RcodeFormatError
-				return m
+				return m, tally{kind: kindFormErr}
 			}
 			opt = o
 		}
@@ -470,7 +476,7 @@ func (s *Server) respond(snap *snapshot, r *dns.Msg, c Client) *dns.Msg {
 		m.Extra = []dns.RR{ro}
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
-			return m
+			return m, tally{kind: kindBadVers}
 		}
 		size = min(max(int(opt.UDPSize()), dns.MinMsgSize), s.maxUDP)
 	}
@@ -478,6 +484,7 @@ func (s *Server) respond(snap *snapshot, r *dns.Msg, c Client) *dns.Msg {
 		size = dns.MaxMsgSize
 	}
 	q := r.Question[0]
+	t := tally{kind: queryKind(zone.AnswerRefused)}
 	switch {
 	case q.Qclass != dns.ClassINET:
 		m.Rcode = dns.RcodeRefused
@@ -485,11 +492,11 @@ func (s *Server) respond(snap *snapshot, r *dns.Msg, c Client) *dns.Msg {
 		// Zone transfers are not offered: publishers push to the DNS servers people run.
 		m.Rcode = dns.RcodeRefused
 	default:
-		s.answer(snap, m, q, s.clientLocation(snap, c))
+		t = s.answer(snap, m, q, s.clientLocation(snap, c))
 	}
 	m.Compress = true
 	m.Truncate(size)
-	return m
+	return m, t
 }
 
 // clientLocation resolves the client's cluster (listener, else source prefix) to a location.
@@ -520,7 +527,7 @@ func (s *Server) locate(snap *snapshot, cluster string) zone.Location {
 	return zone.Location{Cluster: cluster}
 }
 
-func (s *Server) answer(snap *snapshot, m *dns.Msg, q dns.Question, from zone.Location) {
+func (s *Server) answer(snap *snapshot, m *dns.Msg, q dns.Question, from zone.Location) tally {
 	a := snap.lookup(q.Name, q.Qtype, from)
 	m.Rcode = a.rcode
 	m.Authoritative = a.authoritative
@@ -529,4 +536,5 @@ func (s *Server) answer(snap *snapshot, m *dns.Msg, q dns.Question, from zone.Lo
 	if len(a.extra) > 0 {
 		m.Extra = append(append(make([]dns.RR, 0, len(a.extra)+len(m.Extra)), a.extra...), m.Extra...)
 	}
+	return a.tally
 }

@@ -53,6 +53,7 @@ type answer struct {
 	authoritative bool
 	answer, ns    []dns.RR
 	extra         []dns.RR
+	tally         tally
 }
 
 // lookup answers a question from the cache or the zone.
@@ -68,6 +69,7 @@ func (s *snapshot) lookup(qname string, qtype uint16, from zone.Location) *answe
 		answer:        toRRs(res.Answer),
 		ns:            toRRs(res.Authority),
 		extra:         toRRs(res.Additional),
+		tally:         tallyOf(res),
 	}
 	// A name that does not exist is not cached (random names would fill the cache), nor a
 	// type outside normalType's list.

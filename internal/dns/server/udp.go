@@ -104,6 +104,7 @@ func (s *Server) handleUDP(p []byte, src netip.Addr, slot int, cluster string, l
 	limit := limitable && s.rrl != nil && src.IsValid() && !s.exempt(src)
 	resp, q, ok := s.fastAnswer(snap, p, s.clientSlot(slot, src), out)
 	if ok {
+		s.metrics.count(q.tally)
 		if resp[3]&0xF == dns.RcodeRefused {
 			s.metrics.refused.Inc()
 		}
@@ -120,7 +121,10 @@ func (s *Server) handleUDP(p []byte, src netip.Addr, slot int, cluster string, l
 		}
 		return resp, true
 	}
-	r, m, reply := s.slowReply(snap, p, Client{Addr: src, Cluster: cluster, UDP: true})
+	r, m, reply, t := s.slowReply(snap, p, Client{Addr: src, Cluster: cluster, UDP: true})
+	if m != nil || reply != nil {
+		s.metrics.count(t)
+	}
 	if m == nil {
 		return reply, false // ignored, or rejected before it was read (miekg/dns's FORMERR, NOTIMP)
 	}
@@ -151,10 +155,11 @@ func (s *Server) handleUDP(p []byte, src netip.Addr, slot int, cluster string, l
 // gets nothing, the accept function (acceptFunc) ignores or rejects (FORMERR, NOTIMP, with
 // what unpacked of the request), a request that does not unpack is a format error, any
 // other is answered by Respond and packed. r and m are the request and the response when
-// Respond answered (reply nil if m does not pack).
-func (s *Server) slowReply(snap *snapshot, p []byte, c Client) (r, m *dns.Msg, reply []byte) {
+// Respond answered (reply nil if m does not pack); t is what the query counts in the
+// metrics when it was answered (m or reply not nil).
+func (s *Server) slowReply(snap *snapshot, p []byte, c Client) (r, m *dns.Msg, reply []byte, t tally) {
 	if len(p) < 12 {
-		return nil, nil, nil
+		return nil, nil, nil, t
 	}
 	dh := dns.Header{
 		Id: binary.BigEndian.Uint16(p), Bits: binary.BigEndian.Uint16(p[2:]),
@@ -165,15 +170,15 @@ func (s *Server) slowReply(snap *snapshot, p []byte, c Client) (r, m *dns.Msg, r
 	action := acceptFunc(dh)
 	switch action {
 	case dns.MsgIgnore:
-		return nil, nil, nil
+		return nil, nil, nil, t
 	case dns.MsgAccept:
 		if err := req.Unpack(p); err == nil {
-			m := s.respond(snap, req, c)
+			m, t := s.respond(snap, req, c)
 			b, err := m.Pack()
 			if err != nil {
-				return req, m, nil
+				return req, m, nil, t
 			}
-			return req, m, b
+			return req, m, b, t
 		}
 	default:
 		// The header only, as miekg/dns's server has it when it rejects.
@@ -193,16 +198,18 @@ func (s *Server) slowReply(snap *snapshot, p []byte, c Client) (r, m *dns.Msg, r
 	opcode := req.Opcode
 	req.SetRcodeFormatError(req)
 	req.Zero = false
+	t.kind = kindFormErr
 	if action == dns.MsgRejectNotImplemented {
 		req.Opcode = opcode
 		req.Rcode = dns.RcodeNotImplemented
+		t.kind = kindNotImp
 	}
 	req.Ns, req.Answer, req.Extra = nil, nil, nil
 	b, err := req.Pack()
 	if err != nil {
-		return nil, nil, nil
+		return nil, nil, nil, t
 	}
-	return nil, nil, b
+	return nil, nil, b, t
 }
 
 // replySource appends to out the control message that sends a reply from the address the

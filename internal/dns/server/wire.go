@@ -66,11 +66,12 @@ type wireAnswer struct {
 	flags2, flags3 byte // AA, and the rcode
 	an, ns, ar     uint16
 	body           string
+	tally          tally // what a query answered with it counts
 }
 
 // refusedAnswer is the answer to names outside every zone, other classes than IN and zone
 // transfers: REFUSED, not authoritative, no records.
-var refusedAnswer = &wireAnswer{flags3: dns.RcodeRefused}
+var refusedAnswer = &wireAnswer{flags3: dns.RcodeRefused, tally: tally{kind: queryKind(zone.AnswerRefused)}}
 
 // truncated variants: the responses to the lower-case question that do not fit, packed and
 // truncated by Respond.
@@ -167,12 +168,17 @@ type wireBuilder struct {
 // without records in the answer section (NXDOMAIN and NODATA: the zone's SOA), the only
 // ones different names have in common.
 func (b *wireBuilder) answer(res zone.Result, siblings []*wireAnswer) *wireAnswer {
-	a := wireAnswer{flags3: byte(rcodes[res.Rcode]), an: uint16(len(res.Answer)), ns: uint16(len(res.Authority)), ar: uint16(len(res.Additional))}
+	a := wireAnswer{flags3: byte(rcodes[res.Rcode]), an: uint16(len(res.Answer)), ns: uint16(len(res.Authority)), ar: uint16(len(res.Additional)),
+		tally: tallyOf(res)}
 	if res.Authoritative {
 		a.flags2 = 0x04
 	}
-	// The key: the header fields, then the body.
-	buf := append(b.buf[:0], a.flags2, a.flags3, byte(a.an>>8), byte(a.an), byte(a.ns>>8), byte(a.ns), byte(a.ar>>8), byte(a.ar))
+	var failover byte
+	if a.tally.failover {
+		failover = 1
+	}
+	// The key: the tally, the header fields, then the body.
+	buf := append(b.buf[:0], byte(a.tally.kind), failover, a.flags2, a.flags3, byte(a.an>>8), byte(a.an), byte(a.ns>>8), byte(a.ns), byte(a.ar>>8), byte(a.ar))
 	for _, sec := range [][]zone.Record{res.Answer, res.Authority, res.Additional} {
 		for _, r := range sec {
 			buf = appendRecord(buf, r)
@@ -181,18 +187,18 @@ func (b *wireBuilder) answer(res zone.Result, siblings []*wireAnswer) *wireAnswe
 	b.buf = buf
 	if a.an > 0 {
 		for _, o := range siblings {
-			if o.flags2 == a.flags2 && o.flags3 == a.flags3 && o.an == a.an && o.ns == a.ns && o.ar == a.ar && o.body == string(buf[8:]) {
+			if o.tally == a.tally && o.flags2 == a.flags2 && o.flags3 == a.flags3 && o.an == a.an && o.ns == a.ns && o.ar == a.ar && o.body == string(buf[10:]) {
 				return o
 			}
 		}
-		a.body = string(buf[8:])
+		a.body = string(buf[10:])
 		return &a
 	}
 	if shared, ok := b.intern[string(buf)]; ok {
 		return shared
 	}
 	key := string(buf)
-	a.body = key[8:]
+	a.body = key[10:]
 	shared := &a
 	b.intern[key] = shared
 	return shared
@@ -265,7 +271,8 @@ func (s *Server) packedResponse(snap *snapshot, name string, qtype uint16, slot,
 	if size > 0 {
 		q.SetEdns0(uint16(size), false)
 	}
-	out, err := s.respond(snap, q, Client{Cluster: s.slots[slot], UDP: true}).Pack()
+	m, _ := s.respond(snap, q, Client{Cluster: s.slots[slot], UDP: true})
+	out, err := m.Pack()
 	if err != nil {
 		return nil // never served: the slow path answers
 	}
@@ -323,6 +330,8 @@ type wireQuery struct {
 	edns    bool
 	do      bool
 	size    int // the response's size limit
+	// tally is what the query counts once answered (fastAnswer).
+	tally tally
 }
 
 // parseQuery reads a request the fast path serves, writing the lower-case name to key; ok
@@ -415,7 +424,7 @@ func (s *Server) parseQuery(p []byte, key *[256]byte) (q wireQuery, name []byte,
 }
 
 // fastAnswer writes to out the response to the query p from a client of slot, when the fast
-// path can.
+// path can; q.tally is then what the query counts in the metrics.
 func (s *Server) fastAnswer(snap *snapshot, p []byte, slot int, out []byte) (resp []byte, q wireQuery, ok bool) {
 	var key [256]byte
 	q, name, ok := s.parseQuery(p, &key)
@@ -446,6 +455,7 @@ func (s *Server) fastAnswer(snap *snapshot, p []byte, slot int, out []byte) (res
 			}
 		}
 	}
+	q.tally = a.tally
 	qlen := q.qend - 12
 	total := 12 + qlen + len(a.body)
 	if q.edns {

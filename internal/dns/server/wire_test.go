@@ -168,14 +168,17 @@ func checkSame(t *testing.T, s *Server, snap *snapshot, q *dns.Msg, c wireClient
 func checkSamePacket(t *testing.T, s *Server, snap *snapshot, p []byte, c wireClient, what string) bool {
 	t.Helper()
 	slot := slicesIndex(s.slots, c.cluster)
-	fast, _, ok := s.fastAnswer(snap, p, s.clientSlot(slot, c.src), make([]byte, 0, 512))
+	fast, q, ok := s.fastAnswer(snap, p, s.clientSlot(slot, c.src), make([]byte, 0, 512))
 	if !ok {
 		return false
 	}
-	_, _, slow := s.slowReply(snap, p, Client{Addr: c.src, Cluster: c.cluster, UDP: true})
+	_, _, slow, slowTally := s.slowReply(snap, p, Client{Addr: c.src, Cluster: c.cluster, UDP: true})
 	if !bytes.Equal(fast, slow) {
 		t.Errorf("%s from %s: the fast path's response differs from the slow path's\nfast: %s\nslow: %s",
 			what, c, unpacked(fast), unpacked(slow))
+	}
+	if q.tally != slowTally {
+		t.Errorf("%s from %s: the fast path counts %+v, the slow path %+v", what, c, q.tally, slowTally)
 	}
 	return true
 }

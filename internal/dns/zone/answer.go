@@ -25,32 +25,39 @@ func (z *Zone) Answer(qname string, qtype Type, from Location) Result {
 	if ok {
 		a = nd.zone
 	} else if a = z.apexOf(name); a == nil {
-		return Result{Rcode: RcodeRefused}
+		return Result{Rcode: RcodeRefused, Kind: AnswerRefused}
 	}
 	res := Result{Authoritative: true}
 	for hops := 0; ; hops++ {
 		if !ok {
-			res.Rcode = RcodeNameError
+			res.Rcode, res.Kind = RcodeNameError, AnswerNXDomain
 			res.Authority = a.soaSet
 			return res
 		}
-		addrs, cname := nd.addrs, nd.cname
+		addrs, cname, kind := nd.addrs, nd.cname, nd.kind
 		if nd.short != nil {
-			if local, ok := nd.short.local[strings.ToLower(from.Cluster)]; ok {
-				addrs = local
+			cluster := strings.ToLower(from.Cluster)
+			if local, ok := nd.short.local[cluster]; ok {
+				addrs, kind = local, AnswerLocal
 			} else {
 				cname = &Record{Name: name, Type: TypeCNAME, TTL: nd.short.ttl, Target: nd.short.shortTarget(from), Service: nd.short.key}
+				res.Failover = res.Failover || cluster != "" && nd.short.placedIn(cluster)
 			}
+		} else if cname != nil {
+			// Only a zone or region name without healthy shards is a CNAME.
+			res.Failover = true
 		}
 		if cname != nil {
 			res.Answer = append(res.Answer, *cname)
 			if qtype == TypeCNAME || qtype == TypeANY || hops == maxChain {
+				res.Kind = AnswerCNAME
 				return res
 			}
 			name = cname.Target
 			if nd, ok = z.names[name]; ok {
 				a = nd.zone
 			} else if a = z.apexOf(name); a == nil {
+				res.Kind = AnswerCNAME
 				return res
 			}
 			continue
@@ -65,6 +72,7 @@ func (z *Zone) Answer(qname string, qtype Type, from Location) Result {
 			res.Answer = add(res.Answer, addrs.v4)
 			res.Answer = add(res.Answer, addrs.v6)
 		}
+		res.Kind = kind
 		if nd.apex {
 			switch qtype {
 			case TypeSOA:
@@ -76,9 +84,11 @@ func (z *Zone) Answer(qname string, qtype Type, from Location) Result {
 				res.Answer = add(res.Answer, a.soaSet)
 				res.Answer = add(res.Answer, a.ns)
 			}
+			res.Kind = AnswerApex
 		}
 		if len(res.Answer) == n {
 			res.Authority = a.soaSet
+			res.Kind = AnswerNoData
 		}
 		return res
 	}

@@ -166,6 +166,7 @@ func (sv *service) healthy(match func(Shard) bool) []netip.Addr {
 // level is the data of one hierarchy name: addresses, or a CNAME target, or neither
 // (a global name without healthy shards).
 type level struct {
+	kind   AnswerKind // AnswerGlobal, AnswerRegion or AnswerZone
 	name   string
 	addrs  addrRecords
 	target string
@@ -175,8 +176,8 @@ type level struct {
 // zones sorted) with their data.
 func (sv *service) levels() []level {
 	var out []level
-	add := func(name string, addrs []netip.Addr, target string) {
-		l := level{name: name}
+	add := func(kind AnswerKind, name string, addrs []netip.Addr, target string) {
+		l := level{kind: kind, name: name}
 		if len(addrs) > 0 {
 			l.addrs = sv.addrRecords(name, addrs)
 		} else {
@@ -184,14 +185,14 @@ func (sv *service) levels() []level {
 		}
 		out = append(out, l)
 	}
-	add(sv.global, sv.healthy(func(Shard) bool { return true }), "")
+	add(AnswerGlobal, sv.global, sv.healthy(func(Shard) bool { return true }), "")
 	regions := make([]string, 0, len(sv.regions))
 	for r := range sv.regions {
 		regions = append(regions, r)
 	}
 	slices.Sort(regions)
 	for _, r := range regions {
-		add(sv.regions[r], sv.healthy(func(s Shard) bool { return s.Region == r }), sv.global)
+		add(AnswerRegion, sv.regions[r], sv.healthy(func(s Shard) bool { return s.Region == r }), sv.global)
 	}
 	zones := make([]zoneKey, 0, len(sv.zones))
 	for z := range sv.zones {
@@ -201,7 +202,7 @@ func (sv *service) levels() []level {
 		return cmp.Or(strings.Compare(a.region, b.region), strings.Compare(a.zone, b.zone))
 	})
 	for _, z := range zones {
-		add(sv.zones[z], sv.healthy(func(s Shard) bool { return s.Region == z.region && s.Zone == z.zone }), sv.regions[z.region])
+		add(AnswerZone, sv.zones[z], sv.healthy(func(s Shard) bool { return s.Region == z.region && s.Zone == z.zone }), sv.regions[z.region])
 	}
 	return out
 }
@@ -222,6 +223,16 @@ func (sv *service) shortTarget(from Location) string {
 	return sv.global
 }
 
+// placedIn reports whether the service has a shard in cluster (lower case), healthy or not.
+func (sv *service) placedIn(cluster string) bool {
+	for _, sh := range sv.shards {
+		if sh.Cluster == cluster {
+			return true
+		}
+	}
+	return false
+}
+
 // apex is a zone served: the federation domain or a federation's short-name apex.
 type apex struct {
 	name   string
@@ -237,6 +248,9 @@ type node struct {
 	addrs addrRecords
 	cname *Record
 	short *service // in-cluster short name: the answer depends on the client
+	// kind is what the node's addresses answer: a level of a service, or AnswerApex for a
+	// nameserver's name.
+	kind AnswerKind
 }
 
 // Zone is an immutable snapshot of everything served, built by Build. Its methods are safe
@@ -297,7 +311,8 @@ func Build(cfg Config, services []Service, serial uint32) (*Zone, error) {
 			continue
 		}
 		sv := &service{ttl: n.ttl}
-		z.addNode(ns.Name, domain).addrs = sv.addrRecords(ns.Name, ns.Addresses)
+		nd := z.addNode(ns.Name, domain)
+		nd.addrs, nd.kind = sv.addrRecords(ns.Name, ns.Addresses), AnswerApex
 	}
 	for _, sv := range z.services {
 		short := z.addApex(sv.key.Federation + ".")
@@ -309,7 +324,7 @@ func Build(cfg Config, services []Service, serial uint32) (*Zone, error) {
 			if nd.apex || nd.cname != nil || len(nd.addrs.v4)+len(nd.addrs.v6) > 0 {
 				return nil, fmt.Errorf("service %s: name %s is already used by a nameserver", sv.key, l.name)
 			}
-			nd.addrs = l.addrs
+			nd.addrs, nd.kind = l.addrs, l.kind
 			if l.target != "" {
 				nd.cname = &Record{Name: l.name, Type: TypeCNAME, TTL: sv.ttl, Target: l.target, Service: sv.key}
 			}
@@ -367,6 +382,9 @@ func parent(name string) string {
 func inZone(name, apex string) bool {
 	return name == apex || (strings.HasSuffix(name, apex) && name[len(name)-len(apex)-1] == '.')
 }
+
+// NumServices is the number of services in the zone.
+func (z *Zone) NumServices() int { return len(z.services) }
 
 // Serial is the SOA serial of the snapshot.
 func (z *Zone) Serial() uint32 { return z.serial }

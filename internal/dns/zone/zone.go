@@ -198,10 +198,55 @@ const (
 	RcodeRefused   Rcode = 5 // the name is outside every zone served
 )
 
+// AnswerKind says what answered a question: which level of the hierarchy gave the
+// addresses, or why there are none. strait dns counts queries by it.
+type AnswerKind uint8
+
+// The kinds of answers. A CNAME chain is classified by where it ends.
+const (
+	// AnswerRefused: the name is outside every zone served.
+	AnswerRefused AnswerKind = iota
+	// AnswerNXDomain: the name does not exist.
+	AnswerNXDomain
+	// AnswerNoData: the name exists without records of the type asked (a global name
+	// without healthy shards among them).
+	AnswerNoData
+	// AnswerLocal: a short name answered with the asking cluster's own healthy shard.
+	AnswerLocal
+	// AnswerZone, AnswerRegion and AnswerGlobal: the addresses of a zone, region or global
+	// name's healthy shards.
+	AnswerZone
+	AnswerRegion
+	AnswerGlobal
+	// AnswerCNAME: a CNAME and nothing after it (a question for the CNAME itself, or for
+	// ANY).
+	AnswerCNAME
+	// AnswerApex: SOA, NS or a nameserver's addresses.
+	AnswerApex
+	// NumAnswerKinds is the number of kinds.
+	NumAnswerKinds
+)
+
+var answerKinds = [NumAnswerKinds]string{"refused", "nxdomain", "nodata", "local", "zone", "region", "global", "cname", "apex"}
+
+// String is the kind's name in strait dns's metrics.
+func (k AnswerKind) String() string {
+	if k < NumAnswerKinds {
+		return answerKinds[k]
+	}
+	return fmt.Sprintf("kind%d", uint8(k))
+}
+
 // Result is the answer to one question. Its slices may share the zone's memory, and
 // other Results': read them, never write to them.
 type Result struct {
-	Rcode Rcode
+	// Kind says what answered.
+	Kind AnswerKind
+	// Failover is set when the answer moved up the hierarchy because a level had no healthy
+	// shard: it followed the CNAME of a zone or region name, or the asking cluster has a
+	// shard of the service, but not a healthy one, and its short name was a CNAME.
+	Failover bool
+	Rcode    Rcode
 	// Authoritative is set for every name inside a served zone.
 	Authoritative bool
 	Answer        []Record

@@ -420,3 +420,41 @@ func TestClientDependentAndApexes(t *testing.T) {
 		t.Errorf("apexes %v", got)
 	}
 }
+
+// TestAnswerKinds: what strait dns counts per query, for each way a question is answered.
+func TestAnswerKinds(t *testing.T) {
+	z := seedZone(t)
+	const p = "nginx.mynamespace.myfederation.svc."
+	for _, tc := range []struct {
+		name     string
+		qtype    Type
+		from     Location
+		kind     AnswerKind
+		failover bool
+	}{
+		{p + "us-central1-a.us-central1.example.com.", TypeA, Location{}, AnswerZone, false},
+		{p + "us-central1.example.com.", TypeA, Location{}, AnswerRegion, false},
+		{p + "example.com.", TypeA, Location{}, AnswerGlobal, false},
+		// A zone without a healthy shard fails over to its region.
+		{p + "us-central1-f.us-central1.example.com.", TypeA, Location{}, AnswerRegion, true},
+		// europe-west1 has no healthy shard: zone -> region -> global.
+		{p + "europe-west1-d.europe-west1.example.com.", TypeA, Location{}, AnswerGlobal, true},
+		{p + "us-central1-f.us-central1.example.com.", TypeCNAME, Location{}, AnswerCNAME, true},
+		{p + "example.com.", TypeTXT, Location{}, AnswerNoData, false},
+		{"nothing.example.com.", TypeA, Location{}, AnswerNXDomain, false},
+		{"www.example.org.", TypeA, Location{}, AnswerRefused, false},
+		{"example.com.", TypeSOA, Location{}, AnswerApex, false},
+		{"ns1.example.com.", TypeA, Location{}, AnswerApex, false},
+		// Short names: the asking cluster's own healthy shard; a CNAME to its zone when its
+		// shard is not healthy (a failover) or when it has none (not one).
+		{"nginx.mynamespace.myfederation.", TypeA, Location{Cluster: "us-a", Region: "us-central1", Zone: "us-central1-a"}, AnswerLocal, false},
+		{"nginx.mynamespace.myfederation.", TypeA, Location{Cluster: "us-f", Region: "us-central1", Zone: "us-central1-f"}, AnswerRegion, true},
+		{"nginx.mynamespace.myfederation.", TypeA, Location{Cluster: "other", Region: "us-central1"}, AnswerRegion, false},
+		{"nginx.mynamespace.myfederation.", TypeA, Location{}, AnswerGlobal, false},
+	} {
+		res := z.Answer(tc.name, tc.qtype, tc.from)
+		if res.Kind != tc.kind || res.Failover != tc.failover {
+			t.Errorf("%s %s from %q: kind %s, failover %v; want %s, %v", tc.name, tc.qtype, tc.from.Cluster, res.Kind, res.Failover, tc.kind, tc.failover)
+		}
+	}
+}

@@ -14,9 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -51,10 +53,11 @@ type Options struct {
 	Identity string
 	// Component names the writer in events and logs.
 	Component string
-	// Registry takes the writer's metrics (the agent passes its own); nil makes one.
+	// Registry takes the writer's metrics (the agent passes its own); nil makes one, with
+	// the Go runtime's and the process's metrics.
 	Registry *prometheus.Registry
-	// MetricsAddress and HealthAddress serve the writer's metrics and health; "" or "0"
-	// serves nothing.
+	// MetricsAddress and HealthAddress serve the writer's metrics (/metrics) and health
+	// (/healthz, /readyz); "" or "0" serves nothing.
 	MetricsAddress, HealthAddress string
 	Workers                       int
 }
@@ -111,7 +114,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 }
 
 // Run ensures the federation namespace exists on the broker, then writes status until ctx
-// ends (while holding the leader lease, with an Identity).
+// ends (while holding the leader lease, with an Identity). Metrics and health are served
+// for the whole run, across the managers of successive broker outages.
 func Run(ctx context.Context, o Options) error {
 	if err := o.Config.Validate(); err != nil {
 		return err
@@ -119,15 +123,32 @@ func Run(ctx context.Context, o Options) error {
 	if o.Component == "" {
 		o.Component = "strait-federation-status"
 	}
-	mo := controller.Options{
-		Name: o.Component, Registry: o.Registry, Workers: o.Workers,
-		MetricsAddress: o.MetricsAddress, HealthAddress: o.HealthAddress,
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	mo := controller.Options{Name: o.Component, Registry: reg, Workers: o.Workers}
 	if o.Identity != "" {
 		mo.LeaderElection = &controller.LeaderElection{
 			Client: o.Broker.CoordinationV1(), Namespace: o.Config.Namespace, Name: LeaseName, Identity: o.Identity,
 		}
 	}
+	var current atomic.Pointer[controller.Manager]
+	servers, err := controller.Serve(o.HealthAddress, o.MetricsAddress, reg, func() error {
+		if m := current.Load(); m != nil {
+			return m.Ready()
+		}
+		return errors.New("not started")
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range servers {
+			_ = s.Close()
+		}
+	}()
 	logger := klog.FromContext(ctx).WithValues("federationNamespace", o.Config.Namespace)
 	ctx = klog.NewContext(ctx, logger)
 	if err := ensureNamespace(ctx, o.Broker, o.Config.Namespace); err != nil {
@@ -141,6 +162,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		Setup(m, o.Broker, o.BrokerMCS, o.Config, o.Ping)
+		current.Store(m)
 		err = m.Start(ctx)
 		if ctx.Err() != nil || !errors.Is(err, leasewatch.ErrBrokerReturned) {
 			return err
@@ -170,6 +192,7 @@ func Setup(m *controller.Manager, broker kubernetes.Interface, mcs mcsclient.Int
 		}
 		return keys
 	}
+	m.Collect(federation.Collector{Snapshot: c.Snapshot})
 	loop.Watch(c.ServiceInformer, controller.ObjectKey)
 	loop.Watch(c.Records.Slices, recordKey)
 	loop.Watch(c.Records.Registry, all)

@@ -10,6 +10,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,6 +24,7 @@ import (
 	"github.com/strait-io/strait/internal/controller"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/metricstest"
 )
 
 func objects(now time.Time, selector string) []runtime.Object {
@@ -176,4 +178,38 @@ func TestEnsureNamespace(t *testing.T) {
 	if err != nil || ns.Labels[clusterset.ManagedByLabel] != clusterset.ManagedByValue {
 		t.Errorf("namespace %+v, %v", ns, err)
 	}
+}
+
+// TestRunServesMetricsAndHealth runs what `strait federation controller` runs, against a
+// broker that refuses the status writes: /healthz and /readyz answer, and /metrics shows
+// the shards by health (c1's has no ready endpoint, c2's is healthy) and the refused
+// writes as forbidden reconcile errors.
+func TestRunServesMetricsAndHealth(t *testing.T) {
+	cs := fake.NewClientset(objects(time.Now(), "")...)
+	cs.PrependReactor("update", "services", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("services"), "web", errors.New("RBAC: access denied"))
+	})
+	metrics, health := metricstest.FreeAddr(t), metricstest.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Config: federation.DefaultConfig(), Broker: cs, BrokerMCS: mcsfake.NewSimpleClientset(),
+			Component: "strait-federation-controller", MetricsAddress: metrics, HealthAddress: health})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	metricstest.WaitFor(t, health, "/healthz", 10*time.Second, "ok")
+	metricstest.WaitFor(t, health, "/readyz", 10*time.Second, "ok")
+	metricstest.WaitFor(t, metrics, "/metrics", 10*time.Second,
+		"strait_federation_services 1\n",
+		"strait_federation_services_without_healthy_shards 0\n",
+		`strait_federation_shards{reason="Healthy"} 1`,
+		`strait_federation_shards{reason="NoReadyEndpoints"} 1`,
+		`strait_federation_shards{reason="MemberDown"} 0`,
+		`strait_reconcile_errors_total{reason="forbidden",reconciler="federation-status"}`,
+		"go_goroutines")
 }

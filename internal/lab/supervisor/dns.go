@@ -78,7 +78,8 @@ func dnsRunner(l *plan.Lab, broker *rest.Config) (func(context.Context) error, e
 		cfg := base
 		// BrokerSource adds to these; every attempt starts from the lab's own.
 		cfg.Clusters, cfg.Zone.Federations = slices.Clone(base.Clusters), slices.Clone(base.Zone.Federations)
-		src, err := dnspkg.BrokerSource(ctx, client, brokerMCS, federation.DefaultConfig(), &cfg)
+		// The lab serves no metrics: the liveness collector is not needed.
+		src, _, err := dnspkg.BrokerSource(ctx, client, brokerMCS, federation.DefaultConfig(), &cfg)
 		if err != nil {
 			return err
 		}
