@@ -423,7 +423,7 @@ func TestClientDependentAndApexes(t *testing.T) {
 
 // TestAnswerKinds: what strait dns counts per query, for each way a question is answered.
 func TestAnswerKinds(t *testing.T) {
-	z := seedZone(t)
+	z := walkthroughZone(t)
 	const p = "nginx.mynamespace.myfederation.svc."
 	for _, tc := range []struct {
 		name     string
