@@ -5,7 +5,6 @@ package status
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +28,7 @@ import (
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/kubeconfig"
-	"github.com/strait-io/strait/internal/liveness"
+	"github.com/strait-io/strait/internal/liveness/leasewatch"
 	"github.com/strait-io/strait/internal/records"
 	statuspkg "github.com/strait-io/strait/internal/status"
 )
@@ -109,7 +108,7 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInse
 		return nil, apiError(err, contextName, cfg.Host, "reading its broker credential")
 	}
 	st := &statuspkg.Status{Cluster: contextName, ClusterID: id, Broker: bc.Host}
-	view, err := agentView(ctx, local)
+	view, err := leasewatch.ReadView(ctx, local)
 	if err != nil {
 		return nil, apiError(err, contextName, cfg.Host, "reading the agent's view")
 	}
@@ -199,22 +198,6 @@ func apiError(err error, contextName, server, doing string) error {
 		return fmt.Errorf("context %s (API server %s): %s: %w", contextName, server, doing, err)
 	}
 	return fmt.Errorf("context %s, API server %s: %s\n  (%s: %w)", contextName, server, hint, doing, err)
-}
-
-// agentView reads the view the member's agent publishes (nil when it published none).
-func agentView(ctx context.Context, local kubernetes.Interface) (*liveness.Published, error) {
-	cm, err := local.CoreV1().ConfigMaps(clusterset.SystemNamespace).Get(ctx, liveness.ViewConfigMap, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var p liveness.Published
-	if err := json.Unmarshal([]byte(cm.Data[liveness.ViewKey]), &p); err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
-	}
-	return &p, nil
 }
 
 func print(w io.Writer, st *statuspkg.Status, wide bool) {
