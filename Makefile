@@ -8,8 +8,13 @@ export PATH := $(PATH):/usr/sbin:/sbin
 
 all: build
 
+# The version `strait version` prints and the lab tags strait.io/strait with.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/strait-io/strait/internal/version.Version=$(VERSION) -X github.com/strait-io/strait/internal/version.GitCommit=$(COMMIT)
+
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/strait
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strait
 
 # Start the lab (building its Kubernetes binaries the first time) and show it working.
 demo: build

@@ -33,6 +33,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/strait-io/strait/internal/version"
 )
 
 // The lab's image repositories. The lab's manifests name them without a tag, which is
@@ -272,15 +274,23 @@ func (b *Builder) Strait(ctx context.Context, binary, version string) (Image, er
 	return b.build(ctx, s)
 }
 
-// binaryVersion is the main module's version stamped in the binary, or dev-<short hash>
-// for a build without one.
+// binaryVersion is the version the binary reports (internal/version: the one `make build`
+// stamps, else the module version Go recorded), or dev-<short hash> for a build without
+// one. A build from a tree with uncommitted changes gets the short hash appended, since two
+// such builds share a version but not their contents.
 func binaryVersion(path, short string) string {
-	if info, err := buildinfo.ReadFile(path); err == nil {
-		if v := info.Main.Version; v != "" && v != "(devel)" {
-			return v
-		}
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "dev-" + short
 	}
-	return "dev-" + short
+	v := version.FromBuildInfo(info)
+	switch {
+	case v == "":
+		return "dev-" + short
+	case strings.Contains(v, "dirty"):
+		return v + "-" + short
+	}
+	return v
 }
 
 var tagInvalid = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
