@@ -76,9 +76,14 @@ bench-scale: build lab-binaries
 manifests:
 	$(GO) run ./hack/manifests
 
-# Helm, built from its Go module into bin/tools/helm, for the chart's lint test.
+# Helm, built from its Go module into bin/tools/helm, for the chart's lint test. The -X
+# flags are those of Helm's own release builds: its version, and the Kubernetes version
+# `helm template` assumes (1.20 otherwise, which the chart's kubeVersion refuses).
 HELM_VERSION ?= v3.19.5
+HELM_K8S_MINOR ?= 34
 HELM := bin/tools/helm
+HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/lint/rules pkg/chartutil,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=$(HELM_K8S_MINOR))
 helm: $(HELM)
 $(HELM):
-	GOBIN=$(CURDIR)/bin/tools CGO_ENABLED=0 $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(CURDIR)/bin/tools CGO_ENABLED=0 $(GO) install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
