@@ -4,7 +4,7 @@ BIN     := bin/strait
 LAB     ?= strait
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo demo-down test test-unit test-faults lab-binaries bench fmt vet clean manifests helm
+.PHONY: all build demo demo-down test test-unit test-faults lab-binaries bench fmt vet clean manifests helm image release-local
 
 all: build
 
@@ -87,3 +87,15 @@ HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 helm: $(HELM)
 $(HELM):
 	GOBIN=$(CURDIR)/bin/tools CGO_ENABLED=0 $(GO) install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+# Strait's image for linux/amd64 and linux/arm64 as one OCI archive (no container engine):
+# dist/strait-image-<version>.oci.tar, which `strait lab load-image`, `ctr images import`,
+# `skopeo copy oci-archive:` and `crane push` take.
+image:
+	$(GO) run ./hack/release -dir dist -version $(VERSION) -commit $(COMMIT) -image-only
+
+# The release artifacts in dist/: static binaries for linux/amd64 and linux/arm64, the image
+# archive, the chart packaged with the version stamped, and SHA256SUMS.
+release-local:
+	rm -rf dist
+	$(GO) run ./hack/release -dir dist -version $(VERSION) -commit $(COMMIT)
