@@ -4,12 +4,17 @@ BIN     := bin/strait
 LAB     ?= strait
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build demo demo-down test test-unit test-faults lab-binaries bench fmt vet clean manifests helm
+.PHONY: all build demo demo-down test test-unit test-faults lab-binaries bench fmt vet clean manifests helm image release-local
 
 all: build
 
+# The version `strait version` prints and the lab tags strait.io/strait with.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/strait-io/strait/internal/version.Version=$(VERSION) -X github.com/strait-io/strait/internal/version.GitCommit=$(COMMIT)
+
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/strait
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strait
 
 # The host tools the lab and the tests need (nftables, iproute2, runc, dig, named, ...):
 # installs the missing Debian packages as root, else names them (hack/install-deps.sh).
@@ -77,9 +82,26 @@ bench-scale: deps build lab-binaries
 manifests:
 	$(GO) run ./hack/manifests
 
-# Helm, built from its Go module into bin/tools/helm, for the chart's lint test.
+# Helm, built from its Go module into bin/tools/helm, for the chart's lint test. The -X
+# flags are those of Helm's own release builds: its version, and the Kubernetes version
+# `helm template` assumes (1.20 otherwise, which the chart's kubeVersion refuses).
 HELM_VERSION ?= v3.19.5
+HELM_K8S_MINOR ?= 34
 HELM := bin/tools/helm
+HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/lint/rules pkg/chartutil,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=$(HELM_K8S_MINOR))
 helm: $(HELM)
 $(HELM):
-	GOBIN=$(CURDIR)/bin/tools CGO_ENABLED=0 $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(CURDIR)/bin/tools CGO_ENABLED=0 $(GO) install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+# Strait's image for linux/amd64 and linux/arm64 as one OCI archive (no container engine):
+# dist/strait-image-<version>.oci.tar, which `strait lab load-image`, `ctr images import`,
+# `skopeo copy oci-archive:` and `crane push` take.
+image:
+	$(GO) run ./hack/release -dir dist -version $(VERSION) -commit $(COMMIT) -image-only
+
+# The release artifacts in dist/: static binaries for linux/amd64 and linux/arm64, the image
+# archive, the chart packaged with the version stamped, and SHA256SUMS.
+release-local:
+	rm -rf dist
+	$(GO) run ./hack/release -dir dist -version $(VERSION) -commit $(COMMIT)

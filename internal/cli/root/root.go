@@ -26,6 +26,8 @@ import (
 	"github.com/strait-io/strait/internal/cli/mapcmd"
 	"github.com/strait-io/strait/internal/cli/output"
 	"github.com/strait-io/strait/internal/cli/status"
+	cliversion "github.com/strait-io/strait/internal/cli/version"
+	"github.com/strait-io/strait/internal/version"
 )
 
 // ExitError carries a specific exit status (e.g. of a command run by `strait lab exec`).
@@ -40,6 +42,7 @@ func New() *cobra.Command {
 		Long: "Strait lets services in one Kubernetes cluster discover and call services in other\n" +
 			"clusters (the Multi-Cluster Services API), and lets outside services be called by a\n" +
 			"local name. `strait lab` runs a local lab of real Kubernetes clusters to try it on.",
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// No command below sets a PersistentPreRun of its own, which would replace this one.
@@ -51,6 +54,8 @@ func New() *cobra.Command {
 	cmd.AddCommand(join.NewJoin(), join.NewLeave(), agent.New(), status.New(), clidiagnose.New())
 	cmd.AddCommand(federation.New())
 	cmd.AddCommand(clidns.New())
+	cmd.AddCommand(cliversion.New())
+	cmd.SetVersionTemplate("strait {{.Version}}\n")
 	return cmd
 }
 

@@ -2,11 +2,15 @@ package root
 
 import (
 	"bytes"
+	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/strait-io/strait/internal/version"
 )
 
 // execute runs the strait command line in the test process.
@@ -104,5 +108,38 @@ func TestLoggingFormat(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	resetLogging(t)
+	old := version.Version
+	version.Version = "v1.2.3"
+	t.Cleanup(func() { version.Version = old })
+	// The root command takes its --version when it is built.
+	out, err := execute(t, "--version")
+	if err != nil || out != "strait v1.2.3\n" {
+		t.Errorf("strait --version: %q, %v; want \"strait v1.2.3\"", out, err)
+	}
+	out, err = execute(t, "version", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info map[string]string
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("strait version -o json: %v\n%s", err, out)
+	}
+	if info["version"] != "v1.2.3" || info["goVersion"] != runtime.Version() || info["platform"] != runtime.GOOS+"/"+runtime.GOARCH {
+		t.Errorf("strait version -o json: %s", out)
+	}
+	if _, ok := info["gitCommit"]; !ok {
+		t.Errorf("strait version -o json has no gitCommit: %s", out)
+	}
+	out, err = execute(t, "version")
+	if err != nil || !strings.HasPrefix(out, "strait v1.2.3 (commit ") {
+		t.Errorf("strait version: %q, %v", out, err)
+	}
+	if _, err := execute(t, "version", "-o", "xml"); err == nil || !strings.Contains(err.Error(), `"xml"`) {
+		t.Errorf("strait version -o xml: %v, want an error naming xml", err)
 	}
 }

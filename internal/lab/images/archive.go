@@ -56,7 +56,10 @@ func assemble(fs *rootfs, s spec) (v1.Image, error) {
 		return nil, err
 	}
 	cf = cf.DeepCopy()
-	cf.Architecture = runtime.GOARCH
+	cf.Architecture = s.arch
+	if cf.Architecture == "" {
+		cf.Architecture = runtime.GOARCH
+	}
 	cf.OS = "linux"
 	cf.Created = v1.Time{Time: epoch}
 	cf.Config.User = s.user

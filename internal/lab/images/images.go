@@ -33,6 +33,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/strait-io/strait/internal/version"
 )
 
 // The lab's image repositories. The lab's manifests name them without a tag, which is
@@ -122,6 +124,8 @@ type spec struct {
 	env        []string
 	key        func(ctx context.Context) (string, error)
 	rootfs     func(ctx context.Context) (*rootfs, error)
+	// arch is the image's architecture; empty: the host's.
+	arch string
 }
 
 // LabImages are the repositories Build takes, in the order BuildAll builds them.
@@ -253,8 +257,15 @@ func (b *Builder) Strait(ctx context.Context, binary, version string) (Image, er
 	if tag != LabTag {
 		refs = append(refs, Strait+":"+LabTag)
 	}
-	s := spec{
-		file: "strait", refs: refs, user: nonrootUser,
+	return b.build(ctx, straitSpec(data, refs, ""))
+}
+
+// straitSpec is the image of the static strait binary data for arch (empty: the host's):
+// the binary as /strait, the host's CA bundle, run as distroless' nonroot.
+func straitSpec(data []byte, refs []string, arch string) spec {
+	sum := sha256.Sum256(data)
+	return spec{
+		file: "strait", refs: refs, user: nonrootUser, arch: arch,
 		entrypoint: []string{"/strait"},
 		key:        func(context.Context) (string, error) { return hex.EncodeToString(sum[:]), nil },
 		rootfs: func(context.Context) (*rootfs, error) {
@@ -269,18 +280,25 @@ func (b *Builder) Strait(ctx context.Context, binary, version string) (Image, er
 			return fs, nil
 		},
 	}
-	return b.build(ctx, s)
 }
 
-// binaryVersion is the main module's version stamped in the binary, or dev-<short hash>
-// for a build without one.
+// binaryVersion is the version the binary reports (internal/version: the one `make build`
+// stamps, else the module version Go recorded), or dev-<short hash> for a build without
+// one. A build from a tree with uncommitted changes gets the short hash appended, since two
+// such builds share a version but not their contents.
 func binaryVersion(path, short string) string {
-	if info, err := buildinfo.ReadFile(path); err == nil {
-		if v := info.Main.Version; v != "" && v != "(devel)" {
-			return v
-		}
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "dev-" + short
 	}
-	return "dev-" + short
+	v := version.FromBuildInfo(info)
+	switch {
+	case v == "":
+		return "dev-" + short
+	case strings.Contains(v, "dirty"):
+		return v + "-" + short
+	}
+	return v
 }
 
 var tagInvalid = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
@@ -300,14 +318,17 @@ func Tag(version string) string {
 
 // checkStatic fails unless the file is an ELF executable for the host's architecture
 // without a dynamic loader: the images have no C library for it.
-func checkStatic(path string, data []byte) error {
+func checkStatic(path string, data []byte) error { return checkStaticFor(path, data, runtime.GOARCH) }
+
+// checkStaticFor fails unless the file is a static ELF executable for arch.
+func checkStaticFor(path string, data []byte, arch string) error {
 	f, err := elf.NewFile(bytesReaderAt(data))
 	if err != nil {
 		return fmt.Errorf("%s is not an ELF executable: %w", path, err)
 	}
 	defer f.Close()
-	if m, ok := elfMachine[runtime.GOARCH]; ok && f.Machine != m {
-		return fmt.Errorf("%s is built for %s, not for this machine's %s", path, f.Machine, runtime.GOARCH)
+	if m, ok := elfMachine[arch]; ok && f.Machine != m {
+		return fmt.Errorf("%s is built for %s, not for %s", path, f.Machine, arch)
 	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
@@ -404,6 +425,11 @@ func (b *Builder) goVersion(ctx context.Context) (string, error) {
 // architecture, in a module of its own: the programs use only the standard library, so this
 // works wherever the strait binary runs, without its source tree.
 func (b *Builder) goBuild(ctx context.Context, program string) ([]byte, error) {
+	return b.goBuildFor(ctx, program, runtime.GOARCH)
+}
+
+// goBuildFor compiles one of the embedded programs statically for linux/arch.
+func (b *Builder) goBuildFor(ctx context.Context, program, arch string) ([]byte, error) {
 	src, err := programs.ReadFile(program + "/main.go")
 	if err != nil {
 		return nil, err
@@ -423,7 +449,7 @@ func (b *Builder) goBuild(ctx context.Context, program string) ([]byte, error) {
 	out := filepath.Join(dir, program)
 	cmd := exec.CommandContext(ctx, b.goCmd(), "build", "-trimpath", "-ldflags", "-s -w -buildid=", "-o", out, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH,
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch,
 		"GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building %s: %w\n%s", program, err, msg)
