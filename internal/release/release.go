@@ -40,6 +40,8 @@ type Options struct {
 	GoCommand string
 	// Architectures default to images.ReleaseArchitectures.
 	Architectures []string
+	// Package is the main package built; default ./cmd/strait (tests build a small one).
+	Package string
 	// ImageOnly builds the binaries and the image archive only (make image).
 	ImageOnly bool
 	// Progress receives a line per artifact; may be nil.
@@ -65,6 +67,10 @@ func Build(ctx context.Context, o Options) (Artifacts, error) {
 	if o.GoCommand == "" {
 		o.GoCommand = "go"
 	}
+	pkg := o.Package
+	if pkg == "" {
+		pkg = "./cmd/strait"
+	}
 	if len(o.Architectures) == 0 {
 		o.Architectures = images.ReleaseArchitectures
 	}
@@ -86,7 +92,7 @@ func Build(ctx context.Context, o Options) (Artifacts, error) {
 		if o.Commit != "" {
 			ldflags += " -X github.com/strait-io/strait/internal/version.GitCommit=" + o.Commit
 		}
-		cmd := exec.CommandContext(ctx, o.GoCommand, "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/strait")
+		cmd := exec.CommandContext(ctx, o.GoCommand, "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
 		cmd.Dir = o.ModuleDir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 		if msg, err := cmd.CombinedOutput(); err != nil {
