@@ -604,7 +604,7 @@ func newProbe() *cobra.Command {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					answers[i] = p.Probe(cmd.Context(), t, 10)
+					answers[i] = p.Probe(cmd.Context(), t, 5)
 				}()
 			}
 			wg.Wait()
