@@ -92,7 +92,9 @@ func Build(ctx context.Context, o Options) (Artifacts, error) {
 		if o.Commit != "" {
 			ldflags += " -X github.com/strait-io/strait/internal/version.GitCommit=" + o.Commit
 		}
-		cmd := exec.CommandContext(ctx, o.GoCommand, "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
+		// The version and commit are stamped above; VCS stamping would also fail where git
+		// refuses the checkout (another owner, as in the unprivileged test run).
+		cmd := exec.CommandContext(ctx, o.GoCommand, "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out, pkg)
 		cmd.Dir = o.ModuleDir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 		if msg, err := cmd.CombinedOutput(); err != nil {
