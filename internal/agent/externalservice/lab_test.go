@@ -486,7 +486,17 @@ func (e *env) doctor(t *testing.T) {
 			case *corev1.Endpoints:
 				_, err = e.cs.CoreV1().Endpoints(o.Namespace).Create(ctx, o, metav1.CreateOptions{}) //nolint:staticcheck // a hand-written object, as users write them
 			case *corev1.ConfigMap:
-				_, err = e.cs.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+				// The lab's CoreDNS reads kube-system/coredns, as on kubeadm: the planted
+				// hosts block goes into its live Corefile, at the start of the first server
+				// block, and CoreDNS serves it.
+				cms := e.cs.CoreV1().ConfigMaps(o.Namespace)
+				live, gerr := cms.Get(ctx, o.Name, metav1.GetOptions{})
+				if gerr != nil {
+					t.Fatal(gerr)
+				}
+				first, rest, _ := strings.Cut(live.Data["Corefile"], "\n")
+				live.Data["Corefile"] = first + "\n" + o.Data["Corefile"] + rest
+				_, err = cms.Update(ctx, live, metav1.UpdateOptions{})
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -511,9 +521,8 @@ func (e *env) doctor(t *testing.T) {
 		// An IP in externalName, and a name invented in CoreDNS's hosts block.
 		svc("ipname", corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: nodePort, Ports: port("http", 80, 30099)}),
 		svc("hostsname", corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "s3.k8s3", Ports: port("http", 80, 30099)}),
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: metav1.NamespaceSystem}, Data: map[string]string{"Corefile": ".:53 {\n" +
-			"    hosts {\n        " + nodePort + " s3.k8s3\n        10.9.9.9 shadow.legacy.svc.cluster.local\n        fallthrough\n    }\n" +
-			"    kubernetes cluster.local in-addr.arpa ip6.arpa\n}\n"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: metav1.NamespaceSystem}, Data: map[string]string{"Corefile": "" +
+			"    hosts {\n        " + nodePort + " s3.k8s3\n        10.9.9.9 shadow.legacy.svc.cluster.local\n        fallthrough\n    }\n"}},
 		// A remapped database gone wrong: port names that do not match, a dead address, no endpoints.
 		svc("mysql", corev1.ServiceSpec{Ports: port("mysql", 3306, 3307)}),
 		endpoints("mysql", "db", backend),
