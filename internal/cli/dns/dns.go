@@ -329,7 +329,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 	var source dnspkg.Source = dnspkg.FileSource{Path: o.fromFile}
 	var collectors []prometheus.Collector
 	if useBroker {
-		broker, brokerMCS, err := o.brokerClients()
+		broker, brokerMCS, err := o.brokerClients(ctx)
 		if err != nil {
 			return err
 		}
@@ -414,9 +414,11 @@ func newZonefile() *cobra.Command {
 }
 
 // brokerClients are the clients of the broker named by the flags, from which the
-// federated Services, members, leases and shard records are read.
-func (o *serveOptions) brokerClients() (kubernetes.Interface, mcsclient.Interface, error) {
-	rc, _, err := o.broker.RESTConfig()
+// federated Services, members, leases and shard records are read. They follow the
+// kubeconfig's token, so the member's broker credential, mounted from its Secret and
+// renewed there by the agent, keeps a long-running server authenticated.
+func (o *serveOptions) brokerClients(ctx context.Context) (kubernetes.Interface, mcsclient.Interface, error) {
+	rc, _, err := o.broker.FollowedRESTConfig(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
