@@ -37,6 +37,17 @@ func NamespaceObject() *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: m}
 }
 
+// Owns reports whether ns is a namespace diagnose made (it carries diagnose's labels), so a
+// namespace of the same name that someone else made is never deleted.
+func Owns(ns *corev1.Namespace) bool {
+	for k, v := range labels {
+		if ns.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 // EchoPod answers HTTP with the member's cluster ID.
 func EchoPod(image, clusterID string) *corev1.Pod {
 	p := pod("echo", image, EchoRole, []string{"diagnose", "echo", "--cluster-id", clusterID, "--port", "8080"})

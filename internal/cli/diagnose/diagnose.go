@@ -337,16 +337,37 @@ func (o *options) deploy(ctx context.Context, m *member) error {
 	return nil
 }
 
-// deleteNamespace deletes the check's namespace and waits until it is gone.
-func deleteNamespace(ctx context.Context, kube kubernetes.Interface, timeout time.Duration) error {
-	err := kube.CoreV1().Namespaces().Delete(ctx, diagnose.Namespace, metav1.DeleteOptions{})
+// deleteOwnNamespace deletes the check's namespace if diagnose made it (the UID read is the
+// one deleted), and refuses a namespace of that name that someone else made.
+func deleteOwnNamespace(ctx context.Context, kube kubernetes.Interface) error {
+	ns, err := kube.CoreV1().Namespaces().Get(ctx, diagnose.Namespace, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("deleting the namespace %s of an earlier run: %w", diagnose.Namespace, err)
+		return fmt.Errorf("reading namespace %s: %w", diagnose.Namespace, err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+	if !diagnose.Owns(ns) {
+		return fmt.Errorf("namespace %s exists but was not made by strait diagnose (it lacks the label app.kubernetes.io/managed-by=strait-diagnose), so it is left alone: "+
+			"diagnose needs that namespace for its test pods; move what is in it elsewhere and delete it, then run diagnose again", diagnose.Namespace)
+	}
+	err = kube.CoreV1().Namespaces().Delete(ctx, diagnose.Namespace, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &ns.UID}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone already, or replaced since it was read: the caller's create tells which
+	}
+	if err != nil {
+		return fmt.Errorf("deleting namespace %s: %w", diagnose.Namespace, err)
+	}
+	return nil
+}
+
+// deleteNamespace deletes the check's namespace of an earlier run and waits until it is
+// gone.
+func deleteNamespace(ctx context.Context, kube kubernetes.Interface, timeout time.Duration) error {
+	if err := deleteOwnNamespace(ctx, kube); err != nil {
+		return err
+	}
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		_, err := kube.CoreV1().Namespaces().Get(ctx, diagnose.Namespace, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
@@ -360,9 +381,8 @@ func (o *options) cleanup(members []*member) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, m := range members {
-		err := m.kube.CoreV1().Namespaces().Delete(ctx, diagnose.Namespace, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			o.say("%s: deleting namespace %s: %v", m.name, diagnose.Namespace, err)
+		if err := deleteOwnNamespace(ctx, m.kube); err != nil {
+			o.say("%s: %v", m.name, err)
 		}
 	}
 }
