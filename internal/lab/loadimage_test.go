@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -223,18 +222,9 @@ func TestHostToolErrorNamesThePackage(t *testing.T) {
 // load-image against a real containerd on one node of a lab: the image lands there under its
 // names; asked for every node while the other has no containerd, it imports nothing.
 func TestLoadImageIntoContainerd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts containerd; needs the lab's binaries")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
-	}
+	bins := containerdtest.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	bins, err := (&binaries.Builder{}).Ensure(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A short state directory: the socket's path must fit a unix socket address.
 	root, err := os.MkdirTemp("", "li-")
 	if err != nil {
@@ -250,15 +240,8 @@ func TestLoadImageIntoContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cd := dir.Cluster("c1")
-	containerdtest.Start(t, bins, cd.Containerd(), cd.ContainerdSocket())
-	ls := func() []string {
-		out, err := exec.Command(bins.Path(binaries.Ctr), "--address", cd.ContainerdSocket(), "--namespace", images.CRINamespace,
-			"images", "ls", "-q").Output()
-		if err != nil {
-			t.Fatalf("ctr images ls: %v\n%s", err, out)
-		}
-		return strings.Fields(string(out))
-	}
+	ctrd := containerdtest.Start(t, bins, cd.Containerd(), cd.ContainerdSocket())
+	ls := func() []string { return ctrd.Images(t, images.CRINamespace) }
 	b := &images.Builder{CacheDir: t.TempDir()}
 
 	err = LoadImage(ctx, LoadImageOptions{Dir: dir, Image: "strait.io/lab/pause", Images: b})

@@ -4,11 +4,13 @@
 package containerdtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +27,53 @@ type Containerd struct {
 	Socket string
 	// Dir holds its root, state, configuration and log.
 	Dir string
+	// Ctr is the path of the lab's ctr.
+	Ctr string
+}
+
+// Binaries returns the lab's binaries (built if missing) for a test that starts
+// containerd, and skips the test under -short or without root.
+func Binaries(t testing.TB) binaries.Set {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts containerd; needs the lab's binaries")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("containerd needs root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	bins, err := (&binaries.Builder{Progress: func(p binaries.Progress) {
+		if p.Step != "build" {
+			t.Logf("lab binaries: %s %s", p.Step, p.Message)
+		}
+	}}).Ensure(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins
+}
+
+// StartTemp starts containerd with its files in a new temporary directory with a short
+// path (a unix socket path has at most 107 bytes), removed when the test ends.
+func StartTemp(t testing.TB, bins binaries.Set) *Containerd {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return Start(t, bins, dir, filepath.Join(dir, "containerd.sock"))
+}
+
+// Images lists the references of the images containerd holds in namespace.
+func (c *Containerd) Images(t testing.TB, namespace string) []string {
+	t.Helper()
+	out, err := exec.Command(c.Ctr, "--address", c.Socket, "--namespace", namespace, "images", "ls", "-q").Output()
+	if err != nil {
+		t.Fatalf("ctr images ls: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
 }
 
 // Start runs containerd from bins listening on socket, with its files in dir (both created
@@ -129,5 +178,5 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return &Containerd{Socket: socket, Dir: dir}
+	return &Containerd{Socket: socket, Dir: dir, Ctr: bins.Path(binaries.Ctr)}
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -97,20 +96,10 @@ func writeArchive(dst string, img v1.Image, refs []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	config, err := img.RawConfigFile()
-	if err != nil {
-		return "", err
-	}
 	configName, err := img.ConfigName()
 	if err != nil {
 		return "", err
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		return "", err
-	}
-	blobPath := func(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
-
 	index := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	for _, ref := range refs {
 		_, tag := splitRef(ref)
@@ -124,76 +113,26 @@ func writeArchive(dst string, img v1.Image, refs []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dm := []dockerManifest{{Config: blobPath(configName), RepoTags: refs}}
-
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	out, err := newLayoutTar(dst)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(tmp.Name())
-	tw := tar.NewWriter(tmp)
-	writeFile := func(name string, r io.Reader, size int64) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return err
-		}
-		_, err := io.Copy(tw, r)
-		return err
-	}
-	writeBytes := func(name string, data []byte) error { return writeFile(name, bytes.NewReader(data), int64(len(data))) }
-	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return "", err
-		}
-	}
-	if err := writeBytes(blobPath(configName), config); err != nil {
-		return "", err
-	}
-	for _, l := range layers {
-		h, err := l.Digest()
-		if err != nil {
-			return "", err
-		}
-		size, err := l.Size()
-		if err != nil {
-			return "", err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return "", err
-		}
-		err = writeFile(blobPath(h), rc, size)
-		rc.Close()
-		if err != nil {
-			return "", err
-		}
-		dm[0].Layers = append(dm[0].Layers, blobPath(h))
-	}
-	if err := writeBytes(blobPath(digest), manifest); err != nil {
-		return "", err
-	}
-	dmJSON, err := json.Marshal(dm)
+	defer out.abort()
+	layers, err := out.image(img)
 	if err != nil {
 		return "", err
 	}
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{"index.json", indexJSON}, {"manifest.json", dmJSON}, {"oci-layout", []byte(ociLayout)}} {
-		if err := writeBytes(f.name, f.data); err != nil {
-			return "", err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		tmp.Close()
+	dmJSON, err := json.Marshal([]dockerManifest{{Config: blobPath(configName), RepoTags: refs, Layers: layers}})
+	if err != nil {
 		return "", err
 	}
-	if err := tmp.Close(); err != nil {
+	if err := out.bytes("index.json", indexJSON); err != nil {
 		return "", err
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+	if err := out.bytes("manifest.json", dmJSON); err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := out.commit(); err != nil {
 		return "", err
 	}
 	return digest.String(), nil

@@ -11,36 +11,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strait-io/strait/internal/lab/binaries"
 	"github.com/strait-io/strait/internal/lab/containerdtest"
 )
 
 // The lab's images go into a real containerd with the lab's ctr, under their names, and run
 // there with runc.
 func TestImportIntoContainerd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts containerd; needs the lab's binaries")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
-	}
+	bins := containerdtest.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	bins, err := (&binaries.Builder{Progress: func(p binaries.Progress) {
-		if p.Step != "build" {
-			t.Logf("lab binaries: %s %s", p.Step, p.Message)
-		}
-	}}).Ensure(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr := bins.Path(binaries.Ctr)
-	dir, err := os.MkdirTemp("", "ctrd-") // short: a unix socket path has at most 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := containerdtest.Start(t, bins, dir, filepath.Join(dir, "containerd.sock")).Socket
+	cd := containerdtest.StartTemp(t, bins)
+	ctr, sock, dir := cd.Ctr, cd.Socket, cd.Dir
 
 	b := builder(t)
 	var want []string
@@ -54,11 +35,7 @@ func TestImportIntoContainerd(t *testing.T) {
 		}
 		want = append(want, img.Refs...)
 	}
-	out, err := exec.CommandContext(ctx, ctr, "--address", sock, "--namespace", CRINamespace, "images", "ls", "-q").Output()
-	if err != nil {
-		t.Fatalf("ctr images ls: %v\n%s", err, out)
-	}
-	got := strings.Fields(string(out))
+	got := cd.Images(t, CRINamespace)
 	for _, ref := range want {
 		if !slices.Contains(got, ref) {
 			t.Errorf("containerd has images %v, not %s", got, ref)
@@ -77,7 +54,7 @@ func TestImportIntoContainerd(t *testing.T) {
 	kind := exec.CommandContext(ctx, ctr, "--address", sock, "--namespace=k8s.io", "images", "import",
 		"--all-platforms", "--digests", "--snapshotter=overlayfs", "-")
 	kind.Stdin = f
-	out, err = kind.CombinedOutput()
+	out, err := kind.CombinedOutput()
 	f.Close()
 	if err != nil {
 		t.Fatalf("ctr import as kind runs it: %v\n%s", err, out)

@@ -1,14 +1,10 @@
 package images
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -91,108 +87,23 @@ func writeIndexArchive(dst string, idx v1.ImageIndex, imgs []v1.Image, ref strin
 	if err != nil {
 		return "", err
 	}
-	blobs := map[v1.Hash]func() (io.ReadCloser, int64, error){}
-	addBytes := func(h v1.Hash, data []byte) {
-		blobs[h] = func() (io.ReadCloser, int64, error) {
-			return io.NopCloser(bytes.NewReader(data)), int64(len(data)), nil
-		}
-	}
-	addBytes(indexDigest, rawIndex)
-	for _, img := range imgs {
-		m, err := img.RawManifest()
-		if err != nil {
-			return "", err
-		}
-		d, err := img.Digest()
-		if err != nil {
-			return "", err
-		}
-		addBytes(d, m)
-		c, err := img.RawConfigFile()
-		if err != nil {
-			return "", err
-		}
-		cn, err := img.ConfigName()
-		if err != nil {
-			return "", err
-		}
-		addBytes(cn, c)
-		layers, err := img.Layers()
-		if err != nil {
-			return "", err
-		}
-		for _, l := range layers {
-			h, err := l.Digest()
-			if err != nil {
-				return "", err
-			}
-			blobs[h] = func() (io.ReadCloser, int64, error) {
-				size, err := l.Size()
-				if err != nil {
-					return nil, 0, err
-				}
-				rc, err := l.Compressed()
-				return rc, size, err
-			}
-		}
-	}
-	hashes := make([]v1.Hash, 0, len(blobs))
-	for h := range blobs {
-		hashes = append(hashes, h)
-	}
-	sort.Slice(hashes, func(i, j int) bool { return hashes[i].String() < hashes[j].String() })
-
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	out, err := newLayoutTar(dst)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(tmp.Name())
-	tw := tar.NewWriter(tmp)
-	write := func(name string, r io.Reader, size int64) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return err
-		}
-		_, err := io.Copy(tw, r)
-		return err
-	}
-	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return "", err
-		}
-	}
-	for _, h := range hashes {
-		rc, size, err := blobs[h]()
-		if err != nil {
-			return "", err
-		}
-		err = write("blobs/"+h.Algorithm+"/"+h.Hex, rc, size)
-		rc.Close()
-		if err != nil {
-			return "", err
-		}
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{"index.json", topJSON}, {"oci-layout", []byte(ociLayout)}} {
-		if err := write(f.name, bytes.NewReader(f.data), int64(len(f.data))); err != nil {
-			return "", err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		tmp.Close()
+	defer out.abort()
+	if err := out.blob(indexDigest, rawIndex); err != nil {
 		return "", err
 	}
-	if err := tmp.Close(); err != nil {
+	for _, img := range imgs {
+		if _, err := out.image(img); err != nil {
+			return "", err
+		}
+	}
+	if err := out.bytes("index.json", topJSON); err != nil {
 		return "", err
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := out.commit(); err != nil {
 		return "", err
 	}
 	return indexDigest.String(), nil

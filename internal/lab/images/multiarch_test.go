@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/strait-io/strait/internal/lab/binaries"
 	"github.com/strait-io/strait/internal/lab/containerdtest"
 )
 
@@ -111,34 +109,14 @@ func TestStraitMultiArchHasEveryPlatform(t *testing.T) {
 // The multi-platform archive imports into a real containerd with the lab's ctr (what
 // `strait lab load-image` runs on each node), under its name.
 func TestStraitMultiArchImportsIntoContainerd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts containerd; needs the lab's binaries")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	bins, err := (&binaries.Builder{}).Ensure(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr := bins.Path(binaries.Ctr)
-	dir, err := os.MkdirTemp("", "ctrd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := containerdtest.Start(t, bins, dir, filepath.Join(dir, "containerd.sock")).Socket
+	cd := containerdtest.StartTemp(t, containerdtest.Binaries(t))
 	img, _ := multiArchArchive(t)
-	if err := Import(ctx, ctr, sock, img.Path); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := Import(ctx, cd.Ctr, cd.Socket, img.Path); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.CommandContext(ctx, ctr, "--address", sock, "--namespace", CRINamespace, "images", "ls", "-q").Output()
-	if err != nil {
-		t.Fatalf("ctr images ls: %v\n%s", err, out)
-	}
-	if !slices.Contains(strings.Fields(string(out)), img.Name) {
-		t.Errorf("containerd has %q, want %s", out, img.Name)
+	if got := cd.Images(t, CRINamespace); !slices.Contains(got, img.Name) {
+		t.Errorf("containerd has %q, want %s", got, img.Name)
 	}
 }
