@@ -64,7 +64,10 @@ cleanup() {
 trap cleanup EXIT
 $GO build -o "$work/dnsbench" ./hack/dnsbench
 $GO test -c -o "$work/server.test" ./internal/dns/server
-pin() { taskset -c "$server_cpu" "$@"; }
+# A server is started as "${pin[@]}" cmd &, a simple command, so $! is the server's own PID
+# (a shell function run in the background would be a subshell, whose PID is not the server's:
+# its RSS would be read and the kill would leave the server running).
+pin=(taskset -c "$server_cpu")
 perf() { taskset -c "$client_cpu" dnsperf "$@"; }
 load_avg() { awk '{ print $1, $2, $3 }' /proc/loadavg; }
 echo "load average at start: $(load_avg)"
@@ -103,7 +106,7 @@ awk '$4 == "A" || $4 == "CNAME" { print $1, "A" }' "$work/db.$domain" | sort -u 
 serve() { # name port services-file extra-flags...
 	local name=$1 port=$2 file=$3
 	shift 3
-	pin $strait dns serve --domain $domain --listen 127.0.0.1:"$port" --nameserver ns1.$domain=127.0.0.1 \
+	"${pin[@]}" $strait dns serve --domain $domain --listen 127.0.0.1:"$port" --nameserver ns1.$domain=127.0.0.1 \
 		--from-file "$file" --interval 1h "$@" >"$work/$name.log" 2>&1 &
 	pids+=($!)
 }
@@ -114,7 +117,7 @@ coredns_serve() { # name port zone-file
 			file $3
 		}
 	EOF
-	pin "$coredns" -conf "$work/Corefile.$1" >"$work/$1.log" 2>&1 &
+	"${pin[@]}" "$coredns" -conf "$work/Corefile.$1" >"$work/$1.log" 2>&1 &
 	pids+=($!)
 }
 strait_port=$(free_port)
@@ -130,7 +133,7 @@ serve rrl-rps "$rrl_rps_port" "$work/services.yaml" --rrl-responses-per-second "
 coredns_port=$(free_port)
 coredns_serve coredns "$coredns_port" "$work/db.$domain"
 miekg_port=$(free_port)
-pin "$work/dnsbench" bare -listen 127.0.0.1:"$miekg_port" >"$work/miekg.log" 2>&1 &
+"${pin[@]}" "$work/dnsbench" bare -listen 127.0.0.1:"$miekg_port" >"$work/miekg.log" 2>&1 &
 pids+=($!)
 
 ask() { dig +short +time=1 +tries=2 @127.0.0.1 -p "$1" "$2" "$3" 2>/dev/null | grep -v '^;' | sort || true; }

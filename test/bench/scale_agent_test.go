@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,6 +138,18 @@ func rss() uint64 {
 	return 0
 }
 
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func runScaleAgent() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -148,6 +161,14 @@ func runScaleAgent() int {
 	}
 	go func() {
 		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if path := r.URL.Query().Get("heapprofile"); path != "" {
+				// After a GC: what the agent holds live, by allocation site.
+				runtime.GC()
+				if err := writeHeapProfile(path); err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+				}
+				return
+			}
 			_ = json.NewEncoder(w).Encode(c.stats(r.URL.Query().Get("gc") != ""))
 		}))
 	}()

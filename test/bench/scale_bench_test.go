@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -171,6 +172,21 @@ func (a *scaleAgent) read(gc bool) agentStats {
 		a.b.Fatal(err)
 	}
 	return s
+}
+
+// heapProfile makes the agent write its heap profile (live objects after a GC) to path,
+// for `go tool pprof -sample_index=inuse_space`.
+func (a *scaleAgent) heapProfile(path string) {
+	resp, err := http.Get("http://" + a.stats + "/stats?heapprofile=" + url.QueryEscape(path))
+	if err != nil {
+		a.b.Fatalf("agent heap profile: %v", err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		a.b.Fatalf("agent heap profile to %s: %s", path, msg)
+	}
+	a.b.Logf("agent heap profile: %s", path)
 }
 
 // writes counts the agent's mutating requests and its conflicts between two readings.
@@ -435,6 +451,9 @@ func runScale(b *testing.B, n int) {
 	loaded := time.Since(t0)
 	time.Sleep(5 * time.Second) // the import's status writes settle
 	steady := agentProc.read(true)
+	if dir := os.Getenv("SCALE_HEAP_PROFILE"); dir != "" {
+		agentProc.heapProfile(filepath.Join(dir, fmt.Sprintf("agent-heap-members-%d.pprof", n)))
+	}
 	logf("members=%d: agent after the load: heap in use %.1f MiB (idle before the load %.1f), RSS %.1f MiB (idle %.1f), %d broker watches open",
 		n, float64(steady.HeapInuse)/(1<<20), float64(idle.HeapInuse)/(1<<20), float64(steady.RSS)/(1<<20), float64(idle.RSS)/(1<<20), steady.WatchesOpen)
 	logf("members=%d: %d services x %d exporters x %d endpoints = %d imported endpoints; broker records written in %s, all imported after %s",
