@@ -193,3 +193,37 @@ func TestRecordsOfOneService(t *testing.T) {
 		t.Errorf("records of namespace demo: %v (%v)", names(list), err)
 	}
 }
+
+// Every handler of a kind hears every event of every member through the member informer's
+// one registration, and a handler added after the members' informers synced
+// first hears of the objects they already hold.
+func TestHandlersShareOneRegistration(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kube := fake.NewClientset(registry("c1"), record("c1", "a"), registry("c2"), record("c2", "b"))
+	c := New(kube, mcsfake.NewSimpleClientset())
+	var early1, early2, late seen
+	for _, s := range []*seen{&early1, &early2} {
+		if _, err := c.Slices.AddEventHandler(s.handler()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Start(ctx)
+	waitFor(t, "synced", c.HasSynced)
+	waitFor(t, "both members' records", func() bool { a, _ := early2.get(); return len(a) == 2 })
+	if _, err := c.Slices.AddEventHandler(late.handler()); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := late.get(); !slices.Equal(a, []string{"strait-member-c1/a", "strait-member-c2/b"}) {
+		t.Fatalf("a handler added late was told of %v, want the records already held", a)
+	}
+	if err := kube.DiscoveryV1().EndpointSlices(clusterset.MemberNamespace("c2")).Delete(ctx, "b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*seen{"first": &early1, "second": &early2, "late": &late} {
+		waitFor(t, "the deletion reaching the "+name+" handler", func() bool { _, d := s.get(); return slices.Equal(d, []string{"strait-member-c2/b"}) })
+	}
+	if a, _ := early1.get(); !slices.Equal(a, []string{"strait-member-c1/a", "strait-member-c2/b"}) {
+		t.Errorf("the first handler was told of %v, want each record once", a)
+	}
+}
