@@ -205,6 +205,24 @@ func TestDNSAndFederationToggles(t *testing.T) {
 	}
 }
 
+// Only the member that hosts the broker lets its agent read the clusterset namespace's
+// ConfigMaps (the registry and policy), through a Role there; no other member's agent may.
+func TestBrokerHostRole(t *testing.T) {
+	for _, o := range render(t, nil) {
+		if o.GetNamespace() == "strait-clusterset" {
+			t.Errorf("the default values render %s %s/%s: an ordinary member's agent must not read the broker's registry", o.GetKind(), o.GetNamespace(), o.GetName())
+		}
+	}
+	objs := render(t, map[string]any{"agent": map[string]any{"brokerHost": true}})
+	role := find(objs, "Role", "strait-agent-broker-host")
+	if role == nil || role.GetNamespace() != "strait-clusterset" || find(objs, "RoleBinding", "strait-agent-broker-host") == nil {
+		t.Fatalf("agent.brokerHost=true: Role %v and its binding, want both in strait-clusterset", role)
+	}
+	if y := mustYAML(t, role); !strings.Contains(y, "configmaps") || strings.Contains(y, "update") || strings.Contains(y, "secrets") {
+		t.Errorf("the broker host's Role grants more than reading ConfigMaps:\n%s", y)
+	}
+}
+
 func TestUserSettings(t *testing.T) {
 	objs := render(t, map[string]any{
 		"image":        map[string]any{"repository": "registry.example/strait", "tag": "v9.9.9", "pullPolicy": "Always"},

@@ -32,11 +32,52 @@ import (
 )
 
 // The chart against a real API server: it accepts every rendered object, and the
-// federation controller does its work on a broker with no more than the chart's RBAC.
+// federation controller on a dedicated broker, and the agent of the member that hosts the
+// broker, write federated Services' status with no more than the chart's RBAC.
 func TestChartOnAnAPIServer(t *testing.T) {
 	lab := labtest.Start(t, 1)
 	t.Run("DryRunApply", func(t *testing.T) { dryRunApply(t, lab) })
-	t.Run("FederationControllerRBAC", func(t *testing.T) { federationControllerRBAC(t, lab) })
+	t.Run("FederationControllerRBAC", func(t *testing.T) {
+		statusWriterRBAC(t, lab, statusWriter{
+			values:         map[string]any{"agent": map[string]any{"enabled": false}, "federation": map[string]any{"enabled": true}},
+			serviceAccount: "strait-federation-controller", member: "c-fedctl", federation: "fedctl", nodePort: 30080,
+			forbidden: []authorizationv1.ResourceAttributes{
+				{Verb: "get", Resource: "secrets", Namespace: Namespace},
+				{Verb: "list", Resource: "secrets"},
+				{Verb: "update", Resource: "services", Namespace: "fedctl"},
+				{Verb: "delete", Resource: "services", Namespace: "fedctl"},
+				{Verb: "create", Group: "discovery.k8s.io", Resource: "endpointslices", Namespace: clusterset.MemberNamespace("c-fedctl")},
+				{Verb: "delete", Resource: "namespaces"},
+			},
+		})
+	})
+	// The agent of the member that hosts the broker writes the status with its own rights:
+	// the chart's agent RBAC with agent.brokerHost, which strait join --install sets there.
+	t.Run("AgentOnTheBrokerHostRBAC", func(t *testing.T) {
+		statusWriterRBAC(t, lab, statusWriter{
+			values:         map[string]any{"agent": map[string]any{"brokerHost": true}},
+			serviceAccount: "strait-agent", member: "c-agent", federation: "fedagent", nodePort: 30081,
+			forbidden: []authorizationv1.ResourceAttributes{
+				{Verb: "list", Resource: "secrets"},
+				{Verb: "get", Resource: "secrets", Namespace: Namespace, Name: "someone-elses"},
+				{Verb: "list", Resource: "configmaps", Namespace: "kube-system"},
+				{Verb: "update", Resource: "configmaps", Namespace: clusterset.ClustersetNamespace},
+			},
+		})
+	})
+}
+
+// statusWriter is a component of the chart that writes federated Services' status on a
+// broker, and what its RBAC must not allow.
+type statusWriter struct {
+	values         map[string]any
+	serviceAccount string
+	// member and federation are the names of the test's own member and federation
+	// namespace, so that subtests and the lab's own agent keep apart.
+	member, federation string
+	// nodePort is the federated Service's, distinct per subtest (one lab).
+	nodePort  int32
+	forbidden []authorizationv1.ResourceAttributes
 }
 
 // applier server-side applies rendered objects to one API server.
@@ -126,17 +167,17 @@ func dryRunApply(t *testing.T, lab *labtest.Lab) {
 	}
 }
 
-// The federation controller, as the chart deploys it on a dedicated broker, runs under the
-// chart's ServiceAccount and RBAC only: it creates its namespace, takes the leader Lease,
-// and writes a federated Service's status from a member's shard records; and the chart
-// gives it nothing beyond what it needs (no Secrets, no writing Services or records).
-func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
+// A status writer, as the chart deploys it, runs under the chart's ServiceAccount and RBAC
+// only: it creates its namespace, takes the leader Lease, and writes a federated Service's
+// status from a member's shard records; and the chart gives it nothing in w.forbidden.
+func statusWriterRBAC(t *testing.T, lab *labtest.Lab, w statusWriter) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	admin := lab.Client("cluster01")
 	ensureNamespace(ctx, t, admin, Namespace)
+	ensureNamespace(ctx, t, admin, clusterset.ClustersetNamespace)
 	a := newApplier(t, lab.RESTConfig("cluster01"))
-	objs, err := Render(map[string]any{"agent": map[string]any{"enabled": false}, "federation": map[string]any{"enabled": true}}, Namespace)
+	objs, err := Render(w.values, Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +185,7 @@ func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
 	for _, o := range objs {
 		switch o.GetKind() {
 		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			if !strings.Contains(o.GetName(), "federation") {
+			if !strings.HasPrefix(o.GetName(), w.serviceAccount) {
 				continue
 			}
 			if err := a.apply(ctx, o, false); err != nil {
@@ -154,13 +195,13 @@ func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
 		}
 	}
 	if applied < 3 {
-		t.Fatalf("the chart with federation.enabled rendered %d RBAC objects of the federation controller, want its ServiceAccount, ClusterRole and binding", applied)
+		t.Fatalf("the chart with %v rendered %d RBAC objects of %s, want its ServiceAccount, ClusterRole and binding", w.values, applied, w.serviceAccount)
 	}
 
-	// Act as the controller's pod would: its ServiceAccount, nothing else.
+	// Act as its pod would: its ServiceAccount, nothing else.
 	cfg := rest.CopyConfig(lab.RESTConfig("cluster01"))
 	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + Namespace + ":strait-federation-controller",
+		UserName: "system:serviceaccount:" + Namespace + ":" + w.serviceAccount,
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + Namespace, "system:authenticated"},
 	}
 	cfg.UserAgent = "strait-federation-controller"
@@ -172,31 +213,23 @@ func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ra := range []authorizationv1.ResourceAttributes{
-		{Verb: "get", Resource: "secrets", Namespace: Namespace},
-		{Verb: "list", Resource: "secrets"},
-		{Verb: "update", Resource: "services", Namespace: "fed-rbac"},
-		{Verb: "delete", Resource: "services", Namespace: "fed-rbac"},
-		{Verb: "create", Group: "discovery.k8s.io", Resource: "endpointslices", Namespace: clusterset.MemberNamespace("c-rbac")},
-		{Verb: "delete", Resource: "namespaces"},
-	} {
+	for _, ra := range w.forbidden {
 		review, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &ra}}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if review.Status.Allowed {
-			t.Errorf("the chart lets the federation controller %s %s in %q; it needs no such right", ra.Verb, ra.Resource, ra.Namespace)
+			t.Errorf("the chart lets %s %s %s %s in %q; it needs no such right", w.serviceAccount, ra.Verb, ra.Resource, ra.Name, ra.Namespace)
 		}
 	}
 
 	// A member's registry entry, lease and shard records, as strait join and its agent
 	// write them (with the admin's rights; a federation of its own so the lab's agent
 	// leaves it alone).
-	const member = "c-rbac"
-	cfgFed := federation.Config{Namespace: "fed-rbac", Name: "rbac", Grace: liveness.DefaultGracePeriod}
+	member := w.member
+	cfgFed := federation.Config{Namespace: w.federation, Name: w.federation, Grace: liveness.DefaultGracePeriod}
 	memberNS := clusterset.MemberNamespace(member)
-	ensureNamespace(ctx, t, admin, clusterset.ClustersetNamespace)
 	reg := clusterset.BrokerRegistration(clusterset.Member{ID: member, Region: "r1", Zone: "r1a"})
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, reg.Namespace, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -218,7 +251,7 @@ func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
 	}
 	shard := federation.Shard{Cluster: member, Namespace: cfgFed.Namespace, Name: "web", State: federation.ShardCreated, ReadyEndpoints: 2,
 		Ingress: federation.Ingress{Source: federation.IngressNodes, IPs: []netip.Addr{netip.MustParseAddr("192.0.2.10")},
-			Ports: []federation.Port{{Protocol: corev1.ProtocolTCP, Port: 30080}}}}
+			Ports: []federation.Port{{Protocol: corev1.ProtocolTCP, Port: w.nodePort}}}}
 	for _, r := range federation.ToRecords(memberNS, cfgFed.Name, shard) {
 		if _, err := admin.DiscoveryV1().EndpointSlices(memberNS).Create(ctx, r, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -229,12 +262,12 @@ func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
 	done := make(chan error, 1)
 	go func() {
 		done <- brokerstatus.Run(runCtx, brokerstatus.Options{Config: cfgFed, Broker: sa, BrokerMCS: saMCS, Workers: 1,
-			Identity: "chart-test", Component: "strait-federation-controller"})
+			Identity: "chart-test", Component: w.serviceAccount})
 	}()
 	defer func() {
 		stop()
 		if err := <-done; err != nil && runCtx.Err() == nil {
-			t.Errorf("the federation controller ended: %v", err)
+			t.Errorf("%s ended: %v", w.serviceAccount, err)
 		}
 	}()
 
@@ -246,16 +279,16 @@ func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("the federation controller under the chart's RBAC ended before creating its namespace: %v", err)
+			t.Fatalf("%s under the chart's RBAC ended before creating its namespace: %v", w.serviceAccount, err)
 		case <-ctx.Done():
-			t.Fatalf("the federation controller under the chart's RBAC did not create namespace %s", cfgFed.Namespace)
+			t.Fatalf("%s under the chart's RBAC did not create namespace %s", w.serviceAccount, cfgFed.Namespace)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	if _, err := admin.CoreV1().Services(cfgFed.Namespace).Create(ctx, &corev1.Service{
 		// Placed in the test's member only, on the node port its shard reports.
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: cfgFed.Namespace, Annotations: map[string]string{federation.AnnotationClusters: member}},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80, NodePort: 30080}}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80, NodePort: w.nodePort}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -270,10 +303,10 @@ func federationControllerRBAC(t *testing.T, lab *labtest.Lab) {
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("the federation controller under the chart's RBAC ended: %v", err)
+			t.Fatalf("%s under the chart's RBAC ended: %v", w.serviceAccount, err)
 		case <-ctx.Done():
-			t.Fatalf("status of the federated Service under the chart's RBAC: ingress %v, conditions %v; want 192.0.2.10 and %s True",
-				svc.Status.LoadBalancer.Ingress, svc.Status.Conditions, federation.ShardCondition(member))
+			t.Fatalf("status of the federated Service written by %s under the chart's RBAC: ingress %v, conditions %v; want 192.0.2.10 and %s True",
+				w.serviceAccount, svc.Status.LoadBalancer.Ingress, svc.Status.Conditions, federation.ShardCondition(member))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -1,6 +1,7 @@
 package join
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -8,11 +9,16 @@ import (
 
 	"github.com/spf13/cobra"
 	"helm.sh/helm/v3/pkg/strvals"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/strait-io/strait/internal/chart"
 	"github.com/strait-io/strait/internal/cli/output"
+	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/install"
 )
 
@@ -100,10 +106,60 @@ func (f *installFlags) render() ([]*unstructured.Unstructured, error) {
 	return chart.Render(vals, chart.Namespace)
 }
 
+// forBrokerHost renders the chart again with agent.brokerHost=true when the member is the
+// broker's own cluster (one kube-system namespace) and the values do not say otherwise:
+// the agent there writes the federated Services' status and reads the registry.
+func (f *installFlags) forBrokerHost(ctx context.Context, member, broker *rest.Config, objs []*unstructured.Unstructured, progress io.Writer) ([]*unstructured.Unstructured, error) {
+	vals, err := f.values()
+	if err != nil {
+		return nil, err
+	}
+	agent, _ := vals["agent"].(map[string]any)
+	if _, set := agent["brokerHost"]; set {
+		return objs, nil
+	}
+	host, err := sameCluster(ctx, member, broker)
+	if err != nil {
+		return nil, fmt.Errorf("telling whether the member is the broker's cluster (give --set agent.brokerHost=true or false to skip this): %w", err)
+	}
+	if !host {
+		return objs, nil
+	}
+	fmt.Fprintln(progress, "The member is also the broker's cluster: its agent writes the federated Services' status and may read the ConfigMaps of "+
+		clusterset.ClustersetNamespace+" (agent.brokerHost=true)")
+	if agent == nil {
+		agent = map[string]any{}
+		vals["agent"] = agent
+	}
+	agent["brokerHost"] = true
+	return chart.Render(vals, chart.Namespace)
+}
+
+// sameCluster reports whether two client configurations reach one cluster: the uid of its
+// kube-system namespace, as join tells clusters apart.
+func sameCluster(ctx context.Context, a, b *rest.Config) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var uids []types.UID
+	for _, cfg := range []*rest.Config{a, b} {
+		kube, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return false, err
+		}
+		ns, err := kube.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Errorf("reading namespace kube-system of %s: %w", cfg.Host, err)
+		}
+		uids = append(uids, ns.UID)
+	}
+	return uids[0] == uids[1], nil
+}
+
 // everything renders every component the chart can install, for uninstall: whatever
 // values the install used, its objects are among these.
 func everything() ([]*unstructured.Unstructured, error) {
 	return chart.Render(map[string]any{
+		"agent":      map[string]any{"brokerHost": true},
 		"dns":        map[string]any{"enabled": true, "domain": "uninstall.invalid"},
 		"federation": map[string]any{"enabled": true},
 	}, chart.Namespace)

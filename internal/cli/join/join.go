@@ -129,6 +129,9 @@ func NewJoin() *cobra.Command {
 				if err := install.Reachable(cmd.Context(), opts.Member, opts.MemberName); err != nil {
 					return err
 				}
+				if objs, err = inst.forBrokerHost(cmd.Context(), opts.Member, opts.Broker, objs, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
 			}
 			res, err := clusterset.Join(cmd.Context(), opts)
 			if err != nil {
