@@ -194,10 +194,9 @@ func TestRecordsOfOneService(t *testing.T) {
 	}
 }
 
-// Every handler of a kind hears every event of every member through the member informer's
-// one registration, and a handler added after the members' informers synced
-// first hears of the objects they already hold.
-func TestHandlersShareOneRegistration(t *testing.T) {
+// Every handler of a kind hears every event of every member, and a handler added after the
+// members' informers synced first hears of the objects they already hold.
+func TestEveryHandlerHearsEveryMember(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	kube := fake.NewClientset(registry("c1"), record("c1", "a"), registry("c2"), record("c2", "b"))
@@ -214,9 +213,10 @@ func TestHandlersShareOneRegistration(t *testing.T) {
 	if _, err := c.Slices.AddEventHandler(late.handler()); err != nil {
 		t.Fatal(err)
 	}
-	if a, _ := late.get(); !slices.Equal(a, []string{"strait-member-c1/a", "strait-member-c2/b"}) {
-		t.Fatalf("a handler added late was told of %v, want the records already held", a)
-	}
+	waitFor(t, "a handler added late told of the records already held", func() bool {
+		a, _ := late.get()
+		return slices.Equal(a, []string{"strait-member-c1/a", "strait-member-c2/b"})
+	})
 	if err := kube.DiscoveryV1().EndpointSlices(clusterset.MemberNamespace("c2")).Delete(ctx, "b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
