@@ -175,3 +175,37 @@ var clusterScoped = map[string]bool{
 }
 
 func namespaced(o *unstructured.Unstructured) bool { return !clusterScoped[o.GetKind()] }
+
+// rbacKinds are the kinds that make up a ServiceAccount's rights.
+var rbacKinds = map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true}
+
+// RBAC renders the chart with values and returns only what gives one of its ServiceAccounts
+// (strait-agent, strait-dns, strait-federation-controller) its rights: the ServiceAccount
+// and the roles and bindings named after it, in the order to apply them. The lab runs its
+// in-process agents under exactly these rights, so the chart's RBAC is what every lab test
+// exercises.
+func RBAC(values map[string]any, serviceAccount string) ([]*unstructured.Unstructured, error) {
+	objs, err := Render(values, Namespace)
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if rbacKinds[o.GetKind()] && strings.HasPrefix(o.GetName(), serviceAccount) {
+			out = append(out, o)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the chart with values %v renders no ServiceAccount, role or binding named %s", values, serviceAccount)
+	}
+	return out, nil
+}
+
+// AgentServiceAccount is the agent's ServiceAccount in the chart.
+const AgentServiceAccount = "strait-agent"
+
+// ServiceAccountUser is the user name the API server gives a pod of the chart's
+// ServiceAccount, which RBAC matches against the bindings' ServiceAccount subjects.
+func ServiceAccountUser(serviceAccount string) string {
+	return "system:serviceaccount:" + Namespace + ":" + serviceAccount
+}

@@ -258,3 +258,24 @@ func mustYAML(t *testing.T, o *unstructured.Unstructured) string {
 	}
 	return string(data)
 }
+
+// RBAC gives exactly the rights objects of one ServiceAccount, in the order to apply them,
+// and refuses a name the chart has no ServiceAccount for.
+func TestRBAC(t *testing.T) {
+	objs, err := RBAC(map[string]any{"agent": map[string]any{"brokerHost": true}}, AgentServiceAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.GetKind()+"/"+o.GetName())
+	}
+	want := []string{"ServiceAccount/strait-agent", "ClusterRole/strait-agent", "ClusterRoleBinding/strait-agent",
+		"Role/strait-agent", "Role/strait-agent-broker-host", "RoleBinding/strait-agent", "RoleBinding/strait-agent-broker-host"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("RBAC of the agent on the broker host:\n got %v\nwant %v", got, want)
+	}
+	if _, err := RBAC(nil, "strait-nobody"); err == nil || !strings.Contains(err.Error(), "strait-nobody") {
+		t.Errorf("RBAC of a ServiceAccount the chart lacks: %v; want an error naming it", err)
+	}
+}

@@ -1,4 +1,4 @@
-package chart
+package chart_test
 
 import (
 	"context"
@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/strait-io/strait/internal/chart"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/federation/brokerstatus"
@@ -42,7 +43,7 @@ func TestChartOnAnAPIServer(t *testing.T) {
 			values:         map[string]any{"agent": map[string]any{"enabled": false}, "federation": map[string]any{"enabled": true}},
 			serviceAccount: "strait-federation-controller", member: "c-fedctl", federation: "fedctl", nodePort: 30080,
 			forbidden: []authorizationv1.ResourceAttributes{
-				{Verb: "get", Resource: "secrets", Namespace: Namespace},
+				{Verb: "get", Resource: "secrets", Namespace: chart.Namespace},
 				{Verb: "list", Resource: "secrets"},
 				{Verb: "update", Resource: "services", Namespace: "fedctl"},
 				{Verb: "delete", Resource: "services", Namespace: "fedctl"},
@@ -59,7 +60,7 @@ func TestChartOnAnAPIServer(t *testing.T) {
 			serviceAccount: "strait-agent", member: "c-agent", federation: "fedagent", nodePort: 30081,
 			forbidden: []authorizationv1.ResourceAttributes{
 				{Verb: "list", Resource: "secrets"},
-				{Verb: "get", Resource: "secrets", Namespace: Namespace, Name: "someone-elses"},
+				{Verb: "get", Resource: "secrets", Namespace: chart.Namespace, Name: "someone-elses"},
 				{Verb: "list", Resource: "configmaps", Namespace: "kube-system"},
 				{Verb: "update", Resource: "configmaps", Namespace: clusterset.ClustersetNamespace},
 			},
@@ -137,12 +138,12 @@ func dryRunApply(t *testing.T, lab *labtest.Lab) {
 	defer cancel()
 	kube := lab.Client("cluster01")
 	// strait join creates the namespace; the chart does not.
-	ensureNamespace(ctx, t, kube, Namespace)
+	ensureNamespace(ctx, t, kube, chart.Namespace)
 	a := newApplier(t, lab.RESTConfig("cluster01"))
-	objs, err := Render(map[string]any{
+	objs, err := chart.Render(map[string]any{
 		"dns":        map[string]any{"enabled": true, "domain": "example.com"},
 		"federation": map[string]any{"enabled": true},
-	}, Namespace)
+	}, chart.Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,17 +153,17 @@ func dryRunApply(t *testing.T, lab *labtest.Lab) {
 		}
 	}
 	for _, name := range []string{"strait-dns", "strait-federation-controller"} {
-		if _, err := kube.AppsV1().Deployments(Namespace).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		if _, err := kube.AppsV1().Deployments(chart.Namespace).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("Deployment %s after a dry run: %v, want not found", name, err)
 		}
 	}
 
 	// An invalid value is refused before anything is sent: no objects at all.
-	bad, err := Render(map[string]any{"agent": map[string]any{"replicas": -1}, "dns": map[string]any{"enabled": true, "domain": "example.com"}}, Namespace)
+	bad, err := chart.Render(map[string]any{"agent": map[string]any{"replicas": -1}, "dns": map[string]any{"enabled": true, "domain": "example.com"}}, chart.Namespace)
 	if err == nil || len(bad) != 0 || !strings.Contains(err.Error(), "/agent/replicas") {
 		t.Fatalf("Render with agent.replicas=-1: %d objects, %v", len(bad), err)
 	}
-	if _, err := kube.AppsV1().Deployments(Namespace).Get(ctx, "strait-dns", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := kube.AppsV1().Deployments(chart.Namespace).Get(ctx, "strait-dns", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Deployment strait-dns after refused values: %v, want not found", err)
 	}
 }
@@ -174,35 +175,27 @@ func statusWriterRBAC(t *testing.T, lab *labtest.Lab, w statusWriter) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	admin := lab.Client("cluster01")
-	ensureNamespace(ctx, t, admin, Namespace)
+	ensureNamespace(ctx, t, admin, chart.Namespace)
 	ensureNamespace(ctx, t, admin, clusterset.ClustersetNamespace)
 	a := newApplier(t, lab.RESTConfig("cluster01"))
-	objs, err := Render(w.values, Namespace)
+	objs, err := chart.RBAC(w.values, w.serviceAccount)
 	if err != nil {
 		t.Fatal(err)
 	}
-	applied := 0
 	for _, o := range objs {
-		switch o.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			if !strings.HasPrefix(o.GetName(), w.serviceAccount) {
-				continue
-			}
-			if err := a.apply(ctx, o, false); err != nil {
-				t.Fatal(err)
-			}
-			applied++
+		if err := a.apply(ctx, o, false); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if applied < 3 {
-		t.Fatalf("the chart with %v rendered %d RBAC objects of %s, want its ServiceAccount, ClusterRole and binding", w.values, applied, w.serviceAccount)
+	if len(objs) < 3 {
+		t.Fatalf("the chart with %v rendered %d RBAC objects of %s, want its ServiceAccount, ClusterRole and binding", w.values, len(objs), w.serviceAccount)
 	}
 
 	// Act as its pod would: its ServiceAccount, nothing else.
 	cfg := rest.CopyConfig(lab.RESTConfig("cluster01"))
 	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + Namespace + ":" + w.serviceAccount,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + Namespace, "system:authenticated"},
+		UserName: chart.ServiceAccountUser(w.serviceAccount),
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + chart.Namespace, "system:authenticated"},
 	}
 	cfg.UserAgent = "strait-federation-controller"
 	sa, err := kubernetes.NewForConfig(cfg)

@@ -562,7 +562,7 @@ func (w *faultWorld) agentKilledDuringChurn(t *testing.T) {
 	start := time.Now()
 	for i := range kills {
 		cfg := agent.DefaultConfig()
-		cfg.Kubeconfig, cfg.Context = w.lab.Kubeconfig(), "cluster02"
+		cfg.Kubeconfig = w.lab.AgentKubeconfig("cluster02")
 		cfg.MetricsAddress, cfg.HealthAddress = "0", "0"
 		cfg.LeaderElect = false
 		cfg.Identity = fmt.Sprintf("fault-test-%d", i)

@@ -73,7 +73,7 @@ contexts: [{name: b, context: {cluster: b, user: u}}]
 
 	// A new agent refuses the credential before using any of it.
 	cfg := agent.DefaultConfig()
-	cfg.Kubeconfig, cfg.Context = w.lab.Kubeconfig(), "cluster02"
+	cfg.Kubeconfig = w.lab.AgentKubeconfig("cluster02")
 	cfg.MetricsAddress, cfg.HealthAddress = "0", "0"
 	_, err = agent.New(ctx, cfg)
 	for _, field := range []string{".exec", ".tokenFile", "insecure-skip-tls-verify"} {

@@ -193,6 +193,12 @@ func (l *Lab) Client(name string) kubernetes.Interface {
 // Kubeconfig is the lab's kubeconfig, one context per cluster.
 func (l *Lab) Kubeconfig() string { return l.Dir.Kubeconfig() }
 
+// AgentKubeconfig is the kubeconfig the lab's agent of a cluster runs with: the chart's
+// ServiceAccount strait-agent, with the chart's RBAC and nothing more.
+func (l *Lab) AgentKubeconfig(name string) string {
+	return l.Dir.Cluster(name).Kubeconfig(state.Agent)
+}
+
 // Exec runs a command as a pod of the cluster would (see `strait lab exec`) and returns its
 // standard output; the error includes standard error.
 func (l *Lab) Exec(ctx context.Context, cluster string, args ...string) (string, error) {

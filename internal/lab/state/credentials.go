@@ -30,7 +30,14 @@ const (
 	// KubeletClient is the API server's identity towards the kubelets (logs, exec,
 	// port-forward), bound to the ClusterRole system:kubelet-api-admin as kubeadm does.
 	KubeletClient = "apiserver-kubelet-client"
+	// Agent is the lab's in-process Strait agents: the user a pod of the chart's
+	// ServiceAccount strait-agent is, so those agents have the chart's rights and no more.
+	Agent = "strait-agent"
 )
+
+// AgentUser is the user name of Agent: the one the API server gives the chart's
+// ServiceAccount strait-system/strait-agent.
+const AgentUser = "system:serviceaccount:strait-system:strait-agent"
 
 // KubeletClientUser is the user the API server is to the kubelets.
 const KubeletClientUser = "kube-apiserver-kubelet-client"
@@ -50,6 +57,7 @@ func identities(c plan.Cluster) []identity {
 		{CoreDNS, pki.Request{CommonName: "system:coredns"}},
 		{Kubelet, pki.Request{CommonName: "system:node:" + c.NodeName, Organizations: []string{"system:nodes"}}},
 		{KubeletClient, pki.Request{CommonName: KubeletClientUser}},
+		{Agent, pki.Request{CommonName: AgentUser, Organizations: []string{"system:serviceaccounts", "system:serviceaccounts:strait-system"}}},
 	}
 }
 
@@ -269,6 +277,7 @@ func WriteKubeconfigs(d Dir, l *plan.Lab) error {
 			{Kubelet, NodeAPIServerURL(c)},
 			{KubeProxy, NodeAPIServerURL(c)},
 			{CoreDNS, NodeAPIServerURL(c)},
+			{Agent, APIServerURL(c)},
 		} {
 			if err := writeSingle(cd, comp.identity, comp.server, cd.Kubeconfig(comp.identity)); err != nil {
 				return fmt.Errorf("kubeconfig of %s in cluster %s: %w", comp.identity, c.Name, err)

@@ -12,6 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/strait-io/strait/internal/chart"
+	"github.com/strait-io/strait/internal/lab/state"
 )
 
 // Every lab pod may get Pods and Nodes, and nothing more, so rebel-base can read its own.
@@ -58,5 +61,13 @@ func TestApplyResponderRBACNamesWhatFailed(t *testing.T) {
 	err := ApplyResponderRBAC(context.Background(), cs)
 	if err == nil || !strings.Contains(err.Error(), "ClusterRoleBinding "+ResponderRole) || !strings.Contains(err.Error(), "etcd is down") {
 		t.Errorf("err = %v, want one naming the ClusterRoleBinding and the cause", err)
+	}
+}
+
+// The lab's agents authenticate as the user a pod of the chart's agent ServiceAccount is,
+// or the chart's bindings would not apply to them.
+func TestLabAgentIsTheChartsServiceAccount(t *testing.T) {
+	if want := chart.ServiceAccountUser(chart.AgentServiceAccount); state.AgentUser != want {
+		t.Errorf("the lab's agent certificate is for %q; the chart binds its rights to %q", state.AgentUser, want)
 	}
 }

@@ -10,8 +10,10 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/agent"
+	"github.com/strait-io/strait/internal/chart"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/externalservice/probe"
+	"github.com/strait-io/strait/internal/install"
 	"github.com/strait-io/strait/internal/lab/netns"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/state"
@@ -41,10 +43,13 @@ func (s *Supervisor) joinClusterset(ctx context.Context) error {
 			return fmt.Errorf("joining cluster %s to the clusterset: %w", c.Name, err)
 		}
 		s.event(c.Name, "joined the clusterset as %s, broker %s (%s)", c.ID, broker.Name, time.Since(t0).Round(100*time.Millisecond))
+		if err := s.applyAgentRBAC(ctx, c, c.Name == broker.Name); err != nil {
+			return err
+		}
 	}
 	for _, c := range s.lab.Clusters {
 		cl := s.clusters[c.Name]
-		cl.startTask(Agent, agentRunner(s.dir.Kubeconfig(), c))
+		cl.startTask(Agent, agentRunner(s.dir.Cluster(c.Name).Kubeconfig(state.Agent), c))
 		wctx, cancel := context.WithTimeout(ctx, startTimeout)
 		err := wait.PollUntilContextCancel(wctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 			return cl.checker.agent(ctx) == nil, nil
@@ -58,11 +63,32 @@ func (s *Supervisor) joinClusterset(ctx context.Context) error {
 	return s.startLabDNS(ctx, brokerCfg)
 }
 
+// applyAgentRBAC gives the cluster the agent's ServiceAccount, roles and bindings exactly
+// as the chart renders them for a member (brokerHost: for the member that hosts the
+// broker, as `strait join --install` sets it). The lab's agents authenticate as that
+// ServiceAccount, so every lab test runs them under the chart's RBAC: a right the chart
+// lacks fails the lab as it would fail an installed agent.
+func (s *Supervisor) applyAgentRBAC(ctx context.Context, c plan.Cluster, brokerHost bool) error {
+	objs, err := chart.RBAC(map[string]any{"agent": map[string]any{"brokerHost": brokerHost}}, chart.AgentServiceAccount)
+	if err != nil {
+		return err
+	}
+	if _, err := install.Install(ctx, install.Options{
+		Config:  state.RESTConfig(s.dir.Cluster(c.Name), c, state.Admin),
+		Cluster: c.Name,
+		Objects: objs,
+	}); err != nil {
+		return fmt.Errorf("giving the strait agent of cluster %s the chart's RBAC: %w", c.Name, err)
+	}
+	return nil
+}
+
 // agentRunner runs a cluster's agent in the supervisor, restarting it after an error (the
-// broker down, leadership lost) as a Deployment would.
+// broker down, leadership lost) as a Deployment would. kubeconfig is the agent's own, as
+// the chart's ServiceAccount.
 func agentRunner(kubeconfig string, c plan.Cluster) func(context.Context) error {
 	cfg := agent.DefaultConfig()
-	cfg.Kubeconfig, cfg.Context = kubeconfig, c.Name
+	cfg.Kubeconfig = kubeconfig
 	cfg.MetricsAddress = net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Ports.AgentMetrics))
 	cfg.HealthAddress = net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Ports.AgentHealth))
 	cfg.Identity = "lab-" + c.Name
