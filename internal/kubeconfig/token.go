@@ -41,15 +41,20 @@ func (o *Other) FollowedRESTConfig(ctx context.Context) (*rest.Config, string, e
 	}
 	t := &followedToken{token: cfg.BearerToken, load: load, every: TokenCheckInterval, now: time.Now, logger: klog.FromContext(ctx).WithValues("context", name)}
 	t.checked = t.now()
-	return withToken(cfg, t), name, nil
+	return WithToken(cfg, t), name, nil
 }
 
-// withToken returns a copy of cfg whose requests carry t's current token, and which tells
-// t about 401 answers.
-func withToken(cfg *rest.Config, t *followedToken) *rest.Config {
+// TokenSource gives the bearer token each request carries, read at the time of the
+// request. A source that also has an Unauthorized method is told of every 401 answer, so
+// it can read its token again.
+type TokenSource interface{ Token() string }
+
+// WithToken returns a copy of cfg whose requests carry src's current token: a token
+// renewed after the clients were made reaches them.
+func WithToken(cfg *rest.Config, src TokenSource) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.BearerToken = ""
-	c.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &tokenRoundTripper{t: t, rt: rt} })
+	c.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &tokenRoundTripper{src: src, rt: rt} })
 	return c
 }
 
@@ -95,24 +100,24 @@ func (t *followedToken) Token() string {
 	return t.token
 }
 
-// unauthorized marks the token refused, so the next request reads the source again.
-func (t *followedToken) unauthorized() {
+// Unauthorized marks the token refused, so the next request reads the source again.
+func (t *followedToken) Unauthorized() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.stale = true
 }
 
 type tokenRoundTripper struct {
-	t  *followedToken
-	rt http.RoundTripper
+	src TokenSource
+	rt  http.RoundTripper
 }
 
 func (r *tokenRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
-	req.Header.Set("Authorization", "Bearer "+r.t.Token())
+	req.Header.Set("Authorization", "Bearer "+r.src.Token())
 	resp, err := r.rt.RoundTrip(req)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		r.t.unauthorized()
+	if u, ok := r.src.(interface{ Unauthorized() }); ok && err == nil && resp.StatusCode == http.StatusUnauthorized {
+		u.Unauthorized()
 	}
 	return resp, err
 }

@@ -193,7 +193,7 @@ func TestFollowedTokenInterval(t *testing.T) {
 	}
 	// A refusal makes the next request read again, but not more than once per staleRecheck.
 	fail, source = nil, "c"
-	tok.unauthorized()
+	tok.Unauthorized()
 	if got := tok.Token(); got != "b" {
 		t.Fatalf("a refusal right after a read: token %q, want b until staleRecheck has passed", got)
 	}

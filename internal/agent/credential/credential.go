@@ -10,7 +10,6 @@ package credential
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/clusterset"
+	"github.com/strait-io/strait/internal/kubeconfig"
 )
 
 // Event reasons, on the member's Secret strait-system/strait-broker.
@@ -60,9 +60,7 @@ func (h *Holder) RESTConfig() *rest.Config {
 	h.mu.Lock()
 	cfg := h.cred.RESTConfig()
 	h.mu.Unlock()
-	cfg.BearerToken = ""
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &bearer{h: h, rt: rt} })
-	return cfg
+	return kubeconfig.WithToken(cfg, h)
 }
 
 // Token returns the current token.
@@ -70,17 +68,6 @@ func (h *Holder) Token() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.cred.Token
-}
-
-type bearer struct {
-	h  *Holder
-	rt http.RoundTripper
-}
-
-func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.h.Token())
-	return b.rt.RoundTrip(r)
 }
 
 // due says whether the token should be renewed now: a third of its life left, or no
