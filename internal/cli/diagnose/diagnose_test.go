@@ -10,7 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/strait-io/strait/internal/diagnose"
 )
@@ -49,5 +51,27 @@ func TestOwnNamespaceIsDeleted(t *testing.T) {
 	}
 	if err := deleteNamespace(ctx, kube, time.Second); err != nil {
 		t.Fatalf("with no namespace: %v", err)
+	}
+}
+
+// When the namespace cannot be read (the API server errs), nothing is deleted: diagnose
+// cannot tell whose it is, and says why it stopped.
+func TestNamespaceThatCannotBeReadIsLeftAlone(t *testing.T) {
+	ctx := context.Background()
+	kube := fake.NewClientset(diagnose.NamespaceObject())
+	kube.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("etcd is down")
+	})
+	deleted := false
+	kube.PrependReactor("delete", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		deleted = true
+		return false, nil, nil
+	})
+	err := deleteNamespace(ctx, kube, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "reading namespace "+diagnose.Namespace) || !strings.Contains(err.Error(), "etcd is down") {
+		t.Errorf("with namespaces unreadable: %v; want an error naming the namespace and the cause", err)
+	}
+	if deleted {
+		t.Error("a namespace that could not be read was deleted")
 	}
 }
