@@ -384,7 +384,7 @@ func (in *installer) rollback() error {
 	return errors.Join(errs...)
 }
 
-// Uninstall deletes the objects and restores CoreDNS. CRDs stay (deleting them would delete
+// Uninstall restores CoreDNS and deletes the objects. CRDs stay (deleting them would delete
 // every ServiceExport and ServiceImport of the cluster), and so do namespaces (strait join
 // keeps the broker credential in strait-system; strait leave deletes it).
 func Uninstall(ctx context.Context, o Options) (*Result, error) {
@@ -395,32 +395,40 @@ func Uninstall(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return in.uninstall(ctx)
+}
+
+// uninstall deletes the objects newest first: the Deployments before the ServiceAccounts
+// and RBAC they run with. It stops at the first object it cannot delete, so what is left is
+// an install that still works (never a Deployment without its rights), and the error names
+// that object and says that running the uninstall again resumes it.
+func (in *installer) uninstall(ctx context.Context) (*Result, error) {
 	var errs []error
-	if o.CoreDNS {
+	if in.o.CoreDNS {
 		restored, err := restoreCoreDNS(ctx, in.kube)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		in.result.Actions = append(in.result.Actions, restored...)
 	}
-	for i := len(o.Objects) - 1; i >= 0; i-- {
-		obj := o.Objects[i]
+	for i := len(in.o.Objects) - 1; i >= 0; i-- {
+		obj := in.o.Objects[i]
 		if k := obj.GetKind(); k == "CustomResourceDefinition" || k == "Namespace" {
 			continue
 		}
 		r, err := in.resourceFor(obj)
-		if err != nil {
-			if meta.IsNoMatchError(errors.Unwrap(err)) {
-				continue
-			}
-			errs = append(errs, err)
-			continue
+		if err != nil && meta.IsNoMatchError(errors.Unwrap(err)) {
+			continue // a kind the cluster does not serve (ServiceMonitor): none to delete
 		}
-		err = r.Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
+		if err == nil {
+			err = r.Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
+		}
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			errs = append(errs, fmt.Errorf("deleting %s: %w", describe(obj), err))
+			errs = append(errs, fmt.Errorf("deleting %s from %s: %w; it and the objects installed before it are kept, so what is left still works: "+
+				"run the uninstall again once the cause is fixed, and it goes on from there", describe(obj), in.o.Cluster, err))
+			return &in.result, errors.Join(errs...)
 		default:
 			in.result.Actions = append(in.result.Actions, Action{Verb: "deleted", Kind: obj.GetKind(), Namespace: obj.GetNamespace(), Name: obj.GetName()})
 		}
