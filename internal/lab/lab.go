@@ -43,6 +43,11 @@ type Options struct {
 	// Images builds or finds the lab's images, which every node loads; nil uses the
 	// default cache.
 	Images *images.Builder
+	// AgentBinary, when set, makes the lab run each cluster's Strait agent as pods of
+	// Strait's chart, installed as `strait join --install` installs it, from an image of
+	// this (static) strait binary that every node loads. Empty: the agents run inside the
+	// lab's supervisor, as the chart's ServiceAccount.
+	AgentBinary string
 	// Out receives progress for people; may be nil.
 	Out io.Writer
 }
@@ -173,6 +178,14 @@ func Prepare(ctx context.Context, o Options) (*plan.Lab, error) {
 	saved := &state.Saved{Lab: l, Binaries: bins.Dir, Created: time.Now()}
 	for _, img := range imgs {
 		saved.Images = append(saved.Images, img.Path)
+	}
+	if o.AgentBinary != "" {
+		img, err := ib.Strait(ctx, o.AgentBinary, "")
+		if err != nil {
+			return nil, fmt.Errorf("the strait image the lab's agents run: %w", err)
+		}
+		saved.Images = append(saved.Images, img.Path)
+		saved.AgentPods = true
 	}
 	if err := state.Save(o.Dir, saved); err != nil {
 		return nil, err

@@ -11,13 +11,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/strait-io/strait/internal/lab/labtest"
+	"github.com/strait-io/strait/internal/lab/plan"
 )
 
 // TestDeploymentManifestsApplyToALabCluster applies config/default with kubectl's kustomize
 // to a real API server, twice (the second apply changes nothing), and checks the agent's
 // Deployment and RBAC exist.
 func TestDeploymentManifestsApplyToALabCluster(t *testing.T) {
-	lab := labtest.Start(t, 1)
+	// The test installs the chart itself, on clusters whose agents run in the supervisor.
+	lab, err := labtest.Try(t, labtest.Options{Names: plan.DefaultNames(1), AgentsInSupervisor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, file, _, _ := runtime.Caller(0)
 	config := filepath.Join(filepath.Dir(file), "..", "..", "config", "default")
 	kubectl := filepath.Join(lab.Dir.BinDir(), "kubectl")

@@ -18,6 +18,7 @@ import (
 	"github.com/strait-io/strait/internal/install"
 	labpkg "github.com/strait-io/strait/internal/lab"
 	"github.com/strait-io/strait/internal/lab/labtest"
+	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/supervisor"
 )
 
@@ -46,7 +47,11 @@ func leaderHolder(ctx context.Context, lab *labtest.Lab, cluster string) string 
 // fails over between the two replicas, refuses bad input without leaving anything, and
 // uninstalls with `strait leave --uninstall`, CoreDNS's Corefile restored.
 func TestJoinInstall(t *testing.T) {
-	lab := labtest.Start(t, 2)
+	// The test installs the chart itself, on clusters whose agents run in the supervisor.
+	lab, err := labtest.Try(t, labtest.Options{Names: plan.DefaultNames(2), AgentsInSupervisor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	broker, member := lab.Names()[0], lab.Names()[1]
 	kube := lab.Client(member)

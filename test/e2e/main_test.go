@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/strait-io/strait/internal/lab/labtest"
 )
 
 // straitBin is the strait binary built for this test run, for tests of the command line.
@@ -33,6 +35,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building strait:", err)
 		os.Exit(1)
 	}
+	// Every lab of the suite runs its agents as the chart's pods, from this binary's image.
+	labtest.AgentBinary = straitBin
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

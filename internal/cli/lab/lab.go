@@ -63,6 +63,7 @@ func New() *cobra.Command {
 func newUp(o *options) *cobra.Command {
 	var clusters, portBase int
 	var names []string
+	var agentPods bool
 	cmd := &cobra.Command{
 		Use:     "up",
 		Short:   "Start the lab (default: clusters cluster01 and cluster02)",
@@ -85,10 +86,17 @@ func newUp(o *options) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			agentBinary := ""
+			if agentPods {
+				if agentBinary, err = os.Executable(); err != nil {
+					return err
+				}
+			}
 			l, err := labpkg.Up(cmd.Context(), labpkg.Options{
 				Dir: dir, Names: names, Clusters: clusters, APIPortBase: portBase,
-				Builder: &binaries.Builder{Progress: buildProgress(out)},
-				Out:     out,
+				Builder:     &binaries.Builder{Progress: buildProgress(out)},
+				AgentBinary: agentBinary,
+				Out:         out,
 			})
 			if err != nil {
 				return err
@@ -103,6 +111,8 @@ func newUp(o *options) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&clusters, "clusters", 0, fmt.Sprintf("number of clusters, named cluster01..clusterNN (1-%d; default 2)", plan.MaxClusters))
 	cmd.Flags().StringSliceVar(&names, "names", nil, "cluster names (DNS-1123 labels), comma-separated")
+	cmd.Flags().BoolVar(&agentPods, "agent-pods", false, "run each cluster's Strait agent as pods of the Helm chart, installed as strait join --install installs it, "+
+		"from an image of this strait binary that every node loads (default: inside the lab's supervisor, with the chart's RBAC)")
 	cmd.Flags().IntVar(&portBase, "api-port-base", plan.DefaultAPIPortBase,
 		"cluster i's API server listens on 127.0.0.1:<base+i>; etcd on base+100+i and base+200+i, the controller manager on base+300+i, the strait agent's metrics and health on base+400+i and base+500+i")
 	return cmd

@@ -65,10 +65,19 @@ func StartNamed(t testing.TB, names ...string) *Lab {
 	return l
 }
 
+// AgentBinary, when set, makes every lab of the test binary run its clusters' agents as
+// pods of Strait's chart, from an image of this strait binary (see lab.Options). The e2e
+// suite sets it to the strait it built; benchmarks leave it empty, for agents inside the
+// supervisor that they can stop and replace with their own.
+var AgentBinary string
+
 // Options say how Try starts a lab.
 type Options struct {
 	// Names of the clusters.
 	Names []string
+	// AgentsInSupervisor runs the agents inside the supervisor even when AgentBinary is
+	// set: for a test that installs the chart itself.
+	AgentsInSupervisor bool
 	// BeforeStart, if set, runs once the lab is prepared (state directory, certificates,
 	// binaries) and before its supervisor starts: a test of failures breaks something here.
 	BeforeStart func(dir state.Dir, l *plan.Lab)
@@ -92,10 +101,14 @@ func Try(t testing.TB, o Options) (*Lab, error) {
 		t.Fatal(err)
 	}
 	dir := state.Dir(filepath.Join(base, name))
+	agentBinary := AgentBinary
+	if o.AgentsInSupervisor {
+		agentBinary = ""
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	l, err := lab.Prepare(ctx, lab.Options{
-		Dir: dir, Names: o.Names,
+		Dir: dir, Names: o.Names, AgentBinary: agentBinary,
 		Builder: &binaries.Builder{Progress: func(p binaries.Progress) {
 			if p.Step != "build" {
 				t.Logf("lab binaries: %s %s", p.Step, p.Message)

@@ -182,8 +182,11 @@ type Saved struct {
 	Binaries string `json:"binaries"`
 	// Images are the archives of the lab's own images (pause, rebel-base, debug), loaded
 	// into every node at start and served by the lab's registry.
-	Images  []string  `json:"images,omitempty"`
-	Created time.Time `json:"created"`
+	Images []string `json:"images,omitempty"`
+	// AgentPods: each cluster's agent runs as pods of Strait's chart, from the strait image
+	// among Images, instead of inside the supervisor.
+	AgentPods bool      `json:"agentPods,omitempty"`
+	Created   time.Time `json:"created"`
 }
 
 // ErrNoLab is returned by Load when the lab has no state.

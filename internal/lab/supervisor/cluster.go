@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -36,6 +37,8 @@ type cluster struct {
 	bins       binaries.Set
 	images     []string         // archives of the lab's images, loaded into the node
 	registry   *images.Registry // served to the node's containerd
+	agentPods  bool             // the agent runs as the chart's Deployment, not in the supervisor
+	stopping   atomic.Bool      // the whole cluster is stopping (not one component)
 
 	mu       sync.Mutex
 	procs    map[string]*process.Process
@@ -138,6 +141,7 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	if err != nil {
 		return err
 	}
+	chk.agentPods = c.agentPods
 	c.checker = chk
 	c.record = record
 	cfg := state.RESTConfig(c.dir, c.plan, state.Admin)
@@ -257,6 +261,7 @@ func (c *cluster) pids() map[string]int {
 
 // stop stops every started component, last started first.
 func (c *cluster) stop() error {
+	c.stopping.Store(true)
 	c.mu.Lock()
 	order := append([]string(nil), c.order...)
 	c.mu.Unlock()
@@ -335,12 +340,19 @@ func (c *cluster) stopComponent(name string) error {
 	case p != nil:
 		return p.Stop(stopGrace)
 	case t != nil:
+		grace := stopGrace
+		if name == Agent && c.agentPods {
+			grace += agentPodsStopTimeout // scaled to 0, its pods must go
+		}
 		t.cancel()
 		select {
 		case <-t.done:
+			if name == Agent && c.agentPods {
+				return t.err // scaling to 0 failed, or its pods stayed
+			}
 			return nil
-		case <-time.After(stopGrace):
-			return fmt.Errorf("%s of cluster %s did not stop in %s", name, c.plan.Name, stopGrace)
+		case <-time.After(grace):
+			return fmt.Errorf("%s of cluster %s did not stop in %s", name, c.plan.Name, grace)
 		}
 	}
 	return fmt.Errorf("cluster %s has no started component %q", c.plan.Name, name)

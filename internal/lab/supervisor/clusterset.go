@@ -7,13 +7,12 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/strait-io/strait/internal/agent"
-	"github.com/strait-io/strait/internal/chart"
 	"github.com/strait-io/strait/internal/clusterset"
 	"github.com/strait-io/strait/internal/externalservice/probe"
-	"github.com/strait-io/strait/internal/install"
 	"github.com/strait-io/strait/internal/lab/netns"
 	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/state"
@@ -28,28 +27,43 @@ func Broker(l *plan.Lab) plan.Cluster { return l.Clusters[0] }
 func (s *Supervisor) joinClusterset(ctx context.Context) error {
 	broker := Broker(s.lab)
 	brokerCfg := state.RESTConfig(s.dir.Cluster(broker.Name), broker, state.Admin)
+	// Agents in pods reach the broker at its node address (the lab's API forwarder), not
+	// at the host's loopback.
+	brokerServer := ""
+	if s.agentPods {
+		brokerServer = state.NodeAPIServerURL(broker)
+	}
 	for _, c := range s.lab.Clusters {
 		t0 := time.Now()
 		_, err := clusterset.Join(ctx, clusterset.JoinOptions{
-			Member:     state.RESTConfig(s.dir.Cluster(c.Name), c, state.Admin),
-			Broker:     brokerCfg,
-			MemberName: c.Name,
-			BrokerName: broker.Name,
-			ClusterID:  c.ID,
-			Region:     c.Region,
-			Zone:       c.Zone,
+			Member:       state.RESTConfig(s.dir.Cluster(c.Name), c, state.Admin),
+			Broker:       brokerCfg,
+			BrokerServer: brokerServer,
+			MemberName:   c.Name,
+			BrokerName:   broker.Name,
+			ClusterID:    c.ID,
+			Region:       c.Region,
+			Zone:         c.Zone,
 		})
 		if err != nil {
 			return fmt.Errorf("joining cluster %s to the clusterset: %w", c.Name, err)
 		}
 		s.event(c.Name, "joined the clusterset as %s, broker %s (%s)", c.ID, broker.Name, time.Since(t0).Round(100*time.Millisecond))
-		if err := s.applyAgentRBAC(ctx, c, c.Name == broker.Name); err != nil {
+		if err := s.installAgent(ctx, c, c.Name == broker.Name); err != nil {
 			return err
 		}
 	}
 	for _, c := range s.lab.Clusters {
 		cl := s.clusters[c.Name]
-		cl.startTask(Agent, agentRunner(s.dir.Cluster(c.Name).Kubeconfig(state.Agent), c))
+		run := agentRunner(s.dir.Cluster(c.Name).Kubeconfig(state.Agent), c)
+		if s.agentPods {
+			kube, err := kubernetes.NewForConfig(state.RESTConfig(s.dir.Cluster(c.Name), c, state.Admin))
+			if err != nil {
+				return err
+			}
+			run = agentPodsRunner(kube, cl.stopping.Load)
+		}
+		cl.startTask(Agent, run)
 		wctx, cancel := context.WithTimeout(ctx, startTimeout)
 		err := wait.PollUntilContextCancel(wctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 			return cl.checker.agent(ctx) == nil, nil
@@ -61,26 +75,6 @@ func (s *Supervisor) joinClusterset(ctx context.Context) error {
 		s.event(c.Name, "%s is up", Agent)
 	}
 	return s.startLabDNS(ctx, brokerCfg)
-}
-
-// applyAgentRBAC gives the cluster the agent's ServiceAccount, roles and bindings exactly
-// as the chart renders them for a member (brokerHost: for the member that hosts the
-// broker, as `strait join --install` sets it). The lab's agents authenticate as that
-// ServiceAccount, so every lab test runs them under the chart's RBAC: a right the chart
-// lacks fails the lab as it would fail an installed agent.
-func (s *Supervisor) applyAgentRBAC(ctx context.Context, c plan.Cluster, brokerHost bool) error {
-	objs, err := chart.RBAC(map[string]any{"agent": map[string]any{"brokerHost": brokerHost}}, chart.AgentServiceAccount)
-	if err != nil {
-		return err
-	}
-	if _, err := install.Install(ctx, install.Options{
-		Config:  state.RESTConfig(s.dir.Cluster(c.Name), c, state.Admin),
-		Cluster: c.Name,
-		Objects: objs,
-	}); err != nil {
-		return fmt.Errorf("giving the strait agent of cluster %s the chart's RBAC: %w", c.Name, err)
-	}
-	return nil
 }
 
 // agentRunner runs a cluster's agent in the supervisor, restarting it after an error (the

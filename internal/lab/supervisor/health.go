@@ -14,9 +14,11 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/strait-io/strait/internal/chart"
 	"github.com/strait-io/strait/internal/lab/binaries"
 	"github.com/strait-io/strait/internal/lab/images"
 
@@ -36,6 +38,7 @@ type checker struct {
 	egressSock string       // the egress proxy's socket
 	ctr        string       // containerd's ctr
 	socket     string       // the node's containerd socket
+	agentPods  bool         // the agent runs as the chart's Deployment
 }
 
 func newChecker(cd state.ClusterDir, c plan.Cluster, labDNSAddr string, bins binaries.Set) (*checker, error) {
@@ -225,7 +228,21 @@ func (h *checker) resolves(ctx context.Context, server, name, want string) error
 	return errors.New(name + " resolved to " + strings.Join(addrs, ",") + " through " + server + ", want " + want)
 }
 
+// agent is ready when its /readyz answers: the in-process agent's on the host, or with
+// agents in pods, each pod's through its readiness probe, which the Deployment's status
+// reflects.
 func (h *checker) agent(ctx context.Context) error {
-	_, err := get(ctx, h.host, fmt.Sprintf("http://127.0.0.1:%d/readyz", h.plan.Ports.AgentHealth))
-	return err
+	if !h.agentPods {
+		_, err := get(ctx, h.host, fmt.Sprintf("http://127.0.0.1:%d/readyz", h.plan.Ports.AgentHealth))
+		return err
+	}
+	body, err := get(ctx, h.api, fmt.Sprintf("%s/apis/apps/v1/namespaces/%s/deployments/%s", state.APIServerURL(h.plan), chart.Namespace, agentDeployment))
+	if err != nil {
+		return err
+	}
+	var d appsv1.Deployment
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		return err
+	}
+	return agentDeploymentReady(&d)
 }

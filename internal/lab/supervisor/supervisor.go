@@ -59,6 +59,8 @@ type Supervisor struct {
 	clusters map[string]*cluster
 	shutdown chan struct{}
 	stopOnce sync.Once
+	// agentPods: the clusters' agents run as the chart's Deployment (see installAgent).
+	agentPods bool
 }
 
 // Event is one step of the lab's life, shown as progress by `lab up`.
@@ -75,16 +77,18 @@ func New(dir state.Dir) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{
-		dir:      dir,
-		lab:      saved.Lab,
-		bins:     binaries.Set{Dir: saved.Binaries},
-		phase:    PhaseStarting,
-		clusters: map[string]*cluster{},
-		shutdown: make(chan struct{}),
+		dir:       dir,
+		lab:       saved.Lab,
+		bins:      binaries.Set{Dir: saved.Binaries},
+		phase:     PhaseStarting,
+		clusters:  map[string]*cluster{},
+		shutdown:  make(chan struct{}),
+		agentPods: saved.AgentPods,
 	}
 	reg := &images.Registry{Archives: func() []string { return append(slices.Clone(saved.Images), loadedImages(dir)...) }}
 	for _, c := range saved.Lab.Clusters {
 		s.clusters[c.Name] = newCluster(saved.Lab, c, dir.Cluster(c.Name), s.bins, saved.Images, reg, s.event)
+		s.clusters[c.Name].agentPods = saved.AgentPods
 	}
 	return s, nil
 }
