@@ -84,6 +84,9 @@ type Config struct {
 	// AllowInsecureBroker accepts a stored broker credential that skips TLS verification
 	// (labs only; strait join stores one only with --allow-insecure-broker).
 	AllowInsecureBroker bool
+	// BrokerServer, when set, is the broker URL the agent uses instead of the stored
+	// credential's (same token and CA).
+	BrokerServer string
 	// WrapTransport, when set, wraps the transport of every client the agent makes (member
 	// and broker), as rest.Config.WrapTransport does: for tracing, or for the fault tests
 	// that inject API errors. Not a flag.
@@ -116,6 +119,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.GracePeriod, "member-grace-period", c.GracePeriod, "how long after its lease duration (3 heartbeats) a member whose lease renewals stopped is withdrawn from imports, global Services and federation")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "reconcile workers per reconciler")
 	fs.BoolVar(&c.AllowInsecureBroker, "allow-insecure-broker", c.AllowInsecureBroker, "accept a stored broker credential that skips TLS verification (labs only)")
+	fs.StringVar(&c.BrokerServer, "broker-server", c.BrokerServer, "reach the broker at this URL instead of the one strait join stored (same credential), e.g. when this cluster reaches the broker by another address than the others")
 	fs.Var(probe.CIDRs{P: &c.Prober.AllowCIDRs}, "allow-health-check-cidrs", "ranges ExternalService health checks may reach although they are loopback, link-local or cloud metadata addresses (refused otherwise), comma-separated, e.g. 127.0.0.0/8")
 	c.Federation.AddFlags(fs)
 }
@@ -130,6 +134,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("--workers %d: at least 1", c.Workers)
+	}
+	if c.BrokerServer != "" {
+		if err := clusterset.ValidateBrokerServer(c.BrokerServer); err != nil {
+			return fmt.Errorf("--broker-server: %w", err)
+		}
 	}
 	if err := c.Federation.Validate(); err != nil {
 		return err
@@ -213,7 +222,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		recordRefusal(ctx, a.member.Kube, err)
 		return nil, err
 	}
-	if a.broker, err = newCluster(a.credential.RESTConfig(), cfg.WrapTransport); err != nil {
+	brc := a.credential.RESTConfig()
+	if cfg.BrokerServer != "" {
+		brc.Host = cfg.BrokerServer
+	}
+	if a.broker, err = newCluster(brc, cfg.WrapTransport); err != nil {
 		return nil, err
 	}
 	return a, nil

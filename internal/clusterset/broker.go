@@ -3,6 +3,7 @@ package clusterset
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -95,3 +96,18 @@ func BrokerRESTConfig(ctx context.Context, member kubernetes.Interface, allowIns
 	}
 	return cred.RESTConfig(), nil
 }
+
+// ValidateBrokerServer checks a broker API URL given on the command line: https, with a
+// host (and an optional path, for API servers behind a proxy).
+func ValidateBrokerServer(server string) error {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not a broker API URL; give one as https://<host>[:<port>], e.g. https://broker.example.com:6443", server)
+	}
+	return nil
+}
+
+// BrokerServerOverrideUsage is the help of the --broker-server flag of the commands that
+// read the broker with a member's stored credential (status, diagnose).
+const BrokerServerOverrideUsage = "reach the broker at this URL instead of the one strait join stored for the members' agents, with the same credential: " +
+	"for a broker URL only the clusters reach (e.g. a private address)"

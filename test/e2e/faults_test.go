@@ -356,7 +356,7 @@ func equalRecords(a, b map[string][]string) bool {
 }
 
 func straitStatus(ctx context.Context, lab *labtest.Lab, cluster string) string {
-	cmd := exec.CommandContext(ctx, straitBin, "status", "--kubeconfig", lab.Kubeconfig(), "--context", cluster)
+	cmd := exec.CommandContext(ctx, straitBin, "status", "--kubeconfig", lab.Kubeconfig(), "--context", cluster, "--broker-server", lab.BrokerURL())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	_ = cmd.Run()
@@ -563,6 +563,7 @@ func (w *faultWorld) agentKilledDuringChurn(t *testing.T) {
 	for i := range kills {
 		cfg := agent.DefaultConfig()
 		cfg.Kubeconfig = w.lab.AgentKubeconfig("cluster02")
+		cfg.BrokerServer = w.lab.BrokerURL() // the stored one may be the node address, which only pods reach
 		cfg.MetricsAddress, cfg.HealthAddress = "0", "0"
 		cfg.LeaderElect = false
 		cfg.Identity = fmt.Sprintf("fault-test-%d", i)

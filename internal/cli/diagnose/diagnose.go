@@ -47,6 +47,7 @@ type options struct {
 	timeout       time.Duration
 	keep          bool
 	allowInsecure bool
+	brokerServer  string
 	format        string
 	progress      io.Writer
 }
@@ -71,6 +72,11 @@ func New() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.Validate(o.format); err != nil {
 				return err
+			}
+			if o.brokerServer != "" {
+				if err := clusterset.ValidateBrokerServer(o.brokerServer); err != nil {
+					return fmt.Errorf("--broker-server: %w", err)
+				}
 			}
 			if o.timeout <= 0 {
 				return fmt.Errorf("--timeout %s: must be positive, e.g. 3m", o.timeout)
@@ -104,6 +110,7 @@ func New() *cobra.Command {
 	fl.DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long to wait for the test pods and the imports")
 	fl.BoolVar(&o.keep, "keep", false, "keep the "+diagnose.Namespace+" namespaces afterwards, to look into them")
 	fl.BoolVar(&o.allowInsecure, "allow-insecure-broker", false, "accept a stored broker credential that skips TLS verification (labs only)")
+	fl.StringVar(&o.brokerServer, "broker-server", "", clusterset.BrokerServerOverrideUsage)
 	output.AddFlag(cmd, &o.format, true)
 	cmd.AddCommand(newEcho(), newProbe())
 	return cmd
@@ -249,6 +256,9 @@ func (o *options) connect(ctx context.Context, name string) (*member, error) {
 		return nil, err
 	}
 	if bc, err := clusterset.BrokerRESTConfig(rctx, m.kube, o.allowInsecure); err == nil {
+		if o.brokerServer != "" {
+			bc.Host = o.brokerServer
+		}
 		m.broker, _ = kubernetes.NewForConfig(bc)
 	}
 	m.image = o.image

@@ -39,6 +39,7 @@ func New() *cobra.Command {
 		kube          *kubeconfig.Flags
 		format        string
 		allowInsecure bool
+		brokerServer  string
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -48,13 +49,18 @@ func New() *cobra.Command {
 			if err := output.Validate(format); err != nil {
 				return err
 			}
+			if brokerServer != "" {
+				if err := clusterset.ValidateBrokerServer(brokerServer); err != nil {
+					return fmt.Errorf("--broker-server: %w", err)
+				}
+			}
 			cfg, name, err := kube.RESTConfig()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := contextWithTimeout(cmd.Context())
 			defer cancel()
-			st, err := gather(ctx, cfg, name, allowInsecure)
+			st, err := gather(ctx, cfg, name, allowInsecure, brokerServer)
 			if err != nil {
 				return err
 			}
@@ -72,6 +78,7 @@ func New() *cobra.Command {
 	kube = kubeconfig.AddFlags(cmd, kubeconfig.Options{Cluster: "the member cluster"})
 	output.AddFlag(cmd, &format, true)
 	cmd.Flags().BoolVar(&allowInsecure, "allow-insecure-broker", false, "accept a stored broker credential that skips TLS verification (labs only), as the agent's flag of that name")
+	cmd.Flags().StringVar(&brokerServer, "broker-server", "", clusterset.BrokerServerOverrideUsage)
 	return cmd
 }
 
@@ -81,7 +88,7 @@ func contextWithTimeout(ctx context.Context) (context.Context, context.CancelFun
 
 // gather reads the member cluster and, with the member's own broker credential, the broker.
 // A broker that cannot be reached is reported, not an error: the member keeps working.
-func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInsecure bool) (*statuspkg.Status, error) {
+func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInsecure bool, brokerServer string) (*statuspkg.Status, error) {
 	local, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -106,6 +113,9 @@ func gather(ctx context.Context, cfg *rest.Config, contextName string, allowInse
 	bc, err := clusterset.BrokerRESTConfig(ctx, local, allowInsecure)
 	if err != nil {
 		return nil, apiError(err, contextName, cfg.Host, "reading its broker credential")
+	}
+	if brokerServer != "" {
+		bc.Host = brokerServer
 	}
 	st := &statuspkg.Status{Cluster: contextName, ClusterID: id, Broker: bc.Host}
 	view, err := leasewatch.ReadView(ctx, local)

@@ -206,6 +206,13 @@ func (l *Lab) Client(name string) kubernetes.Interface {
 // Kubeconfig is the lab's kubeconfig, one context per cluster.
 func (l *Lab) Kubeconfig() string { return l.Dir.Kubeconfig() }
 
+// BrokerURL is how the host reaches the broker's API server. The members' stored broker
+// credential may name another address (with agents in pods, the broker's node address,
+// which only the clusters reach): give this to strait status and diagnose's --broker-server.
+func (l *Lab) BrokerURL() string {
+	return state.APIServerURL(l.Plan.Clusters[0])
+}
+
 // AgentKubeconfig is the kubeconfig the lab's agent of a cluster runs with: the chart's
 // ServiceAccount strait-agent, with the chart's RBAC and nothing more.
 func (l *Lab) AgentKubeconfig(name string) string {
