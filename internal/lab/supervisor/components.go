@@ -19,7 +19,8 @@ import (
 // namespace; the egress proxy (the API server's way to the kubelet), the API forwarder (the
 // node's way to the API server), the image registry the node pulls lab images from, and the
 // Strait agent of each cluster run inside the supervisor, the agent once the lab has joined
-// the clusters into a clusterset. strait dns serves the whole lab, but components belong to
+// the clusters into a clusterset (or, with agents in pods, the component stands for the
+// chart's Deployment: stopped, it is scaled to 0). strait dns serves the whole lab, but components belong to
 // a cluster: it is a component of the broker cluster, whose API it reads, and of no other.
 const (
 	Etcd              = "etcd"
