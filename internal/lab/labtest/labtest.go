@@ -349,6 +349,21 @@ func dumpLogs(t testing.TB, dir state.Dir, l *plan.Lab) {
 			}
 			t.Logf("--- %s %s log (last lines):\n%s", c.Name, comp, strings.Join(lines, "\n"))
 		}
+		// Strait's pods (agents in pods, or installed by the test), as the kubelet kept
+		// their logs: <namespace>_<pod>_<uid>/<container>/<restart>.log.
+		logs, _ := filepath.Glob(filepath.Join(dir.Cluster(c.Name).PodLogs(), "strait-system_*", "*", "*.log"))
+		for _, f := range logs {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			if len(lines) > 60 {
+				lines = lines[len(lines)-60:]
+			}
+			rel, _ := filepath.Rel(dir.Cluster(c.Name).PodLogs(), f)
+			t.Logf("--- %s pod log %s (last lines):\n%s", c.Name, rel, strings.Join(lines, "\n"))
+		}
 	}
 }
 
