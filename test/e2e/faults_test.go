@@ -35,6 +35,7 @@ import (
 	"github.com/strait-io/strait/internal/dns/bindtest"
 	"github.com/strait-io/strait/internal/federation"
 	"github.com/strait-io/strait/internal/lab/labtest"
+	"github.com/strait-io/strait/internal/lab/plan"
 	"github.com/strait-io/strait/internal/lab/supervisor"
 	"github.com/strait-io/strait/internal/records"
 )
@@ -74,7 +75,14 @@ func TestFaults(t *testing.T) {
 }
 
 func newFaultWorld(t *testing.T) *faultWorld {
-	lab := labtest.Start(t, 3)
+	// Agents in the supervisor, not in pods: in one of three runs with agents in pods,
+	// AgentKilledDuringChurn ended with cluster02's global slice of cluster03 at 6 endpoints
+	// instead of 2 for two minutes after the restart; two later runs passed, and the cause is
+	// not known yet. Until it is, the fault scenarios keep the agents they were proven with.
+	lab, err := labtest.Try(t, labtest.Options{Names: plan.DefaultNames(3), AgentsInSupervisor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	w := &faultWorld{lab: lab, cs: map[string]kubernetes.Interface{}, mcs: map[string]mcsCluster{}}
 	for _, c := range mcsClusters(t, lab) {
