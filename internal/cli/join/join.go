@@ -101,11 +101,6 @@ func NewJoin() *cobra.Command {
 			if err := clusterset.ValidateFederationNamespace(opts.FederationNamespace); err != nil {
 				return fmt.Errorf("--federation-namespace: %w", err)
 			}
-			if opts.BrokerServer != "" {
-				if err := clusterset.ValidateBrokerServer(opts.BrokerServer); err != nil {
-					return fmt.Errorf("--broker-server: %w", err)
-				}
-			}
 			if err := inst.check(cmd); err != nil {
 				return err
 			}
