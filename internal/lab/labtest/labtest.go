@@ -76,7 +76,8 @@ type Options struct {
 	// Names of the clusters.
 	Names []string
 	// AgentsInSupervisor runs the agents inside the supervisor even when AgentBinary is
-	// set: for a test that installs the chart itself.
+	// set: for a test that installs the chart itself, or one that keeps agents in the
+	// supervisor for a reason it states (TestFaults).
 	AgentsInSupervisor bool
 	// BeforeStart, if set, runs once the lab is prepared (state directory, certificates,
 	// binaries) and before its supervisor starts: a test of failures breaks something here.

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -43,9 +44,12 @@ func agentValues(brokerHost, pods bool) map[string]any {
 // right the chart lacks fails the lab as it would fail an installed agent.
 func (s *Supervisor) installAgent(ctx context.Context, c plan.Cluster, brokerHost bool) error {
 	values := agentValues(brokerHost, s.agentPods)
-	objs, err := chart.RBAC(values, chart.AgentServiceAccount)
+	var objs []*unstructured.Unstructured
+	var err error
 	if s.agentPods {
 		objs, err = chart.Render(values, chart.Namespace)
+	} else {
+		objs, err = chart.RBAC(values, chart.AgentServiceAccount)
 	}
 	if err != nil {
 		return err
