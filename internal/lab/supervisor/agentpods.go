@@ -65,11 +65,15 @@ func (s *Supervisor) installAgent(ctx context.Context, c plan.Cluster, brokerHos
 	return nil
 }
 
-// agentPodsRunner is the agent component of a cluster whose agent runs as the chart's
+// agentPodsTask is the agent component of a cluster whose agent runs as the chart's
 // Deployment: started, it scales the Deployment to one replica; stopped (StopComponent),
 // to none, and it returns once no agent pod is left, so a test that stopped the agent
-// knows nothing of it still writes. When the whole cluster stops (labStopping), the pods
-// stop with the node, and nothing is scaled.
+// knows nothing of it still writes; an error then is the stop's failure. When the whole
+// cluster stops (labStopping), the pods stop with the node, and nothing is scaled.
+func agentPodsTask(kube kubernetes.Interface, labStopping func() bool) taskSpec {
+	return taskSpec{run: agentPodsRunner(kube, labStopping), stopTime: stopGrace + agentPodsStopTimeout}
+}
+
 func agentPodsRunner(kube kubernetes.Interface, labStopping func() bool) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := scaleAgent(ctx, kube, 1); err != nil {
@@ -110,19 +114,23 @@ func waitNoAgentPods(ctx context.Context, kube kubernetes.Interface) error {
 	if err != nil {
 		return err
 	}
-	left := -1
+	left, listErr := -1, error(nil)
 	err = wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		pods, err := kube.CoreV1().Pods(chart.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
 		if err != nil {
+			listErr = err
 			return false, nil
 		}
 		left = len(pods.Items)
 		return left == 0, nil
 	})
-	if err != nil {
-		return fmt.Errorf("%d pods of Deployment %s/%s are still there after it was scaled to 0", left, chart.Namespace, agentDeployment)
+	switch {
+	case err == nil:
+		return nil
+	case left < 0:
+		return fmt.Errorf("the pods of Deployment %s/%s could not be listed after it was scaled to 0, so they may still run: %w", chart.Namespace, agentDeployment, listErr)
 	}
-	return nil
+	return fmt.Errorf("%d pods of Deployment %s/%s are still there after it was scaled to 0", left, chart.Namespace, agentDeployment)
 }
 
 // agentDeploymentReady says whether the agent's Deployment has all its replicas updated

@@ -43,8 +43,7 @@ type cluster struct {
 	mu       sync.Mutex
 	procs    map[string]*process.Process
 	inproc   map[string]*task
-	runners  map[string]func(context.Context) error // how to (re)start each in-process component
-	order    []string                               // started components, for stopping in reverse
+	order    []string // started components, for stopping in reverse
 	checker  *checker
 	corefile *corefileSync
 	record   func()
@@ -52,10 +51,31 @@ type cluster struct {
 
 // task is a component that runs inside the supervisor.
 type task struct {
+	spec    taskSpec
 	started time.Time
 	cancel  context.CancelFunc
 	done    chan struct{}
 	err     error
+}
+
+// taskSpec is how an in-process component runs. run lasts until its context ends and then
+// returns nil, or the error that kept it from stopping cleanly (an agent in pods whose
+// Deployment could not be scaled to 0). stopTime bounds how long stopping it may take;
+// zero is stopGrace.
+type taskSpec struct {
+	run      func(ctx context.Context) error
+	stopTime time.Duration
+}
+
+// runs is the spec of a component that stops as soon as its context ends.
+func runs(run func(ctx context.Context) error) taskSpec { return taskSpec{run: run} }
+
+// stopWithin is how long the task may take to return once stopped.
+func (t *task) stopWithin() time.Duration {
+	if t.spec.stopTime > 0 {
+		return t.spec.stopTime
+	}
+	return stopGrace
 }
 
 func (t *task) running() bool {
@@ -81,7 +101,6 @@ func newCluster(l *plan.Lab, c plan.Cluster, cd state.ClusterDir, bins binaries.
 		labDNSAddr: labDNSAddr(l),
 		procs:      map[string]*process.Process{},
 		inproc:     map[string]*task{},
-		runners:    map[string]func(context.Context) error{},
 	}
 }
 
@@ -117,17 +136,16 @@ func (c *cluster) addOrder(name string) {
 }
 
 // startTask runs an in-process component until the cluster stops.
-func (c *cluster) startTask(name string, run func(ctx context.Context) error) *task {
+func (c *cluster) startTask(name string, spec taskSpec) *task {
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &task{started: time.Now(), cancel: cancel, done: make(chan struct{})}
+	t := &task{spec: spec, started: time.Now(), cancel: cancel, done: make(chan struct{})}
 	c.mu.Lock()
 	c.inproc[name] = t
-	c.runners[name] = run
 	c.addOrder(name)
 	c.mu.Unlock()
 	go func() {
 		defer close(t.done)
-		t.err = run(ctx)
+		t.err = spec.run(ctx)
 		if t.err != nil && ctx.Err() == nil {
 			c.event(c.plan.Name, "%s stopped: %v", name, t.err)
 		}
@@ -165,9 +183,9 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	if err != nil {
 		return fmt.Errorf("cluster %s: egress proxy: %w", c.plan.Name, err)
 	}
-	c.startTask(EgressProxy, func(ctx context.Context) error {
+	c.startTask(EgressProxy, runs(func(ctx context.Context) error {
 		return serveEgress(ctx, egress, egressDialer(c.plan.Namespace))
-	})
+	}))
 	if err := c.startProcess(ctx, APIServer, chk.apiServer, record); err != nil {
 		return err
 	}
@@ -189,12 +207,12 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 		return fmt.Errorf("cluster %s: API forwarder: %w", c.plan.Name, err)
 	}
 	target := net.JoinHostPort("127.0.0.1", fmt.Sprint(c.plan.Ports.APIServer))
-	c.startTask(APIForwarder, func(ctx context.Context) error { return forward(ctx, fwd, target) })
+	c.startTask(APIForwarder, runs(func(ctx context.Context) error { return forward(ctx, fwd, target) }))
 	reg, err := netns.Listen(c.plan.Namespace, "tcp", registryAddr)
 	if err != nil {
 		return fmt.Errorf("cluster %s: image registry: %w", c.plan.Name, err)
 	}
-	c.startTask(ImageRegistry, func(ctx context.Context) error { return serveHTTP(ctx, reg, c.registry) })
+	c.startTask(ImageRegistry, runs(func(ctx context.Context) error { return serveHTTP(ctx, reg, c.registry) }))
 	if err := c.startNode(ctx, record); err != nil {
 		return err
 	}
@@ -208,7 +226,7 @@ func (c *cluster) start(ctx context.Context, record func()) error {
 	c.mu.Lock()
 	c.corefile = corefile
 	c.mu.Unlock()
-	c.startTask(CoreDNSConfig, corefile.run)
+	c.startTask(CoreDNSConfig, runs(corefile.run))
 	if err := c.startProcess(ctx, CoreDNS, chk.coreDNS, record); err != nil {
 		return err
 	}
@@ -277,11 +295,8 @@ func (c *cluster) stop() error {
 				errs = append(errs, err)
 			}
 		case t != nil:
-			t.cancel()
-			select {
-			case <-t.done:
-			case <-time.After(stopGrace):
-				errs = append(errs, fmt.Errorf("%s of cluster %s did not stop in %s", name, c.plan.Name, stopGrace))
+			if err := c.stopTask(name, t); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -340,22 +355,27 @@ func (c *cluster) stopComponent(name string) error {
 	case p != nil:
 		return p.Stop(stopGrace)
 	case t != nil:
-		grace := stopGrace
-		if name == Agent && c.agentPods {
-			grace += agentPodsStopTimeout // scaled to 0, its pods must go
-		}
-		t.cancel()
-		select {
-		case <-t.done:
-			if name == Agent && c.agentPods {
-				return t.err // scaling to 0 failed, or its pods stayed
-			}
-			return nil
-		case <-time.After(grace):
-			return fmt.Errorf("%s of cluster %s did not stop in %s", name, c.plan.Name, grace)
-		}
+		return c.stopTask(name, t)
 	}
 	return fmt.Errorf("cluster %s has no started component %q", c.plan.Name, name)
+}
+
+// stopTask stops an in-process component and waits, within its stop time, until it has
+// returned. One that had already ended is stopped.
+func (c *cluster) stopTask(name string, t *task) error {
+	if !t.running() {
+		return nil
+	}
+	t.cancel()
+	select {
+	case <-t.done:
+		if t.err != nil {
+			return fmt.Errorf("stopping %s of cluster %s: %w", name, c.plan.Name, t.err)
+		}
+		return nil
+	case <-time.After(t.stopWithin()):
+		return fmt.Errorf("%s of cluster %s did not stop in %s", name, c.plan.Name, t.stopWithin())
+	}
 }
 
 // startComponent starts a stopped component again and waits until it is healthy.
@@ -364,7 +384,7 @@ func (c *cluster) startComponent(ctx context.Context, name string) error {
 		return err
 	}
 	c.mu.Lock()
-	p, t, run := c.procs[name], c.inproc[name], c.runners[name]
+	p, t := c.procs[name], c.inproc[name]
 	c.mu.Unlock()
 	switch {
 	case p != nil:
@@ -376,7 +396,7 @@ func (c *cluster) startComponent(ctx context.Context, name string) error {
 		if t.running() {
 			return fmt.Errorf("%s of cluster %s is already running", name, c.plan.Name)
 		}
-		c.startTask(name, run)
+		c.startTask(name, t.spec)
 		if check := c.checks()[name]; check != nil {
 			wctx, cancel := context.WithTimeout(ctx, startTimeout)
 			defer cancel()

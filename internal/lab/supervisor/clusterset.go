@@ -55,15 +55,15 @@ func (s *Supervisor) joinClusterset(ctx context.Context) error {
 	}
 	for _, c := range s.lab.Clusters {
 		cl := s.clusters[c.Name]
-		run := agentRunner(s.dir.Cluster(c.Name).Kubeconfig(state.Agent), c)
+		spec := runs(agentRunner(s.dir.Cluster(c.Name).Kubeconfig(state.Agent), c))
 		if s.agentPods {
 			kube, err := kubernetes.NewForConfig(state.RESTConfig(s.dir.Cluster(c.Name), c, state.Admin))
 			if err != nil {
 				return err
 			}
-			run = agentPodsRunner(kube, cl.stopping.Load)
+			spec = agentPodsTask(kube, cl.stopping.Load)
 		}
-		cl.startTask(Agent, run)
+		cl.startTask(Agent, spec)
 		wctx, cancel := context.WithTimeout(ctx, startTimeout)
 		err := wait.PollUntilContextCancel(wctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 			return cl.checker.agent(ctx) == nil, nil

@@ -104,7 +104,7 @@ func (s *Supervisor) startLabDNS(ctx context.Context, broker *rest.Config) error
 	b := Broker(s.lab)
 	cl := s.clusters[b.Name]
 	t0 := time.Now()
-	cl.startTask(StraitDNS, run)
+	cl.startTask(StraitDNS, runs(run))
 	wctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	err = wait.PollUntilContextCancel(wctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
