@@ -110,4 +110,4 @@ func ValidateBrokerServer(server string) error {
 // BrokerServerOverrideUsage is the help of the --broker-server flag of the commands that
 // read the broker with a member's stored credential (status, diagnose).
 const BrokerServerOverrideUsage = "reach the broker at this URL instead of the one strait join stored for the members' agents, with the same credential: " +
-	"for a broker URL only the clusters reach (e.g. a private address)"
+	"for a broker URL only the clusters reach (e.g. a private address); default: the brokerServer of the context's strait.io extension, if it has one"

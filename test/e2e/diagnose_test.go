@@ -27,7 +27,7 @@ func runDiagnose(t *testing.T, lab *labtest.Lab) (*diagnose.Report, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, straitBin, "diagnose", "--kubeconfig", lab.Kubeconfig(), "--broker-server", lab.BrokerURL(), "--image", diagnoseImage, "--timeout", "75s", "-o", "json")
+	cmd := exec.CommandContext(ctx, straitBin, "diagnose", "--kubeconfig", lab.Kubeconfig(), "--image", diagnoseImage, "--timeout", "75s", "-o", "json")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -219,7 +219,7 @@ func TestMultiClusterServices(t *testing.T) {
 		return true, nil
 	})
 	// strait status shows the members, their exports and the conflict.
-	out, err := exec.Command(straitBin, "status", "--kubeconfig", lab.Kubeconfig(), "--context", "cluster02", "--broker-server", lab.BrokerURL(), "-o", "json").Output()
+	out, err := exec.Command(straitBin, "status", "--kubeconfig", lab.Kubeconfig(), "--context", "cluster02", "-o", "json").Output()
 	if err != nil {
 		t.Fatalf("strait status: %v", err)
 	}

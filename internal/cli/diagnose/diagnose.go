@@ -216,7 +216,12 @@ func (o *options) members(ctx context.Context, report *diagnose.Report) ([]*memb
 	}
 	var members []*member
 	for _, name := range names {
-		m, err := o.connect(ctx, name)
+		// A malformed kubeconfig is the user's to mend before anything is checked.
+		brokerServer, err := o.kube.BrokerServer(name, o.brokerServer)
+		if err != nil {
+			return nil, err
+		}
+		m, err := o.connect(ctx, name, brokerServer)
 		switch {
 		case err != nil && !explicit:
 			o.say("context %s left out: %v", name, err)
@@ -234,7 +239,9 @@ func (o *options) members(ctx context.Context, report *diagnose.Report) ([]*memb
 	return members, nil
 }
 
-func (o *options) connect(ctx context.Context, name string) (*member, error) {
+// connect reads one member; brokerServer, if not empty, is where it reaches the broker
+// instead of the stored URL.
+func (o *options) connect(ctx context.Context, name, brokerServer string) (*member, error) {
 	cfg, err := o.kube.ContextConfig(name)
 	if err != nil {
 		return nil, err
@@ -256,8 +263,8 @@ func (o *options) connect(ctx context.Context, name string) (*member, error) {
 		return nil, err
 	}
 	if bc, err := clusterset.BrokerRESTConfig(rctx, m.kube, o.allowInsecure); err == nil {
-		if o.brokerServer != "" {
-			bc.Host = o.brokerServer
+		if brokerServer != "" {
+			bc.Host = brokerServer
 		}
 		m.broker, _ = kubernetes.NewForConfig(bc)
 	}

@@ -58,6 +58,9 @@ func New() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if brokerServer, err = kube.BrokerServer(name, brokerServer); err != nil {
+				return err
+			}
 			ctx, cancel := contextWithTimeout(cmd.Context())
 			defer cancel()
 			st, err := gather(ctx, cfg, name, allowInsecure, brokerServer)

@@ -209,7 +209,8 @@ func (l *Lab) Kubeconfig() string { return l.Dir.Kubeconfig() }
 
 // BrokerURL is how the host reaches the broker's API server. The members' stored broker
 // credential may name another address (with agents in pods, the broker's node address,
-// which only the clusters reach): give this to strait status and diagnose's --broker-server.
+// which only the clusters reach); the lab's kubeconfig names this URL in its contexts'
+// strait.io extension, which strait status and diagnose read.
 func (l *Lab) BrokerURL() string {
 	return state.APIServerURL(l.Plan.Clusters[0])
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/strait-io/strait/internal/kubeconfig"
 	"github.com/strait-io/strait/internal/lab/pki"
 	"github.com/strait-io/strait/internal/lab/plan"
 )
@@ -293,7 +294,14 @@ func WriteKubeconfigs(d Dir, l *plan.Lab) error {
 		}
 		user.Clusters[c.Name] = cl
 		user.AuthInfos[c.Name+"-admin"] = ai
-		user.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: c.Name + "-admin", Namespace: "default"}
+		uc := &clientcmdapi.Context{Cluster: c.Name, AuthInfo: c.Name + "-admin", Namespace: "default"}
+		// The broker (the first cluster) as this host reaches it: with agents in pods the
+		// members store its node address, which only the clusters reach, and strait status
+		// and diagnose would otherwise dial it from here.
+		if err := kubeconfig.SetExtension(uc, kubeconfig.Extension{BrokerServer: APIServerURL(l.Clusters[0])}); err != nil {
+			return err
+		}
+		user.Contexts[c.Name] = uc
 	}
 	if len(l.Clusters) > 0 {
 		user.CurrentContext = l.Clusters[0].Name

@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/strait-io/strait/internal/kubeconfig"
 	"github.com/strait-io/strait/internal/lab/plan"
 )
 
@@ -119,6 +120,11 @@ func TestKubeconfigHasOneContextPerCluster(t *testing.T) {
 		}
 		if got := cfg.Clusters[ctx.Cluster].Server; got != APIServerURL(c) {
 			t.Errorf("context %s points at %s, want %s", c.Name, got, APIServerURL(c))
+		}
+		// strait status and diagnose reach the broker (the first cluster) from this host,
+		// whatever address the members stored for their agents.
+		if e, err := kubeconfig.ExtensionOf(c.Name, ctx); err != nil || e.BrokerServer != APIServerURL(l.Clusters[0]) {
+			t.Errorf("context %s: broker server %q (%v), want %s", c.Name, e.BrokerServer, err, APIServerURL(l.Clusters[0]))
 		}
 	}
 	proxy, err := clientcmd.LoadFromFile(d.Cluster("west").Kubeconfig(KubeProxy))
