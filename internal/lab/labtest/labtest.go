@@ -76,8 +76,7 @@ type Options struct {
 	// Names of the clusters.
 	Names []string
 	// AgentsInSupervisor runs the agents inside the supervisor even when AgentBinary is
-	// set: for a test that installs the chart itself, or one that keeps agents in the
-	// supervisor for a reason it states (TestFaults).
+	// set: for a test that installs the chart itself.
 	AgentsInSupervisor bool
 	// BeforeStart, if set, runs once the lab is prepared (state directory, certificates,
 	// binaries) and before its supervisor starts: a test of failures breaks something here.
