@@ -96,13 +96,28 @@ func newScaleAgent(b *testing.B, lab *labtest.Lab, cluster string) *scaleAgent {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a := &scaleAgent{b: b, dir: b.TempDir(), stats: freePort(b), health: freePort(b)}
+	a := &scaleAgent{b: b, dir: agentLogDir(b), stats: freePort(b), health: freePort(b)}
 	a.env = append(os.Environ(), "STRAIT_SCALE_AGENT=1",
 		"STRAIT_SCALE_KUBECONFIG="+lab.Kubeconfig(), "STRAIT_SCALE_CONTEXT="+cluster,
 		"STRAIT_SCALE_MEMBER_HOST="+u.Host, "STRAIT_SCALE_STATS="+a.stats,
 		"STRAIT_SCALE_HEALTH="+a.health, "STRAIT_SCALE_METRICS="+freePort(b))
 	b.Cleanup(a.stop)
 	return a
+}
+
+// agentLogDir is where the agent processes' logs go (agent-<start>.log): under
+// $SCALE_AGENT_LOGS, one directory per size, kept after the benchmark; else a temporary
+// directory.
+func agentLogDir(b *testing.B) string {
+	root := os.Getenv("SCALE_AGENT_LOGS")
+	if root == "" {
+		return b.TempDir()
+	}
+	dir := filepath.Join(root, strings.NewReplacer("/", "_", "=", "-").Replace(b.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return dir
 }
 
 // start starts the agent process and returns when it started (not when it is ready).
