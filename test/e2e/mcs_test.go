@@ -230,6 +230,11 @@ func TestMultiClusterServices(t *testing.T) {
 	if !st.BrokerReachable || len(st.Members) != 3 || st.Imports != 1 {
 		t.Errorf("status = %+v; want a reachable broker, 3 members and 1 import", st)
 	}
+	// Read where the lab's kubeconfig says this host reaches the broker (the context's
+	// strait.io extension), not at the address stored for the agents.
+	if st.Broker != lab.BrokerURL() {
+		t.Errorf("status read the broker at %s; want %s, from the kubeconfig context's extension", st.Broker, lab.BrokerURL())
+	}
 	for _, m := range st.Members {
 		if !m.Alive || m.Exports != 1 {
 			t.Errorf("member %+v: want alive with one export", m)
