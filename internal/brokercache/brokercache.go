@@ -14,7 +14,6 @@ package brokercache
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 
@@ -287,59 +286,82 @@ type Kind struct {
 
 	mu       sync.Mutex
 	handlers []cache.ResourceEventHandler
-	regs     map[cache.SharedIndexInformer][]cache.ResourceEventHandlerRegistration
+	// regs holds, per member informer, the registration of its one fan-out handler.
+	regs map[cache.SharedIndexInformer]cache.ResourceEventHandlerRegistration
 }
 
 func newKind(c *Cache, r schema.GroupVersionResource, informerOf func(*member) cache.SharedIndexInformer) *Kind {
-	return &Kind{c: c, resource: r, informerOf: informerOf, regs: map[cache.SharedIndexInformer][]cache.ResourceEventHandlerRegistration{}}
+	return &Kind{c: c, resource: r, informerOf: informerOf, regs: map[cache.SharedIndexInformer]cache.ResourceEventHandlerRegistration{}}
 }
 
 // AddEventHandler adds a handler to the kind's informers in every member namespace, now and
-// when members join.
+// when members join. Each member informer has one registration that hands every event to
+// all of the kind's handlers in turn (they only enqueue keys): a registration costs a
+// goroutine pair and an event buffer per informer, and there are three informers per
+// member. Objects the running informers hold already reach a handler added late as adds,
+// as a shared informer replays its store to a late handler.
 func (k *Kind) AddEventHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
 	k.mu.Lock()
 	k.handlers = append(k.handlers, h)
 	k.mu.Unlock()
 	for _, m := range k.c.snapshot() {
-		inf := k.informerOf(m)
-		reg, err := inf.AddEventHandler(h)
-		if err != nil {
-			return nil, err
+		for _, obj := range k.informerOf(m).GetStore().List() {
+			h.OnAdd(obj, true)
 		}
-		k.mu.Lock()
-		k.regs[inf] = append(k.regs[inf], reg)
-		k.mu.Unlock()
 	}
 	return nil, nil
 }
 
-func (k *Kind) attach(inf cache.SharedIndexInformer) {
+// current returns the kind's handlers. Appending never changes the elements a returned
+// slice holds, so it is read without copying.
+func (k *Kind) current() []cache.ResourceEventHandler {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for _, h := range k.handlers {
-		if reg, err := inf.AddEventHandler(h); err == nil {
-			k.regs[inf] = append(k.regs[inf], reg)
-		}
+	return k.handlers
+}
+
+// fanout is the one handler of a member informer: it passes each event to every handler of
+// the kind.
+type fanout struct{ k *Kind }
+
+func (f fanout) OnAdd(obj any, initial bool) {
+	for _, h := range f.k.current() {
+		h.OnAdd(obj, initial)
 	}
+}
+
+func (f fanout) OnUpdate(old, obj any) {
+	for _, h := range f.k.current() {
+		h.OnUpdate(old, obj)
+	}
+}
+
+func (f fanout) OnDelete(obj any) {
+	for _, h := range f.k.current() {
+		h.OnDelete(obj)
+	}
+}
+
+func (k *Kind) attach(inf cache.SharedIndexInformer) {
+	reg, err := inf.AddEventHandler(fanout{k: k})
+	if err != nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.regs[inf] = reg
 }
 
 func (k *Kind) detach(inf cache.SharedIndexInformer) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for _, reg := range k.regs[inf] {
+	if reg, ok := k.regs[inf]; ok {
 		_ = inf.RemoveEventHandler(reg)
 	}
 	delete(k.regs, inf)
 }
 
-func (k *Kind) deleted(obj any) {
-	k.mu.Lock()
-	handlers := slices.Clone(k.handlers)
-	k.mu.Unlock()
-	for _, h := range handlers {
-		h.OnDelete(obj)
-	}
-}
+func (k *Kind) deleted(obj any) { fanout{k: k}.OnDelete(obj) }
 
 // recordIndex indexes the objects of a member namespace by the Service whose records they
 // are ("namespace/name", records.Key).
